@@ -1,0 +1,38 @@
+"""Event contracts: the typed structs, their decoder, and the JSON Schema export."""
+
+from schemas.decode import decode, excerpt
+from schemas.events import (
+    PUBLIC_CONTRACTS,
+    CatalogItem,
+    Click,
+    ClicksWindow,
+    ControlCommand,
+    DeadLetter,
+    Forecast,
+    Order,
+    PriceChange,
+    PriceState,
+    Rejection,
+    SalesWindow,
+    encode,
+    ts_ms,
+)
+
+__all__ = [
+    "PUBLIC_CONTRACTS",
+    "CatalogItem",
+    "Click",
+    "ClicksWindow",
+    "ControlCommand",
+    "DeadLetter",
+    "Forecast",
+    "Order",
+    "PriceChange",
+    "PriceState",
+    "Rejection",
+    "SalesWindow",
+    "decode",
+    "encode",
+    "excerpt",
+    "ts_ms",
+]

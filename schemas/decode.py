@@ -1,0 +1,90 @@
+"""Decode and validate raw Kafka payloads: a typed event or a :class:`Rejection`, never an exception.
+
+Errors are data here (bytewax's ``oks``/``errs`` split): callers route rejections to the
+dead-letter topic and carry on with the stream.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TypeVar
+
+import msgspec
+
+from schemas.events import (
+    CatalogItem,
+    Click,
+    ControlCommand,
+    Order,
+    Rejection,
+    ts_in_range,
+    ts_ms,
+)
+
+DEFAULT_MAX_BYTES = 64 * 1024
+EXCERPT_BYTES = 512
+
+T = TypeVar("T", Order, Click, CatalogItem, ControlCommand)
+
+_decoders: dict[type, msgspec.json.Decoder] = {
+    t: msgspec.json.Decoder(t) for t in (Order, Click, CatalogItem, ControlCommand)
+}
+_PATH = re.compile(r" - at `([^`]*)`$")
+
+
+def _classify(message: str) -> str:
+    if "timezone" in message:
+        return "naive_timestamp"
+    if "missing required field" in message:
+        return "missing_field"
+    if "Number out of range" in message:
+        return "non_finite"
+    if re.search(r"Expected `[^`]+` (>|<|>=|<=) ", message) or "length" in message:
+        return "out_of_range"
+    if "Expected `" in message and ", got `" in message:
+        return "wrong_type"
+    return "invalid_value"
+
+
+def decode(payload: bytes | None, kind: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) -> T | Rejection:
+    """Decode ``payload`` as ``kind``; return a :class:`Rejection` with a reason code if it is bad.
+
+    >>> decode(b'{"order_id":"o1","ts":1700000000000,"sku":"A","qty":2,"unit_price":9.5}', Order).qty
+    2
+    >>> decode(b'{"order_id":"o1","ts":"2024-01-01T00:00:00","sku":"A","qty":1,"unit_price":1}', Order).reason
+    'naive_timestamp'
+    """
+    if payload is None:
+        return Rejection(reason="empty", detail="message has no value")
+    if len(payload) > max_bytes:
+        return Rejection(reason="oversize", detail=f"{len(payload)} bytes > limit {max_bytes}")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(reason="not_utf8", detail=str(exc)[:200])
+    try:
+        event = _decoders[kind].decode(payload)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        return Rejection(reason=_classify(msg), detail=msg[:300])
+    except msgspec.DecodeError as exc:
+        return Rejection(reason="malformed_json", detail=str(exc)[:300])
+    ts = getattr(event, "ts", None)
+    if ts is not None and not ts_in_range(ts_ms(ts)):
+        return Rejection(reason="out_of_range", detail="timestamp outside 2000-01-01..2100-01-01 - at `$.ts`")
+    if isinstance(event, CatalogItem):
+        if event.min_price > event.max_price:
+            return Rejection(reason="invalid_value", detail="min_price > max_price")
+    for name in ("unit_price", "price_seen", "cost", "base_price", "min_price", "max_price", "price"):
+        v = getattr(event, name, None)
+        if isinstance(v, float) and not math.isfinite(v):  # pragma: no cover - bounds catch inf
+            return Rejection(reason="non_finite", detail=f"{name} is not finite")
+    return event
+
+
+def excerpt(payload: bytes | None, limit: int = EXCERPT_BYTES) -> str:
+    """A printable, bounded excerpt of a payload for the dead-letter record."""
+    if not payload:
+        return ""
+    return payload[:limit].decode("utf-8", errors="backslashreplace")

@@ -1,0 +1,205 @@
+"""Typed event contracts for every topic repricer reads or writes.
+
+Incoming events (``Order``, ``Click``, ``CatalogItem``, ``ControlCommand``) are decoded with
+:func:`schemas.decode`, which returns either the event or a :class:`Rejection` that goes to the
+dead-letter topic. Outgoing events (``PriceChange``, ``PriceState``, ``DeadLetter``, the window
+aggregates) are produced by repricer itself. ``PriceChange`` v1 is the public contract for
+downstream services; its JSON Schema is checked in under ``schemas/json/``.
+
+Timestamps on the wire are RFC 3339 strings *with* an offset, or integer epoch milliseconds.
+Internally every timestamp is an ``int`` of epoch milliseconds (UTC), which is what
+``ts_ms`` returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+# Bounds that reject hostile values early; they are far outside anything a real shop sends.
+_MAX_QTY = 1_000_000
+_MAX_PRICE = 1e9
+_MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+
+Sku = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")]
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+Price = Annotated[float, Meta(gt=0, le=_MAX_PRICE)]
+NonNegPrice = Annotated[float, Meta(ge=0, le=_MAX_PRICE)]
+Qty = Annotated[int, Meta(gt=0, le=_MAX_QTY)]
+AwareDatetime = Annotated[datetime, Meta(tz=True)]
+EpochMs = Annotated[int, Meta(ge=_MIN_TS_MS, le=_MAX_TS_MS)]
+Timestamp = AwareDatetime | EpochMs
+ClickType = Literal["view", "add_to_cart", "remove_from_cart"]
+
+
+def ts_ms(ts: datetime | int) -> int:
+    """Epoch milliseconds (UTC) of a decoded wire timestamp."""
+    if isinstance(ts, int):
+        return ts
+    return int(ts.timestamp() * 1000)
+
+
+class _Event(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base for incoming events; unknown extra fields are ignored (forward compatibility)."""
+
+
+class Order(_Event, frozen=True, kw_only=True):
+    """One order line: ``qty`` units of ``sku`` sold at ``unit_price``."""
+
+    order_id: Id
+    ts: Timestamp
+    sku: Sku
+    qty: Qty
+    unit_price: Price
+    currency: Currency = "EUR"
+    customer_id: Id | None = None
+
+
+class Click(_Event, frozen=True, kw_only=True):
+    """One clickstream event of a shopper session on a product page."""
+
+    event_id: Id
+    ts: Timestamp
+    session_id: Id
+    sku: Sku
+    type: ClickType
+    price_seen: Price | None = None
+
+
+class CatalogItem(_Event, frozen=True, kw_only=True):
+    """Cost and price bounds of one SKU; the ``catalog`` topic is compacted by SKU."""
+
+    sku: Sku
+    cost: NonNegPrice
+    base_price: Price
+    min_price: Price
+    max_price: Price
+    currency: Currency = "EUR"
+    stock: Annotated[int, Meta(ge=0)] | None = None
+    category: Annotated[str, Meta(max_length=128)] | None = None
+
+
+class ControlCommand(_Event, frozen=True, kw_only=True):
+    """Operator command on ``pricing-control``: ``sku`` is a SKU or ``"*"`` for all SKUs."""
+
+    sku: Annotated[str, Meta(min_length=1, max_length=128)]
+    action: Literal["freeze", "unfreeze", "override", "clear_override"]
+    price: Price | None = None
+    who: Annotated[str, Meta(min_length=1, max_length=128)]
+    why: Annotated[str, Meta(max_length=1024)] = ""
+    ts: Timestamp | None = None
+
+
+class Forecast(Struct, frozen=True, kw_only=True):
+    """Forecast units for the next window at the old and at the new price."""
+
+    units_at_old: float
+    units_at_new: float
+
+
+class PriceChange(Struct, frozen=True, kw_only=True):
+    """PriceChange v1: the public event downstream services subscribe to.
+
+    ``event_id`` is deterministic (same decision, same id), so consumers deduplicate by it.
+    Timestamps are epoch milliseconds (UTC). ``effective_at`` is when the price applies.
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    sku: str
+    old_price: float
+    new_price: float
+    currency: str
+    decided_at: int
+    effective_at: int
+    window_start: int
+    reasons: list[str]
+    forecast: Forecast
+    elasticity: float
+    model_versions: dict[str, str]
+    guardrails: list[str]
+    policy_version: str
+
+
+class PriceState(Struct, frozen=True, kw_only=True):
+    """Current price of a SKU, on the compacted ``prices`` topic."""
+
+    sku: str
+    price: float
+    currency: str
+    since: int
+    version: int
+
+
+class DeadLetter(Struct, frozen=True, kw_only=True):
+    """A rejected input event with the reason and where it came from."""
+
+    reason: str
+    detail: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    payload_excerpt: str
+    received_at: int
+
+
+class SalesWindow(Struct, frozen=True, kw_only=True):
+    """Orders of one SKU in one closed window (zero-demand windows included)."""
+
+    sku: str
+    window_start: int
+    window_end: int
+    orders: int
+    units: int
+    revenue: float
+    price: float
+    late_events: int
+
+
+class ClicksWindow(Struct, frozen=True, kw_only=True):
+    """Clickstream counts of one SKU in one closed window."""
+
+    sku: str
+    window_start: int
+    window_end: int
+    views: int
+    add_to_cart: int
+    remove_from_cart: int
+
+
+class Rejection(Struct, frozen=True, kw_only=True):
+    """Why an incoming payload was refused: a machine ``reason`` code and a human ``detail``."""
+
+    reason: str
+    detail: str
+
+
+IncomingEvent = Order | Click | CatalogItem | ControlCommand
+
+PUBLIC_CONTRACTS: dict[str, type[Struct]] = {
+    "Order": Order,
+    "Click": Click,
+    "CatalogItem": CatalogItem,
+    "ControlCommand": ControlCommand,
+    "PriceChange": PriceChange,
+    "PriceState": PriceState,
+    "DeadLetter": DeadLetter,
+    "SalesWindow": SalesWindow,
+    "ClicksWindow": ClicksWindow,
+}
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(obj: Struct) -> bytes:
+    """JSON bytes of an event."""
+    return _encoder.encode(obj)
+
+
+def ts_in_range(ms: int) -> bool:
+    return _MIN_TS_MS <= ms <= _MAX_TS_MS
