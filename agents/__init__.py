@@ -1,0 +1,9 @@
+"""Thin Faust agents: each module has ``register(rp)`` that attaches its agents to an app.
+
+The logic they call lives in plain modules (``schemas.decode``, ``streams.windowing``,
+``infra.clickhouse``) so it is testable without Kafka.
+"""
+
+from agents import ingest, sink, windows
+
+__all__ = ["ingest", "sink", "windows"]

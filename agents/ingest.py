@@ -1,0 +1,100 @@
+"""Ingest agents: decode and validate public events, dead-letter the bad, repartition by SKU.
+
+Valid orders and clicks are forwarded to the SKU-keyed internal topic, followed now and then by
+a watermark broadcast to every partition of it (so quiet partitions still close windows).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejection, decode, encode
+from schemas.decode import excerpt
+from schemas.events import ts_ms
+from streams.envelope import (
+    CatalogEnv,
+    ClickEnv,
+    ControlEnv,
+    Envelope,
+    OrderEnv,
+    WatermarkEnv,
+    pack,
+)
+
+if TYPE_CHECKING:
+    from streams.app import Repricer
+
+WATERMARK_FLUSH_S = 0.2
+
+
+def to_envelope(event: Order | Click | CatalogItem | ControlCommand, *, src: str = "",
+                off: int = -1) -> Envelope:
+    """The internal envelope of a validated public event from source partition ``src``."""
+    if isinstance(event, Order):
+        return OrderEnv(sku=event.sku, ts=ts_ms(event.ts), qty=event.qty, price=event.unit_price,
+                        order_id=event.order_id, src=src, off=off)
+    if isinstance(event, Click):
+        return ClickEnv(sku=event.sku, ts=ts_ms(event.ts), kind=event.type, src=src, off=off)
+    if isinstance(event, CatalogItem):
+        return CatalogEnv(sku=event.sku, cost=event.cost, base_price=event.base_price,
+                          min_price=event.min_price, max_price=event.max_price,
+                          currency=event.currency, stock=event.stock)
+    return ControlEnv(sku=event.sku, action=event.action, price=event.price, who=event.who,
+                      why=event.why)
+
+
+def dead_letter(rej: Rejection, message: Any, value: bytes | None) -> DeadLetter:
+    return DeadLetter(
+        reason=rej.reason, detail=rej.detail, source_topic=message.topic,
+        source_partition=message.partition, source_offset=message.offset,
+        payload_excerpt=excerpt(value), received_at=int(time.time() * 1000),
+    )
+
+
+def register(rp: Repricer) -> None:
+    s, t = rp.settings, rp.topics
+    partitions = s.partitions
+    # highest event time forwarded per source partition, and what was last broadcast for it
+    forwarded: dict[str, int] = {}
+    broadcast: dict[str, int] = {}
+
+    def make(topic_key: str, kind: type, *, watermarks: bool) -> None:
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                msg, value = event.message, event.value
+                result = decode(value, kind, max_bytes=s.max_payload_bytes)
+                rp.stats.ingested[topic_key] += 1
+                if isinstance(result, Rejection):
+                    rp.stats.dlq[result.reason] += 1
+                    await t["dlq"].send(key=event.key, value=encode(dead_letter(result, msg, value)))
+                    continue
+                src = f"{msg.topic}/{msg.partition}"
+                env = to_envelope(result, src=src, off=msg.offset)
+                if isinstance(env, ControlEnv) and env.sku == "*":
+                    for p in range(partitions):
+                        await t["sku_events"].send(key=b"*", value=pack(env), partition=p)
+                    continue
+                await t["sku_events"].send(key=env.sku.encode(), value=pack(env))
+                if watermarks and env.ts > forwarded.get(src, 0):  # type: ignore[union-attr]
+                    forwarded[src] = env.ts  # type: ignore[union-attr]
+
+        agent.__name__ = f"ingest_{topic_key}"
+        agent.__qualname__ = agent.__name__
+        rp.app.agent(t[topic_key], name=f"repricer.ingest.{topic_key}")(agent)
+
+    make("orders", Order, watermarks=True)
+    make("clicks", Click, watermarks=True)
+    make("catalog", CatalogItem, watermarks=False)
+    make("control", ControlCommand, watermarks=False)
+
+    @rp.app.timer(WATERMARK_FLUSH_S)
+    async def broadcast_watermarks() -> None:
+        """Tell every SKU partition how far each source partition has been forwarded."""
+        for src, ts in list(forwarded.items()):
+            if broadcast.get(src) == ts:
+                continue
+            broadcast[src] = ts
+            wm = pack(WatermarkEnv(src=src, ts=ts))
+            for p in range(partitions):
+                await t["sku_events"].send(key=b"", value=wm, partition=p)

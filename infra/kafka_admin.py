@@ -1,0 +1,86 @@
+"""Kafka topic administration: create repricer's topics with the right cleanup policy.
+
+Uses kafka-python's admin client (which also works on Tansu). Creation is idempotent: existing
+topics are left as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compact: bool = False
+
+
+def client_kwargs(settings: Settings) -> dict[str, object]:
+    """Connection options for kafka-python clients (security included)."""
+    kw: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kw["sasl_plain_username"] = settings.kafka_username
+        kw["sasl_plain_password"] = (
+            settings.kafka_password.get_secret_value() if settings.kafka_password else None
+        )
+    return kw
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every public topic repricer reads or writes."""
+    p = settings.partitions
+    return [
+        TopicSpec(settings.topic_orders, p),
+        TopicSpec(settings.topic_clicks, p),
+        TopicSpec(settings.topic_catalog, p, compact=True),
+        TopicSpec(settings.topic_control, 1, compact=True),
+        TopicSpec(settings.topic_price_changes, p),
+        TopicSpec(settings.topic_prices, p, compact=True),
+        TopicSpec(settings.topic_dlq, p),
+    ]
+
+
+def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics; returns the names created. Retries until the broker answers."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **client_kwargs(settings))
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    created = []
+    try:
+        existing = set(admin.list_topics())
+        for spec in topic_specs(settings):
+            if spec.name in existing:
+                continue
+            cfg = {"cleanup.policy": "compact" if spec.compact else "delete"}
+            try:
+                admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=cfg)])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+            except KafkaError as exc:  # pragma: no cover - depends on the broker
+                log.warning("could not create topic %s: %r", spec.name, exc)
+    finally:
+        admin.close()
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    return created

@@ -1,0 +1,149 @@
+"""The Faust app factory: topics, tables, the window engine and the agents of one worker.
+
+No module-global app: ``create_app(settings)`` builds everything, so tests and the demo can run
+several differently-configured apps, and importing a module never connects anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from models.guardrails import GuardrailConfig
+from models.policy import RulePolicy
+from streams.settings import Settings
+from streams.windowing import WindowEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stats:
+    """Counters of one worker, written to ``<data_dir>/stats.json`` every second."""
+
+    ingested: Counter[str] = field(default_factory=Counter)
+    dlq: Counter[str] = field(default_factory=Counter)
+    windows_closed: int = 0
+    decisions: int = 0
+    price_changes: int = 0
+    late_events: int = 0
+    sink_rows: Counter[str] = field(default_factory=Counter)
+    sink_errors: int = 0
+    sink_pending: int = 0
+    started_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ingested": dict(self.ingested), "events_processed": sum(self.ingested.values()),
+            "dlq": dict(self.dlq), "windows_closed": self.windows_closed,
+            "decisions": self.decisions, "price_changes": self.price_changes,
+            "late_events": self.late_events, "sink_rows": dict(self.sink_rows),
+            "sink_errors": self.sink_errors, "sink_pending": self.sink_pending,
+            "uptime_s": round(time.time() - self.started_at, 1), "updated_at": time.time(),
+        }
+
+
+@dataclass
+class Repricer:
+    """Everything one worker runs: the Faust app plus what its agents share."""
+
+    settings: Settings
+    app: faust.App
+    topics: dict[str, faust.TopicT]
+    tables: dict[str, faust.Table]
+    engine: WindowEngine
+    stats: Stats
+
+    stats_path: Path
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    proto = settings.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    import ssl
+
+    ssl_ctx = ssl.create_default_context() if proto.endswith("SSL") else None
+    if proto.startswith("SASL"):
+        password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
+        return faust.SASLCredentials(
+            username=settings.kafka_username or "", password=password,
+            mechanism=settings.kafka_sasl_mechanism, ssl_context=ssl_ctx,
+        )
+    return faust.SSLCredentials(ssl_ctx)
+
+
+def create_app(settings: Settings) -> Repricer:
+    """Build a worker's Faust app with all topics, tables and agents registered."""
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        broker_credentials=_broker_credentials(settings),
+        store=settings.store,
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        web_enabled=settings.web_enabled,
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        table_standby_replicas=0,
+        producer_linger_ms=5,
+        stream_buffer_maxsize=8192,
+        key_serializer="json",  # table keys (SKUs) round-trip as str; topics here set their own
+        value_serializer="json",
+    )
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    p = settings.partitions
+    topics: dict[str, faust.TopicT] = {
+        "orders": app.topic(settings.topic_orders, **raw),
+        "clicks": app.topic(settings.topic_clicks, **raw),
+        "catalog": app.topic(settings.topic_catalog, **raw),
+        "control": app.topic(settings.topic_control, **raw),
+        "price_changes": app.topic(settings.topic_price_changes, **raw),
+        "prices": app.topic(settings.topic_prices, **raw),
+        "dlq": app.topic(settings.topic_dlq, **raw),
+        "sku_events": app.topic(f"{settings.app_id}-sku-events", partitions=p, internal=True, **raw),
+        "aggregates": app.topic(f"{settings.app_id}-aggregates", partitions=p, internal=True, **raw),
+    }
+    tables = {
+        "skus": app.Table("sku-state", default=None, partitions=p, key_type=str),
+        "meta": app.Table("partition-state", default=None, partitions=p, key_type=str),
+    }
+    engine = WindowEngine(
+        window_ms=settings.window_ms,
+        lateness_ms=settings.lateness_ms,
+        guardrails=GuardrailConfig(
+            min_margin=settings.min_margin, max_step=settings.max_step,
+            min_change=settings.min_change, cooldown_ms=settings.cooldown_s * 1000,
+            rounding=settings.rounding,
+        ),
+        policy=RulePolicy(version=settings.policy_version),
+        rate_limit_per_tick=settings.rate_limit_per_window,
+        idle_source_ms=settings.idle_source_s * 1000,
+    )
+    rp = Repricer(settings=settings, app=app, topics=topics, tables=tables, engine=engine,
+                  stats=Stats(), stats_path=Path(settings.data_dir).resolve() / "stats.json")
+
+    from agents import ingest, sink, windows  # agents register themselves on this app
+
+    ingest.register(rp)
+    windows.register(rp)
+    sink.register(rp)
+
+    @app.timer(1.0)
+    async def _write_stats() -> None:
+        tmp = rp.stats_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rp.stats.as_dict()))
+        tmp.replace(rp.stats_path)
+
+    return rp

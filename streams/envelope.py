@@ -1,0 +1,66 @@
+"""Internal messages on the SKU-keyed repartition topic (``<app_id>-sku-events``).
+
+Ingest agents turn validated public events into these compact envelopes keyed by SKU, so each
+SKU's events, catalog and control commands meet on one partition, in order. ``Watermark``
+envelopes are broadcast to every partition so windows close even where a partition is quiet.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import Struct
+
+
+class OrderEnv(Struct, frozen=True, tag="o", array_like=True):
+    sku: str
+    ts: int
+    qty: int
+    price: float
+    order_id: str
+    src: str  # source partition, e.g. "orders/3"
+    off: int  # offset in the source partition: replays of the ingest hop are dropped by it
+
+
+class ClickEnv(Struct, frozen=True, tag="c", array_like=True):
+    sku: str
+    ts: int
+    kind: str
+    src: str
+    off: int
+
+
+class CatalogEnv(Struct, frozen=True, tag="cat", array_like=True):
+    sku: str
+    cost: float
+    base_price: float
+    min_price: float
+    max_price: float
+    currency: str
+    stock: int | None
+
+
+class ControlEnv(Struct, frozen=True, tag="ctl", array_like=True):
+    sku: str  # a SKU, or "*" for every SKU
+    action: str
+    price: float | None
+    who: str
+    why: str
+
+
+class WatermarkEnv(Struct, frozen=True, tag="wm", array_like=True):
+    src: str  # source partition the mark speaks for, e.g. "clickstream/0"
+    ts: int  # highest event time forwarded from that source partition
+
+
+Envelope = OrderEnv | ClickEnv | CatalogEnv | ControlEnv | WatermarkEnv
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(Envelope)
+
+
+def pack(env: Envelope) -> bytes:
+    return _enc.encode(env)
+
+
+def unpack(raw: bytes) -> Envelope:
+    return _dec.decode(raw)

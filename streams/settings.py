@@ -1,0 +1,110 @@
+"""The one typed, frozen configuration object; every field is read from ``REPRICER_<NAME>``.
+
+Secrets are ``SecretStr`` and URLs with passwords are masked in ``repr``, so logging a
+``Settings`` never leaks a credential.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``.
+
+    >>> mask_url("clickhouse://app:s3cret@db:9000/repricer")
+    'clickhouse://app:***@db:9000/repricer'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Settings(BaseSettings):
+    """repricer configuration. Every field can be set as the env var ``REPRICER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="REPRICER_", frozen=True, extra="ignore")
+
+    # --- connections -------------------------------------------------------------------
+    app_id: str = Field("repricer", description="Faust app id: consumer group and changelog prefix.")
+    broker: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), `kafka://host:port`.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    clickhouse_url: SecretStr = Field(
+        SecretStr("chdb://.repricer/chdb"),
+        description="`clickhouse://user:pass@host:9000/db` or `chdb:///path` (embedded).",
+    )
+    store: str = Field("memory://", description="Faust table store (`memory://` or `rocksdb://`).")
+    data_dir: str = Field(".repricer/faust", description="Faust data directory.")
+    web_enabled: bool = False
+    web_port: int = 6066
+
+    # --- topics ----------------------------------------------------------------------
+    topic_orders: str = "orders"
+    topic_clicks: str = "clickstream"
+    topic_catalog: str = "catalog"
+    topic_price_changes: str = "price-changes"
+    topic_prices: str = "prices"
+    topic_control: str = "pricing-control"
+    topic_dlq: str = "repricer-dlq"
+    partitions: int = Field(4, ge=1, description="Partitions of repricer's own and internal topics.")
+    max_payload_bytes: int = Field(64 * 1024, ge=256, description="Payloads larger than this go to the DLQ.")
+
+    # --- windows ---------------------------------------------------------------------
+    window_s: int = Field(60, ge=1, description="Tumbling event-time window size, seconds.")
+    lateness_s: int = Field(10, ge=0, description="Allowed lateness before a window closes, seconds.")
+    idle_source_s: int = Field(
+        300, ge=1, description="A source partition trailing the newest by more than this (event "
+        "time) is treated as idle and stops holding windows open.")
+
+    # --- pricing and guardrails -------------------------------------------------------
+    objective: Literal["profit", "revenue"] = "profit"
+    min_margin: float = Field(0.05, ge=0, description="Floor is max(min_price, cost*(1+min_margin)).")
+    max_step: float = Field(0.05, gt=0, le=1, description="Largest relative move per decision.")
+    min_change: float = Field(0.005, ge=0, description="Moves smaller than this fraction are skipped.")
+    cooldown_s: int = Field(120, ge=0, description="Minimum event-time seconds between changes of one SKU.")
+    rounding: Literal["cent", "ninety_nine"] = "cent"
+    rate_limit_per_window: int = Field(
+        10_000, ge=0, description="At most this many price changes per closed window tick per worker."
+    )
+    policy_version: str = "rule-v1"
+
+    # --- ClickHouse sink ---------------------------------------------------------------
+    sink_batch_rows: int = Field(10_000, ge=1)
+    sink_flush_s: float = Field(1.0, gt=0)
+    sink_retry_max_s: float = Field(10.0, gt=0, description="Largest backoff between insert retries.")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_scheme(cls, v: str) -> str:
+        if "://" not in v:
+            v = "kafka://" + v
+        return v
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port[,host:port]`` for kafka-python/aiokafka clients."""
+        return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
+
+    @property
+    def window_ms(self) -> int:
+        return self.window_s * 1000
+
+    @property
+    def lateness_ms(self) -> int:
+        return self.lateness_s * 1000
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for k, v in super().__repr_args__():
+            if k == "clickhouse_url" and isinstance(v, SecretStr):
+                yield k, mask_url(v.get_secret_value())
+            else:
+                yield k, v

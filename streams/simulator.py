@@ -1,0 +1,499 @@
+"""Closed-loop market simulator: a hidden demand truth per SKU that reacts to the prices we set.
+
+Pure logic (no Kafka, no I/O) and deterministic for a seed. :class:`Market` draws a hidden
+:class:`SkuTruth` per SKU, publishes the visible part as :class:`~schemas.events.CatalogItem`,
+and on every :meth:`Market.step` emits the clickstream and orders of a time interval as
+:class:`~schemas.events.Click` and :class:`~schemas.events.Order` structs (``ts`` in epoch ms).
+
+Demand model, per SKU and per product-page view:
+
+* views arrive as an inhomogeneous Poisson process with rate
+  ``views_per_min * season(t)`` per minute, ``season(t) = 1 + season_amp * sin(2π·m/1440 + phase)``
+  where ``m`` is the UTC minute of day (sampled exactly, by thinning);
+* ``conversion(p) = min(0.95, conversion_at_base * (p / base_price) ** elasticity)``;
+* ``cart(p) = min(1, conversion(p) * k)`` with ``k = cart_rate / conversion_at_base`` (≥ 1), so a
+  view adds to cart with probability ``cart(p)`` and every order comes from a carted view;
+* a carted view that does not convert is removed from the cart with probability
+  :data:`REMOVE_PROB`; a converted one becomes an order of ``qty`` 1, 2 or 3 units
+  (probabilities :data:`QTY_PROBS`, mean :data:`MEAN_QTY`).
+
+So the expected units per minute at price ``p`` and time ``t`` are exactly
+``views_per_min * season(t) * conversion(p) * MEAN_QTY`` (:meth:`Market.expected_units_per_min`),
+and the price that maximises expected profit does not depend on ``t`` (see
+:meth:`Market.oracle_price`).
+
+The price a shopper sees is the price in force at the time of the view; the order of a converted
+view is charged that price (the price is locked when the item goes into the cart).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from schemas.events import CatalogItem, Click, Order
+
+MS_PER_MIN = 60_000
+MS_PER_DAY = 86_400_000
+MIN_PER_DAY = 1440
+
+MAX_CONVERSION = 0.95
+QTY_VALUES: tuple[int, ...] = (1, 2, 3)
+QTY_PROBS: tuple[float, ...] = (0.85, 0.10, 0.05)
+MEAN_QTY: float = float(sum(q * p for q, p in zip(QTY_VALUES, QTY_PROBS, strict=True)))  # 1.2
+REMOVE_PROB = 0.4  # P(remove_from_cart | carted and not ordered)
+CART_DELAY_MS = (2_000, 20_000)  # view -> add_to_cart
+CHECKOUT_DELAY_MS = (5_000, 60_000)  # add_to_cart -> order / remove_from_cart
+N_CUSTOMERS = 50_000
+
+CATEGORIES: tuple[str, ...] = (
+    "electronics",
+    "home",
+    "toys",
+    "beauty",
+    "sports",
+    "books",
+    "garden",
+    "fashion",
+)
+
+# Ranges of the drawn truths (see Market._draw_truths).
+COST_MEDIAN = 30.0
+COST_SIGMA = 0.9
+COST_CLIP = (3.0, 400.0)
+ELASTICITY_RANGE = (-3.5, -1.3)
+CONVERSION_RANGE = (0.02, 0.08)
+CART_MULTIPLIER_RANGE = (2.0, 4.0)
+UNITS_AT_BASE_RANGE = (0.5, 4.0)  # log-uniform, units per minute at base price, season = 1
+SEASON_AMP_RANGE = (0.0, 0.6)
+MIN_PRICE_FACTOR = 1.05  # min_price = cost * 1.05
+MAX_PRICE_FACTOR = 4.0  # max_price = cost * 4
+STOCK_MINUTES_RANGE = (600.0, 3000.0)  # stocked SKUs hold this many minutes of base demand
+
+Objective = Literal["profit", "revenue"]
+
+
+@dataclass(frozen=True, slots=True)
+class SkuTruth:
+    """Hidden truth of one SKU (what a perfect pricing model would know)."""
+
+    sku: str
+    category: str
+    cost: float
+    base_price: float
+    min_price: float
+    max_price: float
+    elasticity: float  # price elasticity of conversion (negative)
+    views_per_min: float  # mean product-page views per minute when season(t) == 1
+    conversion_at_base: float  # P(order | view) at base_price
+    cart_rate: float  # P(add_to_cart | view) at base_price, >= conversion_at_base
+    season_amp: float  # amplitude of the daily seasonality, 0..0.6
+    season_phase: float  # radians
+    stock: int | None = None  # initial stock; None = unlimited
+
+
+# --------------------------------------------------------------------------- demand functions
+
+
+def minute_of_day(t_ms: int) -> float:
+    """UTC minute of day (fractional) of an epoch-ms timestamp."""
+    return (t_ms % MS_PER_DAY) / MS_PER_MIN
+
+
+def season_factor(truth: SkuTruth, minute: float | np.ndarray) -> float | np.ndarray:
+    """Multiplier of the view rate at ``minute`` of the (UTC) day."""
+    return 1.0 + truth.season_amp * np.sin(2.0 * np.pi * minute / MIN_PER_DAY + truth.season_phase)
+
+
+def conversion(truth: SkuTruth, price: float | np.ndarray) -> float | np.ndarray:
+    """P(order | view) at ``price``."""
+    return np.minimum(
+        MAX_CONVERSION,
+        truth.conversion_at_base
+        * (np.asarray(price, dtype=float) / truth.base_price) ** truth.elasticity,
+    )
+
+
+def cart_probability(truth: SkuTruth, price: float | np.ndarray) -> float | np.ndarray:
+    """P(add_to_cart | view) at ``price``; always ≥ :func:`conversion`."""
+    k = truth.cart_rate / truth.conversion_at_base
+    return np.minimum(1.0, conversion(truth, price) * k)
+
+
+def demand_curve_units(truth: SkuTruth, price: float, minute: float) -> float:
+    """Expected units sold per minute at ``price`` at ``minute`` of the UTC day."""
+    return float(
+        truth.views_per_min * season_factor(truth, minute) * conversion(truth, price) * MEAN_QTY
+    )
+
+
+def _objective_value(
+    truth: SkuTruth, price: float | np.ndarray, objective: Objective
+) -> np.ndarray:
+    """Objective per unit of traffic (season and views factored out): margin or price * conv."""
+    p = np.asarray(price, dtype=float)
+    conv = conversion(truth, p)
+    if objective == "profit":
+        return (p - truth.cost) * conv
+    if objective == "revenue":
+        return p * conv
+    raise ValueError(f"unknown objective {objective!r}")
+
+
+def oracle_price_of(truth: SkuTruth, objective: Objective = "profit") -> float:
+    """Exact argmax over ``[min_price, max_price]`` of the expected objective.
+
+    ``(p - c) * conversion(p)`` is increasing where conversion is capped and, for elasticity < -1,
+    unimodal with peak ``c * e / (1 + e)`` where it is not; ``p * conversion(p)`` peaks at the cap
+    edge. So the argmax is among the bounds, the unconstrained optimum and the cap edge.
+    """
+    lo, hi = truth.min_price, truth.max_price
+    e = truth.elasticity
+    cands = [lo, hi]
+    if e < -1.0 and objective == "profit":
+        cands.append(truth.cost * e / (1.0 + e))
+    if e != 0.0:
+        # price at which the conversion reaches MAX_CONVERSION
+        cands.append(truth.base_price * (MAX_CONVERSION / truth.conversion_at_base) ** (1.0 / e))
+    arr = np.clip(np.asarray(cands, dtype=float), lo, hi)
+    vals = _objective_value(truth, arr, objective)
+    return float(arr[int(np.argmax(vals))])
+
+
+# --------------------------------------------------------------------------------- the market
+
+
+class Market:
+    """A simulated shop: hidden demand truths that react to the prices applied to them."""
+
+    def __init__(
+        self,
+        *,
+        n_skus: int = 50,
+        seed: int = 7,
+        start_ms: int,
+        currency: str = "EUR",
+        initial_markup: float = 1.6,
+        stocked_fraction: float = 0.1,
+    ) -> None:
+        if n_skus < 1:
+            raise ValueError("n_skus must be >= 1")
+        if initial_markup <= 0:
+            raise ValueError("initial_markup must be > 0")
+        self.seed = seed
+        self.currency = currency
+        self.start_ms = int(start_ms)
+        self._now = int(start_ms)
+        ss = np.random.SeedSequence(seed)
+        truth_ss, step_ss = ss.spawn(2)
+        self.truths: dict[str, SkuTruth] = self._draw_truths(
+            np.random.default_rng(truth_ss), n_skus, initial_markup, stocked_fraction
+        )
+        self._rng = np.random.default_rng(step_ss)
+        self._price: dict[str, float] = {s: t.base_price for s, t in self.truths.items()}
+        # pending (effective_ms, price) changes with effective_ms > now, sorted by time
+        self._pending: dict[str, list[tuple[int, float]]] = {s: [] for s in self.truths}
+        self._stock: dict[str, int | None] = {s: t.stock for s, t in self.truths.items()}
+        self._realised: dict[str, dict[str, float]] = {
+            s: {"units": 0.0, "revenue": 0.0, "profit": 0.0, "orders": 0.0, "views": 0.0}
+            for s in self.truths
+        }
+        self._click_seq = 0
+        self._order_seq = 0
+        self._session_seq = 0
+        self._qty_values = np.asarray(QTY_VALUES, dtype=np.int64)
+        self._qty_cdf = np.cumsum(QTY_PROBS)
+
+    # ---------------------------------------------------------------------------- truths
+
+    @staticmethod
+    def _draw_truths(
+        rng: np.random.Generator, n: int, markup: float, stocked_fraction: float
+    ) -> dict[str, SkuTruth]:
+        cost = np.clip(
+            np.exp(rng.normal(math.log(COST_MEDIAN), COST_SIGMA, n)), COST_CLIP[0], COST_CLIP[1]
+        )
+        elasticity = rng.uniform(*ELASTICITY_RANGE, n)
+        conv = rng.uniform(*CONVERSION_RANGE, n)
+        cart_k = rng.uniform(*CART_MULTIPLIER_RANGE, n)
+        units = np.exp(
+            rng.uniform(math.log(UNITS_AT_BASE_RANGE[0]), math.log(UNITS_AT_BASE_RANGE[1]), n)
+        )
+        amp = rng.uniform(*SEASON_AMP_RANGE, n)
+        phase = rng.uniform(0.0, 2.0 * math.pi, n)
+        cat = rng.integers(0, len(CATEGORIES), n)
+        stocked = rng.random(n) < stocked_fraction
+        stock_minutes = rng.uniform(*STOCK_MINUTES_RANGE, n)
+        truths: dict[str, SkuTruth] = {}
+        for i in range(n):
+            c = round(float(cost[i]), 2)
+            base = round(c * markup, 2)
+            lo = round(min(c * MIN_PRICE_FACTOR, base), 2)
+            hi = round(max(c * MAX_PRICE_FACTOR, base), 2)
+            sku = f"SKU-{i:04d}"
+            truths[sku] = SkuTruth(
+                sku=sku,
+                category=CATEGORIES[int(cat[i])],
+                cost=c,
+                base_price=base,
+                min_price=lo,
+                max_price=hi,
+                elasticity=round(float(elasticity[i]), 4),
+                views_per_min=float(units[i] / (conv[i] * MEAN_QTY)),
+                conversion_at_base=float(conv[i]),
+                cart_rate=float(conv[i] * cart_k[i]),
+                season_amp=float(amp[i]),
+                season_phase=float(phase[i]),
+                stock=int(units[i] * stock_minutes[i]) if stocked[i] else None,
+            )
+        return truths
+
+    def catalog(self) -> list[CatalogItem]:
+        """Catalog records of all SKUs (``base_price`` = initial price, ``stock`` = remaining)."""
+        return [
+            CatalogItem(
+                sku=t.sku,
+                cost=t.cost,
+                base_price=t.base_price,
+                min_price=t.min_price,
+                max_price=t.max_price,
+                currency=self.currency,
+                stock=self._stock[t.sku],
+                category=t.category,
+            )
+            for t in self.truths.values()
+        ]
+
+    # ---------------------------------------------------------------------------- prices
+
+    @property
+    def now_ms(self) -> int:
+        """Simulation clock: the end of the last step (``start_ms`` before the first)."""
+        return self._now
+
+    def price(self, sku: str) -> float:
+        """Price in force now (at :attr:`now_ms`)."""
+        return self._price[sku]
+
+    def price_at(self, sku: str, t_ms: int) -> float:
+        """Price in force at ``t_ms`` ≥ now, given the changes applied so far."""
+        p = self._price[sku]
+        for eff, q in self._pending[sku]:
+            if eff > t_ms:
+                break
+            p = q
+        return p
+
+    def apply_price(self, sku: str, price: float, effective_ms: int) -> None:
+        """Set the price of ``sku`` from ``effective_ms`` on (from now if that is in the past)."""
+        if sku not in self.truths:
+            raise KeyError(sku)
+        price = float(price)
+        if not math.isfinite(price) or price <= 0:
+            raise ValueError(f"price must be finite and > 0, got {price!r}")
+        eff = int(effective_ms)
+        if eff <= self._now:
+            self._price[sku] = price
+            return
+        pending = self._pending[sku]
+        times = [e for e, _ in pending]
+        i = bisect.bisect_left(times, eff)
+        if i < len(pending) and pending[i][0] == eff:
+            pending[i] = (eff, price)  # the later decision for the same instant wins
+        else:
+            pending.insert(i, (eff, price))
+
+    def stock(self, sku: str) -> int | None:
+        """Remaining stock (None = unlimited)."""
+        return self._stock[sku]
+
+    def set_stock(self, sku: str, stock: int | None) -> None:
+        """Override the remaining stock of ``sku`` (scenario tests: sell-outs, restocks)."""
+        if stock is not None and stock < 0:
+            raise ValueError("stock must be >= 0")
+        self._stock[sku] = stock
+
+    def _advance_prices(self, t_ms: int) -> None:
+        for sku, pending in self._pending.items():
+            while pending and pending[0][0] <= t_ms:
+                self._price[sku] = pending.pop(0)[1]
+
+    # ---------------------------------------------------------------------------- truth queries
+
+    def expected_units_per_min(self, sku: str, price: float, t_ms: int) -> float:
+        """Expected units per minute at ``price`` at instant ``t_ms`` (ignores stock-outs).
+
+        Exactly the rate :meth:`step` realises in expectation:
+        ``views_per_min * season(t) * conversion(price) * MEAN_QTY``.
+        """
+        return demand_curve_units(self.truths[sku], price, minute_of_day(t_ms))
+
+    def expected_objective_per_min(
+        self, sku: str, price: float, t_ms: int, *, objective: Objective = "profit"
+    ) -> float:
+        """Expected profit (``(p - cost) * units``) or revenue (``p * units``) per minute."""
+        t = self.truths[sku]
+        units = self.expected_units_per_min(sku, price, t_ms)
+        return (price - t.cost) * units if objective == "profit" else price * units
+
+    def oracle_price(
+        self, sku: str, t_ms: int | None = None, *, objective: Objective = "profit"
+    ) -> float:
+        """Price in ``[min_price, max_price]`` maximising the expected objective per minute.
+
+        Seasonality multiplies demand, so the argmax does not depend on ``t_ms`` (kept for the
+        interface: a time-varying truth could use it).
+        """
+        if objective not in ("profit", "revenue"):
+            raise ValueError(f"unknown objective {objective!r}")
+        return oracle_price_of(self.truths[sku], objective)
+
+    def realised(self) -> dict[str, dict[str, float]]:
+        """Per SKU: ``units``, ``revenue``, ``profit`` (also ``orders``, ``views``) so far."""
+        return {s: dict(v) for s, v in self._realised.items()}
+
+    # ---------------------------------------------------------------------------- simulation
+
+    def step(self, t0_ms: int, t1_ms: int) -> list[Order | Click]:
+        """All events with ``t0_ms <= ts < t1_ms``, sorted by ``ts``; advances the clock to t1."""
+        t0, t1 = int(t0_ms), int(t1_ms)
+        if t1 <= t0:
+            raise ValueError("step needs t0_ms < t1_ms")
+        if t0 < self._now:
+            raise ValueError(f"step starts at {t0} before the simulation clock {self._now}")
+        self._advance_prices(t0)
+        rng = self._rng
+        span = t1 - t0
+        minutes = span / MS_PER_MIN
+        seed = self.seed
+        cur = self.currency
+        events: list[Order | Click] = []
+        for sku, tr in self.truths.items():
+            # views: inhomogeneous Poisson process by thinning a homogeneous one at peak rate
+            peak = 1.0 + tr.season_amp
+            n = int(rng.poisson(tr.views_per_min * minutes * peak))
+            if n == 0:
+                continue
+            ts = t0 + rng.integers(0, span, n)
+            keep = rng.random(n) * peak < season_factor(tr, (ts % MS_PER_DAY) / MS_PER_MIN)
+            ts = np.sort(ts[keep])
+            n = int(ts.size)
+            if n == 0:
+                continue
+            # price in force at each view
+            pending = self._pending[sku]
+            if pending and pending[0][0] < t1:
+                eff = np.asarray([e for e, _ in pending], dtype=np.int64)
+                prices = np.asarray([self._price[sku]] + [p for _, p in pending])
+                p_seen = prices[np.searchsorted(eff, ts, side="right")]
+            else:
+                p_seen = np.full(n, self._price[sku])
+            conv = conversion(tr, p_seen)
+            cart_p = cart_probability(tr, p_seen)
+            u = rng.random(n)
+            carted = u < cart_p
+            ordered = u < conv  # conv <= cart_p, so every order is carted
+            u_remove = rng.random(n)
+            removed = carted & ~ordered & (u_remove < REMOVE_PROB)
+            cart_ts = np.minimum(ts + rng.integers(*CART_DELAY_MS, n), t1 - 1)
+            out_ts = np.minimum(cart_ts + rng.integers(*CHECKOUT_DELAY_MS, n), t1 - 1)
+            qty = self._qty_values[np.searchsorted(self._qty_cdf, rng.random(n), side="right")]
+            cust = rng.integers(0, N_CUSTOMERS, n)
+
+            s0 = self._session_seq
+            self._session_seq += n
+            c0 = self._click_seq
+            ts_l = ts.tolist()
+            p_l = p_seen.tolist()
+            for i in range(n):
+                events.append(
+                    Click(
+                        event_id=f"c-{seed}-{c0 + i}",
+                        ts=ts_l[i],
+                        session_id=f"s-{seed}-{s0 + i}",
+                        sku=sku,
+                        type="view",
+                        price_seen=p_l[i],
+                    )
+                )
+            c = c0 + n
+            cart_l = cart_ts.tolist()
+            out_l = out_ts.tolist()
+            for i in np.flatnonzero(carted).tolist():
+                events.append(
+                    Click(
+                        event_id=f"c-{seed}-{c}",
+                        ts=cart_l[i],
+                        session_id=f"s-{seed}-{s0 + i}",
+                        sku=sku,
+                        type="add_to_cart",
+                        price_seen=p_l[i],
+                    )
+                )
+                c += 1
+            for i in np.flatnonzero(removed).tolist():
+                events.append(
+                    Click(
+                        event_id=f"c-{seed}-{c}",
+                        ts=out_l[i],
+                        session_id=f"s-{seed}-{s0 + i}",
+                        sku=sku,
+                        type="remove_from_cart",
+                        price_seen=p_l[i],
+                    )
+                )
+                c += 1
+            self._click_seq = c
+
+            order_idx = np.flatnonzero(ordered)
+            if order_idx.size:
+                order_idx = order_idx[np.argsort(out_ts[order_idx], kind="stable")]
+                stock = self._stock[sku]
+                qty_l = qty.tolist()
+                cust_l = cust.tolist()
+                rec = self._realised[sku]
+                units = 0
+                revenue = 0.0
+                norders = 0
+                for i in order_idx.tolist():
+                    q = qty_l[i]
+                    if stock is not None:
+                        if stock <= 0:
+                            break
+                        q = min(q, stock)
+                        stock -= q
+                    price = p_l[i]
+                    events.append(
+                        Order(
+                            order_id=f"o-{seed}-{self._order_seq}",
+                            ts=out_l[i],
+                            sku=sku,
+                            qty=q,
+                            unit_price=price,
+                            currency=cur,
+                            customer_id=f"u-{seed}-{cust_l[i]}",
+                        )
+                    )
+                    self._order_seq += 1
+                    units += q
+                    revenue += q * price
+                    norders += 1
+                self._stock[sku] = stock
+                rec["units"] += units
+                rec["revenue"] += revenue
+                rec["profit"] += revenue - units * tr.cost
+                rec["orders"] += norders
+            self._realised[sku]["views"] += n
+
+        events.sort(key=_ts_key)
+        self._now = t1
+        self._advance_prices(t1)
+        return events
+
+
+def _ts_key(e: Order | Click) -> int:
+    return e.ts  # type: ignore[return-value]  # always int epoch ms here

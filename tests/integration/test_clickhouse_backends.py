@@ -1,0 +1,421 @@
+"""Integration tests for infra.clickhouse: the same contract on a real server and on chdb.
+
+The native backend runs against Debian's clickhouse-server 18.16 started by
+``infra.local.clickhouse_server`` in a temp dir; the chdb backend uses an embedded session
+in a temp dir. A missing server binary is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.clickhouse import (
+    COLUMN_TYPES,
+    TABLES,
+    ChdbBackend,
+    ClickHouseBackend,
+    ClickHouseUnavailable,
+    NativeBackend,
+    connect,
+    mask_url,
+)
+from infra.local.clickhouse_server import (
+    ClickHouseServer,
+    find_clickhouse_server,
+    start_clickhouse_server,
+)
+
+pytestmark = pytest.mark.integration
+
+T0_MS = 1_700_000_040_000  # 2023-11-14 22:14:00 UTC, a minute boundary
+MINUTE_MS = 60_000
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
+    binary = find_clickhouse_server()
+    if binary is None:
+        pytest.fail(
+            "clickhouse-server binary not found (need /usr/sbin/clickhouse-server, "
+            "$REPRICER_CLICKHOUSE_BIN or clickhouse-server on PATH)",
+            pytrace=False,
+        )
+    server = start_clickhouse_server(tmp_path_factory.mktemp("clickhouse-server"), binary=binary)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+def _url(kind: str, server: ClickHouseServer | None, chdb_dir: Path, database: str) -> str:
+    if kind == "native":
+        assert server is not None
+        return server.url(database)
+    return f"chdb://{chdb_dir}?database={database}"
+
+
+@pytest.fixture(params=["native", "chdb"])
+def backend(request: pytest.FixtureRequest, chdb_dir: Path) -> Iterator[ClickHouseBackend]:
+    server = request.getfixturevalue("clickhouse_server") if request.param == "native" else None
+    db = f"t_{uuid.uuid4().hex[:12]}"
+    b = connect(_url(request.param, server, chdb_dir, db))
+    try:
+        yield b
+    finally:
+        try:
+            b.query(f"DROP DATABASE IF EXISTS {db}")
+        finally:
+            b.close()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_rows() -> dict[str, list[dict[str, Any]]]:
+    skus = ["sku-1", "sku-2", "o'brien"]
+    sales, clicks, prices, forecasts = [], [], [], []
+    for i, sku in enumerate(skus):
+        for m in range(3):
+            ws = T0_MS + m * MINUTE_MS
+            sales.append(
+                dict(
+                    sku=sku,
+                    window_start=ws,
+                    window_end=ws + MINUTE_MS,
+                    orders=i + m + 1,
+                    units=10 * (i + 1) + m,
+                    revenue=round(9.99 * (i + m + 1), 2),
+                    price=9.99 + i,
+                    late_events=m,
+                    version=1_000 + m,
+                )
+            )
+            clicks.append(
+                dict(
+                    sku=sku,
+                    window_start=ws,
+                    window_end=ws + MINUTE_MS,
+                    views=100 + i * 10 + m,
+                    add_to_cart=5 + m,
+                    remove_from_cart=i,
+                    version=2_000 + m,
+                )
+            )
+            forecasts.append(
+                dict(
+                    sku=sku,
+                    window_start=ws,
+                    model="river-arf" if m % 2 else "lstm-onnx",
+                    predicted=1.5 * (i + m),
+                    actual=float(i + m),
+                    version=3_000 + m,
+                )
+            )
+        prices.append(
+            dict(
+                event_id=f"pc-{i}",
+                sku=sku,
+                old_price=9.99 + i,
+                new_price=10.49 + i,
+                currency="EUR",
+                decided_at=T0_MS + 61_500,
+                effective_at=T0_MS + 62_000,
+                window_start=T0_MS,
+                reasons=["demand_up", 'it\'s "quoted"'],
+                forecast_old=12.5,
+                forecast_new=11.25,
+                elasticity=-1.3,
+                model_versions='{"lstm":"v3","river":"0.21"}',
+                guardrails=[] if i else ["max_step"],
+                policy_version="policy-7",
+                version=4_000 + i,
+            )
+        )
+    dead = [
+        dict(
+            source_topic="sales.events",
+            source_partition=p,
+            source_offset=2**40 + p,
+            reason="schema",
+            detail="missing field 'sku'\nline 2\\x",
+            payload_excerpt='{"oops": true}',
+            received_at=T0_MS + p * 1_000,
+            version=5_000 + p,
+        )
+        for p in range(4)
+    ]
+    return {
+        "sales_1m": sales,
+        "clicks_1m": clicks,
+        "price_changes": prices,
+        "dead_letters": dead,
+        "forecasts": forecasts,
+    }
+
+
+def insert_all(b: ClickHouseBackend, rows: dict[str, list[dict[str, Any]]]) -> None:
+    for table, table_rows in rows.items():
+        assert b.insert(table, table_rows) == len(table_rows)
+
+
+def utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms // 1000, UTC)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_init_is_idempotent_and_matches_tables(backend: ClickHouseBackend) -> None:
+    backend.init()
+    backend.init()
+    db = backend.database
+    tables = {r[0] for r in backend.query(f"SHOW TABLES FROM {db}")}
+    assert tables == set(TABLES)
+    for table, spec in COLUMN_TYPES.items():
+        described = [(r[0], r[1]) for r in backend.query(f"DESCRIBE TABLE {db}.{table}")]
+        assert described == list(spec), table
+        assert tuple(name for name, _ in described) == TABLES[table]
+        engine = backend.query(
+            "SELECT engine FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+            {"db": db, "t": table},
+        )
+        assert engine == [("ReplacingMergeTree",)]
+
+
+def test_insert_every_table_twice_has_no_duplicates(backend: ClickHouseBackend) -> None:
+    backend.init()
+    db = backend.database
+    rows = make_rows()
+    insert_all(backend, rows)
+    insert_all(backend, rows)  # at-least-once redelivery
+    for table, table_rows in rows.items():
+        [(n,)] = backend.query(f"SELECT count() FROM {db}.{table} FINAL")
+        assert n == len(table_rows), table
+
+    sales = rows["sales_1m"]
+    [(orders, units, revenue, late)] = backend.query(
+        f"SELECT sum(orders), sum(units), sum(revenue), sum(late_events) FROM {db}.sales_1m FINAL"
+    )
+    assert orders == sum(r["orders"] for r in sales)
+    assert units == sum(r["units"] for r in sales)
+    assert math.isclose(revenue, sum(r["revenue"] for r in sales), rel_tol=1e-12)
+    assert late == sum(r["late_events"] for r in sales)
+    assert all(isinstance(v, int) for v in (orders, units, late))
+
+    [(views, atc, rfc)] = backend.query(
+        f"SELECT sum(views), sum(add_to_cart), sum(remove_from_cart) FROM {db}.clicks_1m FINAL"
+    )
+    assert views == sum(r["views"] for r in rows["clicks_1m"])
+    assert atc == sum(r["add_to_cart"] for r in rows["clicks_1m"])
+    assert rfc == sum(r["remove_from_cart"] for r in rows["clicks_1m"])
+
+    [(offsets,)] = backend.query(f"SELECT sum(source_offset) FROM {db}.dead_letters FINAL")
+    assert offsets == sum(r["source_offset"] for r in rows["dead_letters"])
+
+    got = backend.query(
+        f"SELECT event_id, reasons, guardrails, model_versions FROM {db}.price_changes FINAL "
+        "ORDER BY event_id"
+    )
+    assert got == [
+        (r["event_id"], r["reasons"], r["guardrails"], r["model_versions"])
+        for r in sorted(rows["price_changes"], key=lambda r: r["event_id"])
+    ]
+    detail = backend.query(f"SELECT DISTINCT detail FROM {db}.dead_letters")
+    assert detail == [(rows["dead_letters"][0]["detail"],)]
+
+
+def test_highest_version_wins(backend: ClickHouseBackend) -> None:
+    backend.init()
+    db = backend.database
+    base = make_rows()["sales_1m"][0]
+    newer = {**base, "units": 999, "version": base["version"] + 10}
+    older = {**base, "units": 1, "version": base["version"] - 10}
+    backend.insert("sales_1m", [base])
+    backend.insert("sales_1m", [newer])
+    backend.insert("sales_1m", [older])
+    got = backend.query(f"SELECT units, version FROM {db}.sales_1m FINAL")
+    assert got == [(999, newer["version"])]
+
+
+def test_datetime_round_trip(backend: ClickHouseBackend) -> None:
+    backend.init()
+    db = backend.database
+    ms = 1_704_067_199_999  # 2023-12-31 23:59:59.999 UTC: truncated to the second
+    row = {
+        "source_topic": "t",
+        "source_partition": -1,
+        "source_offset": -(2**40),
+        "reason": "r",
+        "detail": "d",
+        "payload_excerpt": "",
+        "received_at": ms,
+        "version": 1,
+    }
+    backend.insert("dead_letters", [row])
+    [(received, partition_id, as_int, partition, offset)] = backend.query(
+        f"SELECT received_at, toYYYYMM(received_at), toUInt32(received_at), "
+        f"source_partition, source_offset FROM {db}.dead_letters"
+    )
+    assert received == datetime(2023, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert received.utcoffset() is not None and received.utcoffset().total_seconds() == 0
+    assert partition_id == 202312
+    assert as_int == ms // 1000
+    assert (partition, offset) == (-1, -(2**40))
+
+    # datetime parameters are compared in UTC regardless of the server timezone
+    since = datetime(2023, 12, 31, 23, 59, 59, tzinfo=UTC)
+    [(n,)] = backend.query(
+        f"SELECT count() FROM {db}.dead_letters WHERE received_at >= %(since)s", {"since": since}
+    )
+    assert n == 1
+
+
+def test_string_param_with_quote_is_not_injectable(backend: ClickHouseBackend) -> None:
+    backend.init()
+    db = backend.database
+    insert_all(backend, make_rows())
+    sql = f"SELECT sku, sum(units) FROM {db}.sales_1m FINAL WHERE sku = %(sku)s GROUP BY sku"
+    assert backend.query(sql, {"sku": "o'brien"}) == [("o'brien", 30 + 31 + 32)]
+    for evil in ("x' OR '1'='1", "x' OR 1=1 --", "\\' OR 1=1 --", "o\\'brien"):
+        assert backend.query(sql, {"sku": evil}) == [], evil
+    # the injection attempts must not have touched anything
+    [(n,)] = backend.query(f"SELECT count() FROM {db}.sales_1m FINAL")
+    assert n == 9
+    # array and int params
+    got = backend.query(
+        f"SELECT count() FROM {db}.sales_1m FINAL WHERE sku IN %(skus)s AND orders >= %(o)s",
+        {"skus": ("sku-1", "o'brien"), "o": 3},
+    )
+    expected = sum(
+        1 for r in make_rows()["sales_1m"] if r["sku"] in ("sku-1", "o'brien") and r["orders"] >= 3
+    )
+    assert got == [(expected,)]
+
+
+def test_insert_rejects_bad_rows(backend: ClickHouseBackend) -> None:
+    row = make_rows()["sales_1m"][0]
+    with pytest.raises(ValueError):
+        backend.insert("sales_1m", [{k: v for k, v in row.items() if k != "version"}])
+    with pytest.raises(ValueError):
+        backend.insert("sales_1m", [{**row, "bogus": 1}])
+    with pytest.raises(ValueError):
+        backend.insert("no_such_table", [row])
+    with pytest.raises(TypeError):
+        backend.insert("sales_1m", [{**row, "window_start": "2024-01-01"}])
+    assert backend.insert("sales_1m", []) == 0
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [_types(v) for v in value])
+    if isinstance(value, datetime):
+        return ("datetime", value.tzinfo is not None and value.utcoffset())
+    return type(value).__name__
+
+
+def test_both_backends_return_identical_python_values(
+    clickhouse_server: ClickHouseServer, chdb_dir: Path
+) -> None:
+    db = f"t_{uuid.uuid4().hex[:12]}"
+    native = connect(clickhouse_server.url(db))
+    embedded = connect(f"chdb://{chdb_dir}?database={db}")
+    rows = make_rows()
+    queries = [
+        (f"SELECT * FROM {db}.{table} FINAL ORDER BY {', '.join(TABLES[table])}", None)
+        for table in TABLES
+    ] + [
+        (
+            f"SELECT sku, count(), sum(units), sum(revenue), min(window_start), "
+            f"max(window_end), groupArray(orders) FROM {db}.sales_1m FINAL "
+            "WHERE window_start >= %(since)s GROUP BY sku ORDER BY sku",
+            {"since": utc(T0_MS + MINUTE_MS)},
+        ),
+        (
+            "SELECT toDate(%(d)s), %(s)s, %(i)s, %(f)s, toUInt64(18446744073709551615), "
+            "toInt64(-9223372036854775808), [1, 2], tuple(1, 'a'), CAST(NULL AS Nullable(UInt8))",
+            {"d": date(2024, 2, 29), "s": "a'b\\c\n", "i": -7, "f": 0.1},
+        ),
+    ]
+    try:
+        for b in (native, embedded):
+            b.init()
+            insert_all(b, rows)
+        for sql, params in queries:
+            a = native.query(sql, params)
+            c = embedded.query(sql, params)
+            assert a, sql
+            assert a == c, sql
+            assert [_types(r) for r in a] == [_types(r) for r in c], sql
+        first = native.query(f"SELECT window_start FROM {db}.sales_1m FINAL ORDER BY sku LIMIT 1")
+        assert first == [(utc(T0_MS),)]
+    finally:
+        for b in (native, embedded):
+            b.query(f"DROP DATABASE IF EXISTS {db}")
+            b.close()
+
+
+def test_repr_hides_password(chdb_dir: Path) -> None:
+    secret = "s3cr3t-P@ss"
+    url = "clickhouse://alice:s3cr3t-P%40ss@127.0.0.1:9000/repricer?connect_timeout=1"
+    b = connect(url)  # lazy: nothing is contacted
+    assert isinstance(b, NativeBackend)
+    assert b.database == "repricer"
+    for text in (repr(b), str(b), f"{b}", mask_url(url)):
+        assert secret not in text and "s3cr3t" not in text
+        assert "***" in text
+    tls = connect("clickhouses://bob:hunter2@db.example:9440/x")
+    assert isinstance(tls, NativeBackend) and tls.secure
+    assert "hunter2" not in repr(tls)
+    c = connect(f"chdb://{chdb_dir}")
+    assert isinstance(c, ChdbBackend) and c.database == "repricer"
+    assert isinstance(c, ClickHouseBackend) and isinstance(b, ClickHouseBackend)
+    with pytest.raises(ValueError):
+        connect("postgres://x@y/z")
+    with pytest.raises(ValueError):
+        connect("clickhouse://u@h:9000/bad-db-name")
+
+
+def test_unreachable_server_raises_clickhouse_unavailable() -> None:
+    from infra.local.clickhouse_server import _free_ports
+
+    [port] = _free_ports(1)
+    b = connect(f"clickhouse://u:topsecret@127.0.0.1:{port}/repricer?connect_timeout=1")
+    with pytest.raises(ClickHouseUnavailable) as info:
+        b.query("SELECT 1")
+    assert "topsecret" not in str(info.value)
+    with pytest.raises(ClickHouseUnavailable):
+        b.init()
+    b.close()
+
+
+def test_server_restart_keeps_data_and_ports(tmp_path: Path) -> None:
+    with start_clickhouse_server(tmp_path / "ch") as server:
+        ports = (server.tcp_port, server.http_port)
+        b = connect(server.url("restart"))
+        b.init()
+        b.insert("forecasts", make_rows()["forecasts"])
+        server.stop()
+        assert not server.running
+        with pytest.raises(ClickHouseUnavailable):
+            b.query("SELECT 1")
+        server.start()  # same ports, same data
+        assert (server.tcp_port, server.http_port) == ports
+        [(n,)] = b.query("SELECT count() FROM restart.forecasts FINAL")  # driver reconnects
+        assert n == 9
+        b.close()
+    assert not server.running
