@@ -28,27 +28,46 @@ if TYPE_CHECKING:
 WATERMARK_FLUSH_S = 0.2
 
 
-def to_envelope(event: Order | Click | CatalogItem | ControlCommand, *, src: str = "",
-                off: int = -1) -> Envelope:
+def to_envelope(
+    event: Order | Click | CatalogItem | ControlCommand, *, src: str = "", off: int = -1
+) -> Envelope:
     """The internal envelope of a validated public event from source partition ``src``."""
     if isinstance(event, Order):
-        return OrderEnv(sku=event.sku, ts=ts_ms(event.ts), qty=event.qty, price=event.unit_price,
-                        order_id=event.order_id, src=src, off=off)
+        return OrderEnv(
+            sku=event.sku,
+            ts=ts_ms(event.ts),
+            qty=event.qty,
+            price=event.unit_price,
+            order_id=event.order_id,
+            src=src,
+            off=off,
+        )
     if isinstance(event, Click):
         return ClickEnv(sku=event.sku, ts=ts_ms(event.ts), kind=event.type, src=src, off=off)
     if isinstance(event, CatalogItem):
-        return CatalogEnv(sku=event.sku, cost=event.cost, base_price=event.base_price,
-                          min_price=event.min_price, max_price=event.max_price,
-                          currency=event.currency, stock=event.stock)
-    return ControlEnv(sku=event.sku, action=event.action, price=event.price, who=event.who,
-                      why=event.why)
+        return CatalogEnv(
+            sku=event.sku,
+            cost=event.cost,
+            base_price=event.base_price,
+            min_price=event.min_price,
+            max_price=event.max_price,
+            currency=event.currency,
+            stock=event.stock,
+        )
+    return ControlEnv(
+        sku=event.sku, action=event.action, price=event.price, who=event.who, why=event.why
+    )
 
 
 def dead_letter(rej: Rejection, message: Any, value: bytes | None) -> DeadLetter:
     return DeadLetter(
-        reason=rej.reason, detail=rej.detail, source_topic=message.topic,
-        source_partition=message.partition, source_offset=message.offset,
-        payload_excerpt=excerpt(value), received_at=int(time.time() * 1000),
+        reason=rej.reason,
+        detail=rej.detail,
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        payload_excerpt=excerpt(value),
+        received_at=int(time.time() * 1000),
     )
 
 
@@ -67,7 +86,9 @@ def register(rp: Repricer) -> None:
                 rp.stats.ingested[topic_key] += 1
                 if isinstance(result, Rejection):
                     rp.stats.dlq[result.reason] += 1
-                    await t["dlq"].send(key=event.key, value=encode(dead_letter(result, msg, value)))
+                    await t["dlq"].send(
+                        key=event.key, value=encode(dead_letter(result, msg, value))
+                    )
                     continue
                 src = f"{msg.topic}/{msg.partition}"
                 env = to_envelope(result, src=src, off=msg.offset)

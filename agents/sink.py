@@ -53,15 +53,26 @@ def price_change_rows(values: Sequence[bytes]) -> Rows:
         except msgspec.DecodeError as exc:
             log.warning("skipping undecodable price change: %s", exc)
             continue
-        out.append({
-            "event_id": c.event_id, "sku": c.sku, "old_price": c.old_price, "new_price": c.new_price,
-            "currency": c.currency, "decided_at": c.decided_at, "effective_at": c.effective_at,
-            "window_start": c.window_start, "reasons": list(c.reasons),
-            "forecast_old": c.forecast.units_at_old, "forecast_new": c.forecast.units_at_new,
-            "elasticity": c.elasticity, "model_versions": json.dumps(c.model_versions, sort_keys=True),
-            "guardrails": list(c.guardrails), "policy_version": c.policy_version,
-            "version": c.decided_at,
-        })
+        out.append(
+            {
+                "event_id": c.event_id,
+                "sku": c.sku,
+                "old_price": c.old_price,
+                "new_price": c.new_price,
+                "currency": c.currency,
+                "decided_at": c.decided_at,
+                "effective_at": c.effective_at,
+                "window_start": c.window_start,
+                "reasons": list(c.reasons),
+                "forecast_old": c.forecast.units_at_old,
+                "forecast_new": c.forecast.units_at_new,
+                "elasticity": c.elasticity,
+                "model_versions": json.dumps(c.model_versions, sort_keys=True),
+                "guardrails": list(c.guardrails),
+                "policy_version": c.policy_version,
+                "version": c.decided_at,
+            }
+        )
     return {"price_changes": out}
 
 
@@ -73,12 +84,18 @@ def dead_letter_rows(values: Sequence[bytes]) -> Rows:
         except msgspec.DecodeError as exc:
             log.warning("skipping undecodable dead letter: %s", exc)
             continue
-        out.append({
-            "source_topic": d.source_topic, "source_partition": d.source_partition,
-            "source_offset": d.source_offset, "reason": d.reason, "detail": d.detail,
-            "payload_excerpt": d.payload_excerpt, "received_at": d.received_at,
-            "version": d.received_at,
-        })
+        out.append(
+            {
+                "source_topic": d.source_topic,
+                "source_partition": d.source_partition,
+                "source_offset": d.source_offset,
+                "reason": d.reason,
+                "detail": d.detail,
+                "payload_excerpt": d.payload_excerpt,
+                "received_at": d.received_at,
+                "version": d.received_at,
+            }
+        )
     return {"dead_letters": out}
 
 

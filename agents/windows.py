@@ -33,28 +33,36 @@ def register(rp: Repricer) -> None:
                 await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
                 continue
             try:
-                out = engine.handle(env, partition=msg.partition, offset=msg.offset, skus=skus,
-                                    meta=meta)
+                out = engine.handle(
+                    env, partition=msg.partition, offset=msg.offset, skus=skus, meta=meta
+                )
             except Exception as exc:  # a bug must not stop the stream: park the event, say why
-                log.exception("window engine failed on %s@%s:%s", msg.topic, msg.partition,
-                              msg.offset)
+                log.exception(
+                    "window engine failed on %s@%s:%s", msg.topic, msg.partition, msg.offset
+                )
                 rej = Rejection(reason="processing_error", detail=repr(exc)[:300])
                 await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
                 st.dlq["processing_error"] += 1
                 continue
             agg = t["aggregates"]
             for row in out.sales:
-                await agg.send(key=row.sku.encode(), value=_json.encode({"t": "sales_1m", "r": row}))
+                await agg.send(
+                    key=row.sku.encode(), value=_json.encode({"t": "sales_1m", "r": row})
+                )
             for row in out.clicks:
-                await agg.send(key=row.sku.encode(), value=_json.encode({"t": "clicks_1m", "r": row}))
+                await agg.send(
+                    key=row.sku.encode(), value=_json.encode({"t": "clicks_1m", "r": row})
+                )
             for change in out.changes:
                 await t["price_changes"].send(key=change.sku.encode(), value=encode(change))
             for price in out.prices:
                 await t["prices"].send(key=price.sku.encode(), value=encode(price))
             for late in out.late:
                 kind = "order" if isinstance(late, OrderEnv) else "click"
-                rej = Rejection(reason="late_event",
-                                detail=f"{kind} for {late.sku} at ts={late.ts} after its window closed")
+                rej = Rejection(
+                    reason="late_event",
+                    detail=f"{kind} for {late.sku} at ts={late.ts} after its window closed",
+                )
                 dl = dead_letter(rej, msg, event.value)
                 await t["dlq"].send(key=late.sku.encode(), value=encode(dl))
                 st.dlq["late_event"] += 1

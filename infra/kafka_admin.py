@@ -59,7 +59,9 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **client_kwargs(settings))
+            admin = KafkaAdminClient(
+                client_id=f"{settings.app_id}-admin", **client_kwargs(settings)
+            )
             break
         except KafkaError:
             if time.monotonic() > deadline:

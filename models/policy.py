@@ -78,7 +78,9 @@ class RulePolicy:
                 reasons.append("demand_down")
         e = self.elasticity
         anchor = s.cost * e / (1.0 + e) if e < -1.0 and s.cost > 0 else s.price
-        log_target = math.log(s.price) + move + self.anchor_weight * (math.log(anchor) - math.log(s.price))
+        log_target = (
+            math.log(s.price) + move + self.anchor_weight * (math.log(anchor) - math.log(s.price))
+        )
         if abs(math.log(anchor) - math.log(s.price)) > 0.02:
             reasons.append("margin_anchor_up" if anchor > s.price else "margin_anchor_down")
         target = math.exp(log_target)

@@ -47,7 +47,9 @@ def _classify(message: str) -> str:
     return "invalid_value"
 
 
-def decode(payload: bytes | None, kind: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) -> T | Rejection:
+def decode(
+    payload: bytes | None, kind: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> T | Rejection:
     """Decode ``payload`` as ``kind``; return a :class:`Rejection` with a reason code if it is bad.
 
     >>> decode(b'{"order_id":"o1","ts":1700000000000,"sku":"A","qty":2,"unit_price":9.5}', Order).qty
@@ -72,11 +74,21 @@ def decode(payload: bytes | None, kind: type[T], *, max_bytes: int = DEFAULT_MAX
         return Rejection(reason="malformed_json", detail=str(exc)[:300])
     ts = getattr(event, "ts", None)
     if ts is not None and not ts_in_range(ts_ms(ts)):
-        return Rejection(reason="out_of_range", detail="timestamp outside 2000-01-01..2100-01-01 - at `$.ts`")
+        return Rejection(
+            reason="out_of_range", detail="timestamp outside 2000-01-01..2100-01-01 - at `$.ts`"
+        )
     if isinstance(event, CatalogItem):
         if event.min_price > event.max_price:
             return Rejection(reason="invalid_value", detail="min_price > max_price")
-    for name in ("unit_price", "price_seen", "cost", "base_price", "min_price", "max_price", "price"):
+    for name in (
+        "unit_price",
+        "price_seen",
+        "cost",
+        "base_price",
+        "min_price",
+        "max_price",
+        "price",
+    ):
         v = getattr(event, name, None)
         if isinstance(v, float) and not math.isfinite(v):  # pragma: no cover - bounds catch inf
             return Rejection(reason="non_finite", detail=f"{name} is not finite")

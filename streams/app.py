@@ -41,12 +41,18 @@ class Stats:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ingested": dict(self.ingested), "events_processed": sum(self.ingested.values()),
-            "dlq": dict(self.dlq), "windows_closed": self.windows_closed,
-            "decisions": self.decisions, "price_changes": self.price_changes,
-            "late_events": self.late_events, "sink_rows": dict(self.sink_rows),
-            "sink_errors": self.sink_errors, "sink_pending": self.sink_pending,
-            "uptime_s": round(time.time() - self.started_at, 1), "updated_at": time.time(),
+            "ingested": dict(self.ingested),
+            "events_processed": sum(self.ingested.values()),
+            "dlq": dict(self.dlq),
+            "windows_closed": self.windows_closed,
+            "decisions": self.decisions,
+            "price_changes": self.price_changes,
+            "late_events": self.late_events,
+            "sink_rows": dict(self.sink_rows),
+            "sink_errors": self.sink_errors,
+            "sink_pending": self.sink_pending,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "updated_at": time.time(),
         }
 
 
@@ -74,8 +80,10 @@ def _broker_credentials(settings: Settings) -> Any:
     if proto.startswith("SASL"):
         password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
         return faust.SASLCredentials(
-            username=settings.kafka_username or "", password=password,
-            mechanism=settings.kafka_sasl_mechanism, ssl_context=ssl_ctx,
+            username=settings.kafka_username or "",
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_ctx,
         )
     return faust.SSLCredentials(ssl_ctx)
 
@@ -112,8 +120,12 @@ def create_app(settings: Settings) -> Repricer:
         "price_changes": app.topic(settings.topic_price_changes, **raw),
         "prices": app.topic(settings.topic_prices, **raw),
         "dlq": app.topic(settings.topic_dlq, **raw),
-        "sku_events": app.topic(f"{settings.app_id}-sku-events", partitions=p, internal=True, **raw),
-        "aggregates": app.topic(f"{settings.app_id}-aggregates", partitions=p, internal=True, **raw),
+        "sku_events": app.topic(
+            f"{settings.app_id}-sku-events", partitions=p, internal=True, **raw
+        ),
+        "aggregates": app.topic(
+            f"{settings.app_id}-aggregates", partitions=p, internal=True, **raw
+        ),
     }
     tables = {
         "skus": app.Table("sku-state", default=None, partitions=p, key_type=str),
@@ -123,16 +135,25 @@ def create_app(settings: Settings) -> Repricer:
         window_ms=settings.window_ms,
         lateness_ms=settings.lateness_ms,
         guardrails=GuardrailConfig(
-            min_margin=settings.min_margin, max_step=settings.max_step,
-            min_change=settings.min_change, cooldown_ms=settings.cooldown_s * 1000,
+            min_margin=settings.min_margin,
+            max_step=settings.max_step,
+            min_change=settings.min_change,
+            cooldown_ms=settings.cooldown_s * 1000,
             rounding=settings.rounding,
         ),
         policy=RulePolicy(version=settings.policy_version),
         rate_limit_per_tick=settings.rate_limit_per_window,
         idle_source_ms=settings.idle_source_s * 1000,
     )
-    rp = Repricer(settings=settings, app=app, topics=topics, tables=tables, engine=engine,
-                  stats=Stats(), stats_path=Path(settings.data_dir).resolve() / "stats.json")
+    rp = Repricer(
+        settings=settings,
+        app=app,
+        topics=topics,
+        tables=tables,
+        engine=engine,
+        stats=Stats(),
+        stats_path=Path(settings.data_dir).resolve() / "stats.json",
+    )
 
     from agents import ingest, sink, windows  # agents register themselves on this app
 

@@ -48,23 +48,49 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     def progress(rep: Any) -> None:
         if rep.minutes % 10 == 0:
-            print(f"minute {rep.minutes}: {rep.events} events sent, "
-                  f"{rep.price_changes_applied} price changes applied", file=sys.stderr)
+            print(
+                f"minute {rep.minutes}: {rep.events} events sent, "
+                f"{rep.price_changes_applied} price changes applied",
+                file=sys.stderr,
+            )
 
-    rep = asyncio.run(run_simulation(settings, skus=args.skus, minutes=args.minutes,
-                                     speed=args.speed, seed=args.seed,
-                                     poison_every=args.poison_every, on_minute=progress))
-    print(json.dumps({"minutes": rep.minutes, "orders": rep.orders, "clicks": rep.clicks,
-                      "poison": rep.poison, "price_changes_applied": rep.price_changes_applied}))
+    rep = asyncio.run(
+        run_simulation(
+            settings,
+            skus=args.skus,
+            minutes=args.minutes,
+            speed=args.speed,
+            seed=args.seed,
+            poison_every=args.poison_every,
+            on_minute=progress,
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "minutes": rep.minutes,
+                "orders": rep.orders,
+                "clicks": rep.clicks,
+                "poison": rep.poison,
+                "price_changes_applied": rep.price_changes_applied,
+            }
+        )
+    )
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import print_report, run_demo
 
-    report = run_demo(workdir=Path(args.workdir), skus=args.skus, minutes=args.minutes,
-                      speed=args.speed, seed=args.seed, poison_every=args.poison_every,
-                      quiet=args.json)
+    report = run_demo(
+        workdir=Path(args.workdir),
+        skus=args.skus,
+        minutes=args.minutes,
+        speed=args.speed,
+        seed=args.seed,
+        poison_every=args.poison_every,
+        quiet=args.json,
+    )
     if args.json:
         print(json.dumps(report, default=str))
     else:
@@ -75,8 +101,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_tail(args: argparse.Namespace) -> int:
     from streams.tail import tail
 
-    return asyncio.run(tail(Settings(), group=args.group, from_beginning=args.from_beginning,
-                            max_events=args.max, idle_timeout=args.timeout))
+    return asyncio.run(
+        tail(
+            Settings(),
+            group=args.group,
+            from_beginning=args.from_beginning,
+            max_events=args.max,
+            idle_timeout=args.timeout,
+        )
+    )
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
@@ -114,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="repricer",
         description="Streaming live repricing: Kafka in, guarded price changes out, "
-                    "aggregates to ClickHouse. Configuration comes from REPRICER_* env vars "
-                    "(see README).",
+        "aggregates to ClickHouse. Configuration comes from REPRICER_* env vars "
+        "(see README).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -123,26 +156,43 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     w.set_defaults(func=_cmd_worker)
 
-    i = sub.add_parser("init", help="create Kafka topics and apply the ClickHouse schema (idempotent)")
+    i = sub.add_parser(
+        "init", help="create Kafka topics and apply the ClickHouse schema (idempotent)"
+    )
     i.add_argument("--skip-kafka", action="store_true", help="only apply the ClickHouse schema")
     i.set_defaults(func=_cmd_init)
 
     def sim_args(sp: argparse.ArgumentParser, *, minutes: int, speed: float, poison: int) -> None:
-        sp.add_argument("--skus", type=int, default=30, help="number of simulated SKUs (default 30)")
-        sp.add_argument("--minutes", type=int, default=minutes,
-                        help=f"simulated minutes to run (default {minutes})")
-        sp.add_argument("--speed", type=float, default=speed,
-                        help=f"simulated seconds per wall second (default {speed:g})")
+        sp.add_argument(
+            "--skus", type=int, default=30, help="number of simulated SKUs (default 30)"
+        )
+        sp.add_argument(
+            "--minutes",
+            type=int,
+            default=minutes,
+            help=f"simulated minutes to run (default {minutes})",
+        )
+        sp.add_argument(
+            "--speed",
+            type=float,
+            default=speed,
+            help=f"simulated seconds per wall second (default {speed:g})",
+        )
         sp.add_argument("--seed", type=int, default=7, help="random seed of the market (default 7)")
-        sp.add_argument("--poison-every", type=int, default=poison,
-                        help=f"send one malformed order every N events, 0 = never (default {poison})")
+        sp.add_argument(
+            "--poison-every",
+            type=int,
+            default=poison,
+            help=f"send one malformed order every N events, 0 = never (default {poison})",
+        )
 
     s = sub.add_parser("simulate", help="run the closed-loop market simulator against Kafka")
     sim_args(s, minutes=60, speed=240.0, poison=0)
     s.set_defaults(func=_cmd_simulate)
 
-    d = sub.add_parser("demo", help="everything local: Tansu broker + chdb + simulator + worker, "
-                                    "then a report")
+    d = sub.add_parser(
+        "demo", help="everything local: Tansu broker + chdb + simulator + worker, then a report"
+    )
     sim_args(d, minutes=90, speed=240.0, poison=5000)
     d.add_argument("--workdir", default=".repricer/demo", help="scratch directory (wiped first)")
     d.add_argument("--json", action="store_true", help="print the final report as one JSON object")
@@ -152,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--group", default="repricer-tail", help="consumer group id")
     t.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
     t.add_argument("--max", type=int, default=0, help="stop after N events (0 = never)")
-    t.add_argument("--timeout", type=float, default=0,
-                   help="stop after this many idle seconds (0 = never)")
+    t.add_argument(
+        "--timeout", type=float, default=0, help="stop after this many idle seconds (0 = never)"
+    )
     t.set_defaults(func=_cmd_tail)
 
     q = sub.add_parser("query", help="run a SQL query against the configured ClickHouse")
@@ -168,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)

@@ -18,8 +18,16 @@ from streams.settings import Settings
 from streams.simulate import SimReport, run_simulation
 
 
-def run_demo(*, workdir: Path, skus: int, minutes: int, speed: float, seed: int,
-             poison_every: int, quiet: bool) -> dict[str, Any]:
+def run_demo(
+    *,
+    workdir: Path,
+    skus: int,
+    minutes: int,
+    speed: float,
+    seed: int,
+    poison_every: int,
+    quiet: bool,
+) -> dict[str, Any]:
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     workdir = workdir.resolve()
     if workdir.exists():
@@ -30,8 +38,12 @@ def run_demo(*, workdir: Path, skus: int, minutes: int, speed: float, seed: int,
     broker = start_tansu(workdir / "tansu")
     chdb_url = f"chdb://{(workdir / 'chdb').resolve()}"
     settings = Settings(
-        broker=broker.url, clickhouse_url=chdb_url, data_dir=str(workdir / "faust"),
-        partitions=4, cooldown_s=120, lateness_s=5,
+        broker=broker.url,
+        clickhouse_url=chdb_url,
+        data_dir=str(workdir / "faust"),
+        partitions=4,
+        cooldown_s=120,
+        lateness_s=5,
     )
     worker = WorkerProcess(settings, workdir / "worker.log")
     try:
@@ -44,14 +56,25 @@ def run_demo(*, workdir: Path, skus: int, minutes: int, speed: float, seed: int,
             if rep.minutes % 10 and rep.minutes != minutes:
                 return
             st = worker.stats()
-            say(f"[demo] sim minute {rep.minutes:>4}/{minutes}  sent {rep.events:>7} events  "
+            say(
+                f"[demo] sim minute {rep.minutes:>4}/{minutes}  sent {rep.events:>7} events  "
                 f"worker: {st.get('events_processed', 0):>7} in, "
                 f"{st.get('windows_closed', 0):>6} windows, {st.get('price_changes', 0):>4} price "
-                f"changes, {sum(st.get('dlq', {}).values()):>3} dead letters")
+                f"changes, {sum(st.get('dlq', {}).values()):>3} dead letters"
+            )
 
         say(f"[demo] simulating {skus} SKUs for {minutes} minutes at {speed:g}x wall time")
-        rep = asyncio.run(run_simulation(settings, skus=skus, minutes=minutes, speed=speed, seed=seed,
-                                         poison_every=poison_every, on_minute=progress))
+        rep = asyncio.run(
+            run_simulation(
+                settings,
+                skus=skus,
+                minutes=minutes,
+                speed=speed,
+                seed=seed,
+                poison_every=poison_every,
+                on_minute=progress,
+            )
+        )
         expected = rep.events + skus  # + catalog items
         say("[demo] simulation done; waiting for the worker to drain into ClickHouse")
         stats = worker.wait_until(drained(expected), timeout=180, stable_s=2.0)
@@ -72,7 +95,9 @@ def run_demo(*, workdir: Path, skus: int, minutes: int, speed: float, seed: int,
             "clickhouse_rows": queries.row_counts(ch),
             "top_skus_by_revenue": [list(r) for r in queries.top_skus_by_revenue(ch)],
             "price_change_reasons": dict(queries.price_changes_by_reason(ch)),
-            "price_paths": {s: [round(p, 2) for _, p in path] for s, path in rep.price_paths.items()},
+            "price_paths": {
+                s: [round(p, 2) for _, p in path] for s, path in rep.price_paths.items()
+            },
             "elapsed_s": round(time.monotonic() - t_start, 1),
         }
     finally:
@@ -83,11 +108,18 @@ def run_demo(*, workdir: Path, skus: int, minutes: int, speed: float, seed: int,
 def print_report(report: dict[str, Any]) -> None:
     print("\n=== repricer demo report ===")
     print(f"events sent / processed : {report['events_sent']} / {report['events_processed']}")
-    print(f"windows closed          : {report['windows_closed']} (decisions: {report['decisions']})")
-    print(f"price changes published : {report['price_changes']} "
-          f"(applied by the shop: {report['price_changes_applied_by_shop']})")
+    print(
+        f"windows closed          : {report['windows_closed']} (decisions: {report['decisions']})"
+    )
+    print(
+        f"price changes published : {report['price_changes']} "
+        f"(applied by the shop: {report['price_changes_applied_by_shop']})"
+    )
     print(f"dead letters            : {report['dlq']} {report['dlq_by_reason']}")
-    print("ClickHouse rows (FINAL) : " + ", ".join(f"{k}={v}" for k, v in report["clickhouse_rows"].items()))
+    print(
+        "ClickHouse rows (FINAL) : "
+        + ", ".join(f"{k}={v}" for k, v in report["clickhouse_rows"].items())
+    )
     print("price paths (first SKUs):")
     for sku, path in report["price_paths"].items():
         shown = " -> ".join(f"{p:.2f}" for p in path[:12]) + (" ..." if len(path) > 12 else "")

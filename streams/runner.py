@@ -25,7 +25,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
-        env[f"REPRICER_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        env[f"REPRICER_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
     return env
 
 
@@ -48,7 +50,10 @@ class WorkerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker", "--loglevel", self.loglevel],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
         return self
 
@@ -61,8 +66,9 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_until(self, pred: Callable[[dict[str, Any]], bool], *, timeout: float,
-                   stable_s: float = 0.0) -> dict[str, Any]:
+    def wait_until(
+        self, pred: Callable[[dict[str, Any]], bool], *, timeout: float, stable_s: float = 0.0
+    ) -> dict[str, Any]:
         """Wait until ``pred(stats)`` holds (for ``stable_s`` seconds); raise on timeout or death."""
         deadline = time.monotonic() + timeout
         since: float | None = None

@@ -32,8 +32,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REPRICER_", frozen=True, extra="ignore")
 
     # --- connections -------------------------------------------------------------------
-    app_id: str = Field("repricer", description="Faust app id: consumer group and changelog prefix.")
-    broker: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), `kafka://host:port`.")
+    app_id: str = Field(
+        "repricer", description="Faust app id: consumer group and changelog prefix."
+    )
+    broker: str = Field(
+        "kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), `kafka://host:port`."
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     kafka_username: str | None = None
@@ -55,32 +59,51 @@ class Settings(BaseSettings):
     topic_prices: str = "prices"
     topic_control: str = "pricing-control"
     topic_dlq: str = "repricer-dlq"
-    partitions: int = Field(4, ge=1, description="Partitions of repricer's own and internal topics.")
-    max_payload_bytes: int = Field(64 * 1024, ge=256, description="Payloads larger than this go to the DLQ.")
+    partitions: int = Field(
+        4, ge=1, description="Partitions of repricer's own and internal topics."
+    )
+    max_payload_bytes: int = Field(
+        64 * 1024, ge=256, description="Payloads larger than this go to the DLQ."
+    )
 
     # --- windows ---------------------------------------------------------------------
     window_s: int = Field(60, ge=1, description="Tumbling event-time window size, seconds.")
-    lateness_s: int = Field(10, ge=0, description="Allowed lateness before a window closes, seconds.")
+    lateness_s: int = Field(
+        10, ge=0, description="Allowed lateness before a window closes, seconds."
+    )
     idle_source_s: int = Field(
-        300, ge=1, description="A source partition trailing the newest by more than this (event "
-        "time) is treated as idle and stops holding windows open.")
+        300,
+        ge=1,
+        description="A source partition trailing the newest by more than this (event "
+        "time) is treated as idle and stops holding windows open.",
+    )
 
     # --- pricing and guardrails -------------------------------------------------------
     objective: Literal["profit", "revenue"] = "profit"
-    min_margin: float = Field(0.05, ge=0, description="Floor is max(min_price, cost*(1+min_margin)).")
+    min_margin: float = Field(
+        0.05, ge=0, description="Floor is max(min_price, cost*(1+min_margin))."
+    )
     max_step: float = Field(0.05, gt=0, le=1, description="Largest relative move per decision.")
-    min_change: float = Field(0.005, ge=0, description="Moves smaller than this fraction are skipped.")
-    cooldown_s: int = Field(120, ge=0, description="Minimum event-time seconds between changes of one SKU.")
+    min_change: float = Field(
+        0.005, ge=0, description="Moves smaller than this fraction are skipped."
+    )
+    cooldown_s: int = Field(
+        120, ge=0, description="Minimum event-time seconds between changes of one SKU."
+    )
     rounding: Literal["cent", "ninety_nine"] = "cent"
     rate_limit_per_window: int = Field(
-        10_000, ge=0, description="At most this many price changes per closed window tick per worker."
+        10_000,
+        ge=0,
+        description="At most this many price changes per closed window tick per worker.",
     )
     policy_version: str = "rule-v1"
 
     # --- ClickHouse sink ---------------------------------------------------------------
     sink_batch_rows: int = Field(10_000, ge=1)
     sink_flush_s: float = Field(1.0, gt=0)
-    sink_retry_max_s: float = Field(10.0, gt=0, description="Largest backoff between insert retries.")
+    sink_retry_max_s: float = Field(
+        10.0, gt=0, description="Largest backoff between insert retries."
+    )
 
     @field_validator("broker")
     @classmethod

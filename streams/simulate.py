@@ -61,11 +61,16 @@ def _producer_kwargs(settings: Settings) -> dict[str, Any]:
     from infra.kafka_admin import client_kwargs
 
     kw = client_kwargs(settings)
-    out: dict[str, Any] = {"bootstrap_servers": kw["bootstrap_servers"],
-                           "security_protocol": kw["security_protocol"]}
+    out: dict[str, Any] = {
+        "bootstrap_servers": kw["bootstrap_servers"],
+        "security_protocol": kw["security_protocol"],
+    }
     if "sasl_mechanism" in kw:
-        out.update(sasl_mechanism=kw["sasl_mechanism"], sasl_plain_username=kw["sasl_plain_username"],
-                   sasl_plain_password=kw["sasl_plain_password"])
+        out.update(
+            sasl_mechanism=kw["sasl_mechanism"],
+            sasl_plain_username=kw["sasl_plain_username"],
+            sasl_plain_password=kw["sasl_plain_password"],
+        )
     return out
 
 
@@ -113,10 +118,14 @@ async def run_simulation(
                     continue
                 if isinstance(ev, Order):
                     rep.orders += 1
-                    await producer.send(settings.topic_orders, key=ev.order_id.encode(), value=encode(ev))
+                    await producer.send(
+                        settings.topic_orders, key=ev.order_id.encode(), value=encode(ev)
+                    )
                 else:
                     rep.clicks += 1
-                    await producer.send(settings.topic_clicks, key=ev.session_id.encode(), value=encode(ev))
+                    await producer.send(
+                        settings.topic_clicks, key=ev.session_id.encode(), value=encode(ev)
+                    )
                 n += 1
                 if poison_every and n % poison_every == 0:
                     bad = POISON[rep.poison % len(POISON)]
@@ -127,7 +136,9 @@ async def run_simulation(
             # apply the price changes that came back, then keep pace with simulated time
             deadline = wall0 + (minute + 1) * 60.0 / speed
             while True:
-                batch = await consumer.getmany(timeout_ms=max(0, int((deadline - time.monotonic()) * 1000)))
+                batch = await consumer.getmany(
+                    timeout_ms=max(0, int((deadline - time.monotonic()) * 1000))
+                )
                 for records in batch.values():
                     for r in records:
                         try:

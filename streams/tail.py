@@ -16,12 +16,21 @@ from schemas import PriceChange
 from streams.settings import Settings
 
 
-async def tail(settings: Settings, *, group: str, from_beginning: bool = False,
-               max_events: int = 0, idle_timeout: float = 0) -> int:
+async def tail(
+    settings: Settings,
+    *,
+    group: str,
+    from_beginning: bool = False,
+    max_events: int = 0,
+    idle_timeout: float = 0,
+) -> int:
     dec = msgspec.json.Decoder(PriceChange)
     consumer = AIOKafkaConsumer(
-        settings.topic_price_changes, bootstrap_servers=settings.bootstrap, group_id=group,
-        auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=True,
+        settings.topic_price_changes,
+        bootstrap_servers=settings.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=True,
     )
     await consumer.start()
     seen: set[str] = set()

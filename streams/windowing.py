@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.guardrails import Bounds, GuardrailConfig, apply_guardrails
-from models.policy import DemandSignal, RulePolicy
+from models.policy import DemandSignal, RulePolicy, units_at
 from schemas.events import ClicksWindow, Forecast, PriceChange, PriceState, SalesWindow
 from streams.envelope import CatalogEnv, ClickEnv, ControlEnv, Envelope, OrderEnv, WatermarkEnv
 
@@ -55,9 +55,21 @@ def decision_id(sku: str, window_start: int, old: float, new: float, policy: str
 
 def _new_state(partition: int) -> State:
     return {
-        "p": partition, "cat": None, "price": None, "since": 0, "ver": 0, "last_change": None,
-        "open": {}, "next": None, "late": 0, "ue": 0.0, "ve": 0.0, "n": 0,
-        "frozen": False, "override": None, "off": -1,
+        "p": partition,
+        "cat": None,
+        "price": None,
+        "since": 0,
+        "ver": 0,
+        "last_change": None,
+        "open": {},
+        "next": None,
+        "late": 0,
+        "ue": 0.0,
+        "ve": 0.0,
+        "n": 0,
+        "frozen": False,
+        "override": None,
+        "off": -1,
     }
 
 
@@ -134,8 +146,9 @@ class WindowEngine:
                 return out
             srcs[env.src] = env.off
             ws = self.window_of(env.ts)
-            if st["next"] is None:
-                st["next"] = ws
+            if st["next"] is None or (st["n"] == 0 and not st["open"] and ws > st["next"]):
+                # a SKU's windows start at its first event (or, if that is late, the boundary)
+                st["next"] = ws if st["next"] is None else max(st["next"], ws)
             if ws < st["next"]:
                 st["late"] += 1
                 out.late.append(env)
@@ -148,13 +161,26 @@ class WindowEngine:
                 else:
                     w[{"view": 3, "add_to_cart": 4, "remove_from_cart": 5}[env.kind]] += 1
         elif isinstance(env, CatalogEnv):
-            st["cat"] = {"cost": env.cost, "base_price": env.base_price, "min_price": env.min_price,
-                         "max_price": env.max_price, "currency": env.currency, "stock": env.stock}
+            st["cat"] = {
+                "cost": env.cost,
+                "base_price": env.base_price,
+                "min_price": env.min_price,
+                "max_price": env.max_price,
+                "currency": env.currency,
+                "stock": env.stock,
+            }
             if st["price"] is None:
                 st["price"] = env.base_price
                 st["since"] = pm["wm"] or 0
-                out.prices.append(PriceState(sku=env.sku, price=env.base_price,
-                                             currency=env.currency, since=st["since"], version=0))
+                out.prices.append(
+                    PriceState(
+                        sku=env.sku,
+                        price=env.base_price,
+                        currency=env.currency,
+                        since=st["since"],
+                        version=0,
+                    )
+                )
         elif isinstance(env, ControlEnv):
             if env.action in ("freeze", "unfreeze"):
                 st["frozen"] = env.action == "freeze"
@@ -178,8 +204,14 @@ class WindowEngine:
         newest = max(srcs.values())
         return min(ts for ts in srcs.values() if ts >= newest - self.idle_source_ms)
 
-    def _on_watermark(self, env: WatermarkEnv, pm: State, partition: int,
-                      skus: MutableMapping[str, State], out: Outputs) -> None:
+    def _on_watermark(
+        self,
+        env: WatermarkEnv,
+        pm: State,
+        partition: int,
+        skus: MutableMapping[str, State],
+        out: Outputs,
+    ) -> None:
         srcs = pm.setdefault("srcs", {})
         if env.ts <= srcs.get(env.src, -1):
             return
@@ -194,7 +226,13 @@ class WindowEngine:
         pm["b"] = b
         changes_left = self.rate_limit_per_tick
         for sku, st in list(skus.items()):
-            if st.get("p") != partition or st["next"] is None or st["next"] >= b:
+            if st.get("p") != partition:
+                continue
+            if st["next"] is None:  # catalog-only SKU: its zero-demand windows start here
+                st["next"] = b
+                skus[sku] = st
+                continue
+            if st["next"] >= b:
                 continue
             last = self._close_until(sku, st, b, out)
             if last is not None and st["cat"] is not None:
@@ -202,7 +240,9 @@ class WindowEngine:
                 changes_left -= int(changed)
             skus[sku] = st
 
-    def _close_until(self, sku: str, st: State, b: int, out: Outputs) -> tuple[int, int, int] | None:
+    def _close_until(
+        self, sku: str, st: State, b: int, out: Outputs
+    ) -> tuple[int, int, int] | None:
         """Emit every window of ``sku`` that starts before ``b``; returns the last (start, units, views)."""
         W = self.window_ms
         if (b - st["next"]) // W > MAX_GAP_WINDOWS:
@@ -214,12 +254,31 @@ class WindowEngine:
         price = st["price"] or 0.0
         while st["next"] < b:
             ws = st["next"]
-            orders, units, revenue, views, carts, removes = st["open"].pop(str(ws), [0, 0, 0.0, 0, 0, 0])
-            out.sales.append(SalesWindow(sku=sku, window_start=ws, window_end=ws + W, orders=orders,
-                                         units=units, revenue=round(revenue, 6), price=price,
-                                         late_events=st["late"]))
-            out.clicks.append(ClicksWindow(sku=sku, window_start=ws, window_end=ws + W, views=views,
-                                           add_to_cart=carts, remove_from_cart=removes))
+            orders, units, revenue, views, carts, removes = st["open"].pop(
+                str(ws), [0, 0, 0.0, 0, 0, 0]
+            )
+            out.sales.append(
+                SalesWindow(
+                    sku=sku,
+                    window_start=ws,
+                    window_end=ws + W,
+                    orders=orders,
+                    units=units,
+                    revenue=round(revenue, 6),
+                    price=price,
+                    late_events=st["late"],
+                )
+            )
+            out.clicks.append(
+                ClicksWindow(
+                    sku=sku,
+                    window_start=ws,
+                    window_end=ws + W,
+                    views=views,
+                    add_to_cart=carts,
+                    remove_from_cart=removes,
+                )
+            )
             st["late"] = 0
             if last is not None:  # only the newest window feeds the decision below
                 self._update_averages(st, last[1], last[2])
@@ -237,20 +296,43 @@ class WindowEngine:
             st["ve"] += EWMA_ALPHA * (views - st["ve"])
         st["n"] += 1
 
-    def _decide(self, sku: str, st: State, last: tuple[int, int, int], pm: State, out: Outputs,
-                *, rate_ok: bool) -> bool:
+    def _decide(
+        self,
+        sku: str,
+        st: State,
+        last: tuple[int, int, int],
+        pm: State,
+        out: Outputs,
+        *,
+        rate_ok: bool,
+    ) -> bool:
         ws, units, views = last
         cat = st["cat"]
         now = ws + self.window_ms
-        signal = DemandSignal(sku=sku, price=st["price"], cost=cat["cost"], units=units, views=views,
-                              units_ewma=st["ue"], views_ewma=st["ve"], windows_seen=st["n"])
+        signal = DemandSignal(
+            sku=sku,
+            price=st["price"],
+            cost=cat["cost"],
+            units=units,
+            views=views,
+            units_ewma=st["ue"],
+            views_ewma=st["ve"],
+            windows_seen=st["n"],
+        )
         self._update_averages(st, units, views)
         proposal = self.policy.propose(signal)
         bounds = Bounds(cost=cat["cost"], min_price=cat["min_price"], max_price=cat["max_price"])
-        g = apply_guardrails(current=st["price"], proposed=proposal.price, bounds=bounds,
-                             cfg=self.guardrails, now_ms=now, last_change_ms=st["last_change"],
-                             frozen=st["frozen"] or pm.get("frozen_all", False),
-                             override=st["override"], rate_ok=rate_ok)
+        g = apply_guardrails(
+            current=st["price"],
+            proposed=proposal.price,
+            bounds=bounds,
+            cfg=self.guardrails,
+            now_ms=now,
+            last_change_ms=st["last_change"],
+            frozen=st["frozen"] or pm.get("frozen_all", False),
+            override=st["override"],
+            rate_ok=rate_ok,
+        )
         out.decisions += 1
         if not g.changed:
             return False
@@ -258,18 +340,34 @@ class WindowEngine:
         reasons = list(proposal.reasons)
         if st["override"] is not None:
             reasons = ["manual_override"]
-        out.changes.append(PriceChange(
-            event_id=decision_id(sku, ws, old, g.price, self.policy.version), sku=sku,
-            old_price=old, new_price=g.price, currency=cat["currency"], decided_at=now,
-            effective_at=now, window_start=ws, reasons=reasons,
-            forecast=Forecast(units_at_old=proposal.forecast_at_old,
-                              units_at_new=proposal.forecast_at_new
-                              * (1.0 if g.price == proposal.price else 1.0)),
-            elasticity=proposal.elasticity, model_versions=proposal.model_versions,
-            guardrails=list(g.applied), policy_version=self.policy.version,
-        ))
+        out.changes.append(
+            PriceChange(
+                event_id=decision_id(sku, ws, old, g.price, self.policy.version),
+                sku=sku,
+                old_price=old,
+                new_price=g.price,
+                currency=cat["currency"],
+                decided_at=now,
+                effective_at=now,
+                window_start=ws,
+                reasons=reasons,
+                forecast=Forecast(
+                    units_at_old=proposal.forecast_at_old,
+                    units_at_new=units_at(
+                        g.price, old, proposal.forecast_at_old, proposal.elasticity
+                    ),
+                ),
+                elasticity=proposal.elasticity,
+                model_versions=proposal.model_versions,
+                guardrails=list(g.applied),
+                policy_version=self.policy.version,
+            )
+        )
         st["price"], st["since"], st["last_change"] = g.price, now, now
         st["ver"] += 1
-        out.prices.append(PriceState(sku=sku, price=g.price, currency=cat["currency"], since=now,
-                                     version=st["ver"]))
+        out.prices.append(
+            PriceState(
+                sku=sku, price=g.price, currency=cat["currency"], since=now, version=st["ver"]
+            )
+        )
         return True

