@@ -16,8 +16,8 @@ from streams.envelope import (
     CatalogEnv,
     ClickEnv,
     ControlEnv,
-    Envelope,
     OrderEnv,
+    SkuEnvelope,
     WatermarkEnv,
     pack,
 )
@@ -30,7 +30,7 @@ WATERMARK_FLUSH_S = 0.2
 
 def to_envelope(
     event: Order | Click | CatalogItem | ControlCommand, *, src: str = "", off: int = -1
-) -> Envelope:
+) -> SkuEnvelope:
     """The internal envelope of a validated public event from source partition ``src``."""
     if isinstance(event, Order):
         return OrderEnv(
@@ -78,7 +78,7 @@ def register(rp: Repricer) -> None:
     forwarded: dict[str, int] = {}
     broadcast: dict[str, int] = {}
 
-    def make(topic_key: str, kind: type, *, watermarks: bool) -> None:
+    def make(topic_key: str, kind: type) -> None:
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 msg, value = event.message, event.value
@@ -97,17 +97,17 @@ def register(rp: Repricer) -> None:
                         await t["sku_events"].send(key=b"*", value=pack(env), partition=p)
                     continue
                 await t["sku_events"].send(key=env.sku.encode(), value=pack(env))
-                if watermarks and env.ts > forwarded.get(src, 0):  # type: ignore[union-attr]
-                    forwarded[src] = env.ts  # type: ignore[union-attr]
+                if isinstance(env, OrderEnv | ClickEnv) and env.ts > forwarded.get(src, 0):
+                    forwarded[src] = env.ts
 
         agent.__name__ = f"ingest_{topic_key}"
         agent.__qualname__ = agent.__name__
         rp.app.agent(t[topic_key], name=f"repricer.ingest.{topic_key}")(agent)
 
-    make("orders", Order, watermarks=True)
-    make("clicks", Click, watermarks=True)
-    make("catalog", CatalogItem, watermarks=False)
-    make("control", ControlCommand, watermarks=False)
+    make("orders", Order)
+    make("clicks", Click)
+    make("catalog", CatalogItem)
+    make("control", ControlCommand)
 
     @rp.app.timer(WATERMARK_FLUSH_S)
     async def broadcast_watermarks() -> None:

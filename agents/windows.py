@@ -49,9 +49,9 @@ def register(rp: Repricer) -> None:
                 await agg.send(
                     key=row.sku.encode(), value=_json.encode({"t": "sales_1m", "r": row})
                 )
-            for row in out.clicks:
+            for crow in out.clicks:
                 await agg.send(
-                    key=row.sku.encode(), value=_json.encode({"t": "clicks_1m", "r": row})
+                    key=crow.sku.encode(), value=_json.encode({"t": "clicks_1m", "r": crow})
                 )
             for change in out.changes:
                 await t["price_changes"].send(key=change.sku.encode(), value=encode(change))

@@ -72,6 +72,8 @@ def decode(
         return Rejection(reason=_classify(msg), detail=msg[:300])
     except msgspec.DecodeError as exc:
         return Rejection(reason="malformed_json", detail=str(exc)[:300])
+    except RecursionError:
+        return Rejection(reason="too_deep", detail="JSON nesting deeper than the decoder allows")
     ts = getattr(event, "ts", None)
     if ts is not None and not ts_in_range(ts_ms(ts)):
         return Rejection(

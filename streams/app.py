@@ -63,7 +63,7 @@ class Repricer:
     settings: Settings
     app: faust.App
     topics: dict[str, faust.TopicT]
-    tables: dict[str, faust.Table]
+    tables: dict[str, Any]
     engine: WindowEngine
     stats: Stats
 
@@ -110,22 +110,21 @@ def create_app(settings: Settings) -> Repricer:
         key_serializer="json",  # table keys (SKUs) round-trip as str; topics here set their own
         value_serializer="json",
     )
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+
+    def topic(name: str, **kw: Any) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw", **kw)
+
     p = settings.partitions
     topics: dict[str, faust.TopicT] = {
-        "orders": app.topic(settings.topic_orders, **raw),
-        "clicks": app.topic(settings.topic_clicks, **raw),
-        "catalog": app.topic(settings.topic_catalog, **raw),
-        "control": app.topic(settings.topic_control, **raw),
-        "price_changes": app.topic(settings.topic_price_changes, **raw),
-        "prices": app.topic(settings.topic_prices, **raw),
-        "dlq": app.topic(settings.topic_dlq, **raw),
-        "sku_events": app.topic(
-            f"{settings.app_id}-sku-events", partitions=p, internal=True, **raw
-        ),
-        "aggregates": app.topic(
-            f"{settings.app_id}-aggregates", partitions=p, internal=True, **raw
-        ),
+        "orders": topic(settings.topic_orders),
+        "clicks": topic(settings.topic_clicks),
+        "catalog": topic(settings.topic_catalog),
+        "control": topic(settings.topic_control),
+        "price_changes": topic(settings.topic_price_changes),
+        "prices": topic(settings.topic_prices),
+        "dlq": topic(settings.topic_dlq),
+        "sku_events": topic(f"{settings.app_id}-sku-events", partitions=p, internal=True),
+        "aggregates": topic(f"{settings.app_id}-aggregates", partitions=p, internal=True),
     }
     tables = {
         "skus": app.Table("sku-state", default=None, partitions=p, key_type=str),

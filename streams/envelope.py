@@ -52,6 +52,8 @@ class WatermarkEnv(Struct, frozen=True, tag="wm", array_like=True):
     ts: int  # highest event time forwarded from that source partition
 
 
+EventEnv = OrderEnv | ClickEnv
+SkuEnvelope = OrderEnv | ClickEnv | CatalogEnv | ControlEnv
 Envelope = OrderEnv | ClickEnv | CatalogEnv | ControlEnv | WatermarkEnv
 
 _enc = msgspec.json.Encoder()

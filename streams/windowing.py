@@ -24,7 +24,15 @@ from typing import Any
 from models.guardrails import Bounds, GuardrailConfig, apply_guardrails
 from models.policy import DemandSignal, RulePolicy, units_at
 from schemas.events import ClicksWindow, Forecast, PriceChange, PriceState, SalesWindow
-from streams.envelope import CatalogEnv, ClickEnv, ControlEnv, Envelope, OrderEnv, WatermarkEnv
+from streams.envelope import (
+    CatalogEnv,
+    ClickEnv,
+    ControlEnv,
+    Envelope,
+    EventEnv,
+    OrderEnv,
+    WatermarkEnv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,7 @@ class Outputs:
     clicks: list[ClicksWindow] = field(default_factory=list)
     changes: list[PriceChange] = field(default_factory=list)
     prices: list[PriceState] = field(default_factory=list)
-    late: list[Envelope] = field(default_factory=list)
+    late: list[EventEnv] = field(default_factory=list)
     windows_closed: int = 0
     decisions: int = 0
     skipped_replay: bool = False

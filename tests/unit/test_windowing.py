@@ -1,0 +1,182 @@
+"""The window engine without Kafka: folding, watermarks, empty and late windows, replays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.guardrails import GuardrailConfig
+from streams.envelope import CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
+from streams.windowing import Outputs, WindowEngine
+
+T0 = 1_767_225_600_000
+W = 60_000
+L = 5_000
+
+
+class Harness:
+    """One partition of the engine with dict tables and a running offset."""
+
+    def __init__(self, **kw: Any) -> None:
+        cfg = GuardrailConfig(cooldown_ms=0, min_change=0.0)
+        self.engine = WindowEngine(window_ms=W, lateness_ms=L, guardrails=cfg, **kw)
+        self.skus: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
+        self.offset = 0
+        self.src_off: dict[str, int] = {}
+
+    def send(self, env: Any, *, offset: int | None = None) -> Outputs:
+        if offset is None:
+            self.offset += 1
+            offset = self.offset
+        return self.engine.handle(env, partition=0, offset=offset, skus=self.skus, meta=self.meta)
+
+    def order(
+        self, sku: str, ts: int, qty: int = 1, price: float = 10.0, src: str = "orders/0"
+    ) -> Outputs:
+        off = self.src_off[src] = self.src_off.get(src, -1) + 1
+        return self.send(
+            OrderEnv(sku=sku, ts=ts, qty=qty, price=price, order_id=f"o{off}", src=src, off=off)
+        )
+
+    def click(self, sku: str, ts: int, kind: str = "view", src: str = "clickstream/0") -> Outputs:
+        off = self.src_off[src] = self.src_off.get(src, -1) + 1
+        return self.send(ClickEnv(sku=sku, ts=ts, kind=kind, src=src, off=off))
+
+    def mark(self, ts: int, src: str = "clickstream/0") -> Outputs:
+        return self.send(WatermarkEnv(src=src, ts=ts))
+
+    def catalog(self, sku: str, cost: float = 5.0, base: float = 10.0) -> Outputs:
+        return self.send(
+            CatalogEnv(
+                sku=sku,
+                cost=cost,
+                base_price=base,
+                min_price=cost * 1.1,
+                max_price=cost * 5,
+                currency="EUR",
+                stock=None,
+            )
+        )
+
+
+def test_window_closes_only_after_watermark_passes_end_plus_lateness() -> None:
+    h = Harness()
+    h.order("A", T0 + 1_000, qty=2, price=10.0)
+    h.order("A", T0 + 59_000, qty=1, price=12.0)
+    assert h.mark(T0 + W + L - 1).sales == []  # lateness not yet over
+    out = h.mark(T0 + W + L)
+    assert [(r.sku, r.window_start, r.orders, r.units, r.revenue) for r in out.sales] == [
+        ("A", T0, 2, 3, 32.0)
+    ]
+    assert out.windows_closed == 1
+
+
+def test_empty_windows_are_emitted_for_quiet_skus() -> None:
+    h = Harness()
+    h.order("A", T0 + 1_000)
+    h.click("A", T0 + 2_000)
+    out = h.mark(T0 + 4 * W + L)
+    assert [(r.window_start, r.units) for r in out.sales] == [
+        (T0, 1),
+        (T0 + W, 0),
+        (T0 + 2 * W, 0),
+        (T0 + 3 * W, 0),
+    ]
+    assert [c.views for c in out.clicks] == [1, 0, 0, 0]
+
+
+def test_catalog_only_sku_gets_zero_windows_from_the_current_boundary() -> None:
+    h = Harness()
+    h.click("B", T0)
+    h.mark(T0 + W + L)  # boundary T0 + W
+    h.catalog("A")
+    out = h.mark(T0 + 3 * W + L)
+    a = [(r.window_start, r.units) for r in out.sales if r.sku == "A"]
+    assert a == [(T0 + W, 0), (T0 + 2 * W, 0)]
+
+
+def test_late_events_are_counted_and_returned_not_folded() -> None:
+    h = Harness()
+    h.order("A", T0 + 1_000)
+    h.mark(T0 + W + L)
+    late = h.order("A", T0 + 30_000, qty=5)
+    assert len(late.late) == 1 and late.late[0].qty == 5
+    out = h.mark(T0 + 2 * W + L)
+    (row,) = out.sales
+    assert row.window_start == T0 + W and row.units == 0 and row.late_events == 1
+
+
+def test_watermark_is_the_minimum_over_live_sources() -> None:
+    h = Harness(idle_source_ms=120_000)
+    h.mark(T0, src="orders/0")
+    h.mark(T0, src="clickstream/0")
+    h.order("A", T0 + 1_000)
+    assert h.mark(T0 + 2 * W, src="orders/0").sales == []  # clickstream/0 still at T0
+    assert len(h.mark(T0 + W + L, src="clickstream/0").sales) == 1
+    # clickstream/0 now trails by more than idle_source_ms: it no longer holds windows open
+    out = h.mark(T0 + 5 * W, src="orders/0")
+    assert [r.window_start for r in out.sales] == [T0 + W, T0 + 2 * W, T0 + 3 * W]
+
+
+def test_replayed_envelopes_are_skipped() -> None:
+    h = Harness()
+    env = OrderEnv(sku="A", ts=T0 + 1, qty=1, price=10.0, order_id="o1", src="orders/0", off=7)
+    h.send(env, offset=100)
+    assert h.send(env, offset=100).skipped_replay  # replay of the SKU topic
+    assert h.send(env, offset=101).skipped_replay  # replay of the ingest hop (same source offset)
+    (row,) = h.mark(T0 + W + L).sales
+    assert row.units == 1
+
+
+def test_decision_publishes_guarded_change_and_price_state() -> None:
+    h = Harness()
+    h.catalog("A", cost=5.0, base=6.0)  # anchor 2*cost = 10: the rule pushes the price up
+    for w in range(5):
+        h.order("A", T0 + w * W + 1)
+        out = h.mark(T0 + (w + 1) * W + L)
+    changes = [c for c in out.changes]
+    assert changes, "a change is expected at the last close"
+    c = changes[-1]
+    assert c.new_price > c.old_price and c.new_price <= c.old_price * 1.05 + 1e-9
+    assert out.prices[-1].price == c.new_price and out.prices[-1].version >= 1
+    assert h.skus["A"]["price"] == c.new_price
+
+
+def test_freeze_stops_changes_and_unfreeze_resumes() -> None:
+    h = Harness()
+    h.catalog("A", cost=5.0, base=6.0)
+    h.send(ControlEnv(sku="A", action="freeze", price=None, who="ops", why="test"))
+    changes = []
+    for w in range(5):
+        h.order("A", T0 + w * W + 1)
+        changes += h.mark(T0 + (w + 1) * W + L).changes
+    assert changes == []
+    h.send(ControlEnv(sku="A", action="unfreeze", price=None, who="ops", why="test"))
+    h.order("A", T0 + 5 * W + 1)
+    assert h.mark(T0 + 6 * W + L).changes
+
+
+def test_global_kill_switch_and_override() -> None:
+    h = Harness()
+    h.catalog("A", cost=5.0, base=6.0)
+    h.send(ControlEnv(sku="*", action="freeze", price=None, who="ops", why="incident"))
+    h.order("A", T0 + 1)
+    assert h.mark(T0 + W + L).changes == []
+    h.send(ControlEnv(sku="*", action="unfreeze", price=None, who="ops", why="ok"))
+    h.send(ControlEnv(sku="A", action="override", price=20.0, who="ops", why="promo"))
+    (c,) = h.mark(T0 + 2 * W + L).changes
+    assert c.new_price == 20.0 and c.reasons == ["manual_override"] and "override" in c.guardrails
+
+
+def test_event_ids_are_deterministic() -> None:
+    def run() -> list[str]:
+        h = Harness()
+        h.catalog("A", cost=5.0, base=6.0)
+        ids = []
+        for w in range(6):
+            h.order("A", T0 + w * W + 1)
+            ids += [c.event_id for c in h.mark(T0 + (w + 1) * W + L).changes]
+        return ids
+
+    first = run()
+    assert first and first == run()
