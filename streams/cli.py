@@ -20,6 +20,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     settings = Settings()
     logging.getLogger(__name__).info("settings: %r", settings)
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     rp = create_app(settings)
     worker = faust.Worker(rp.app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()

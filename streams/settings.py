@@ -6,7 +6,7 @@ Secrets are ``SecretStr`` and URLs with passwords are masked in ``repr``, so log
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -38,27 +38,40 @@ class Settings(BaseSettings):
     broker: str = Field(
         "kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), `kafka://host:port`."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
-    kafka_username: str | None = None
-    kafka_password: SecretStr | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka transport security."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_username: str | None = Field(None, description="SASL user name.")
+    kafka_password: SecretStr | None = Field(None, description="SASL password (never logged).")
     clickhouse_url: SecretStr = Field(
         SecretStr("chdb://.repricer/chdb"),
         description="`clickhouse://user:pass@host:9000/db` or `chdb:///path` (embedded).",
     )
     store: str = Field("memory://", description="Faust table store (`memory://` or `rocksdb://`).")
     data_dir: str = Field(".repricer/faust", description="Faust data directory.")
-    web_enabled: bool = False
-    web_port: int = 6066
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="Event loop of the worker; uvloop is about 1.35x faster for Faust."
+    )
+    web_enabled: bool = Field(False, description="Serve Faust's web endpoints on 127.0.0.1.")
+    web_port: int = Field(6066, description="Port of the worker's web server.")
 
     # --- topics ----------------------------------------------------------------------
-    topic_orders: str = "orders"
-    topic_clicks: str = "clickstream"
-    topic_catalog: str = "catalog"
-    topic_price_changes: str = "price-changes"
-    topic_prices: str = "prices"
-    topic_control: str = "pricing-control"
-    topic_dlq: str = "repricer-dlq"
+    topic_orders: str = Field("orders", description="Orders in (JSON `Order`).")
+    topic_clicks: str = Field("clickstream", description="Clickstream in (JSON `Click`).")
+    topic_catalog: str = Field(
+        "catalog", description="Compacted catalog in (`CatalogItem`, key SKU)."
+    )
+    topic_price_changes: str = Field("price-changes", description="`PriceChange` v1 events out.")
+    topic_prices: str = Field(
+        "prices", description="Compacted current price per SKU out (`PriceState`)."
+    )
+    topic_control: str = Field(
+        "pricing-control", description="Operator commands in (`ControlCommand`)."
+    )
+    topic_dlq: str = Field("repricer-dlq", description="Dead letters out (`DeadLetter`).")
     partitions: int = Field(
         4, ge=1, description="Partitions of repricer's own and internal topics."
     )
@@ -79,7 +92,9 @@ class Settings(BaseSettings):
     )
 
     # --- pricing and guardrails -------------------------------------------------------
-    objective: Literal["profit", "revenue"] = "profit"
+    objective: Literal["profit", "revenue"] = Field(
+        "profit", description="What the policy maximises."
+    )
     min_margin: float = Field(
         0.05, ge=0, description="Floor is max(min_price, cost*(1+min_margin))."
     )
@@ -90,17 +105,19 @@ class Settings(BaseSettings):
     cooldown_s: int = Field(
         120, ge=0, description="Minimum event-time seconds between changes of one SKU."
     )
-    rounding: Literal["cent", "ninety_nine"] = "cent"
+    rounding: Literal["cent", "ninety_nine"] = Field(
+        "cent", description="Price grid: whole cents, or x.99 endings where the range allows."
+    )
     rate_limit_per_window: int = Field(
         10_000,
         ge=0,
         description="At most this many price changes per closed window tick per worker.",
     )
-    policy_version: str = "rule-v1"
+    policy_version: str = Field("rule-v1", description="Recorded in every PriceChange.")
 
     # --- ClickHouse sink ---------------------------------------------------------------
-    sink_batch_rows: int = Field(10_000, ge=1)
-    sink_flush_s: float = Field(1.0, gt=0)
+    sink_batch_rows: int = Field(10_000, ge=1, description="Rows per ClickHouse insert at most.")
+    sink_flush_s: float = Field(1.0, gt=0, description="Insert at least this often (seconds).")
     sink_retry_max_s: float = Field(
         10.0, gt=0, description="Largest backoff between insert retries."
     )
@@ -131,3 +148,29 @@ class Settings(BaseSettings):
                 yield k, mask_url(v.get_secret_value())
             else:
                 yield k, v
+
+
+def _type_name(annotation: object) -> str:
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if args:
+        return " or ".join(_type_name(a) for a in args)
+    return "none" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def settings_reference() -> str:
+    """Markdown table of every setting: env var, type, default, meaning (for the README)."""
+    rows = ["| env var | type | default | meaning |", "|---|---|---|---|"]
+    for name, f in Settings.model_fields.items():
+        default = f.default
+        if isinstance(default, SecretStr):
+            default = mask_url(default.get_secret_value())
+        typ = _type_name(f.annotation)
+        doc = (f.description or "").replace("|", "\\|")
+        rows.append(f"| `REPRICER_{name.upper()}` | {typ} | `{default}` | {doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_reference())
