@@ -57,8 +57,9 @@ integration: deps
 test: deps lint typecheck  ## lint, type-check and the whole test suite (real broker + ClickHouse)
 	$(VENV)/bin/pytest
 
-schemas: install  ## re-export schemas/json after changing a contract
+schemas: install  ## re-export schemas/json and the README settings table after a change
 	$(PY) -m schemas.export
+	$(PY) -m streams.settings --update-readme
 
 clean:
 	rm -rf $(VENV) .repricer .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,7 @@ from streams.envelope import (
     WatermarkEnv,
     pack,
 )
+from streams.windowing import advance_idle_sources
 
 if TYPE_CHECKING:
     from streams.app import Repricer
@@ -77,6 +78,7 @@ def register(rp: Repricer) -> None:
     # highest event time forwarded per source partition, and what was last broadcast for it
     forwarded: dict[str, int] = {}
     broadcast: dict[str, int] = {}
+    last_event: dict[str, float] = {}
 
     def make(topic_key: str, kind: type) -> None:
         async def agent(stream: Any) -> None:
@@ -97,8 +99,10 @@ def register(rp: Repricer) -> None:
                         await t["sku_events"].send(key=b"*", value=pack(env), partition=p)
                     continue
                 await t["sku_events"].send(key=env.sku.encode(), value=pack(env))
-                if isinstance(env, OrderEnv | ClickEnv) and env.ts > forwarded.get(src, 0):
-                    forwarded[src] = env.ts
+                if isinstance(env, OrderEnv | ClickEnv):
+                    last_event[src] = time.monotonic()
+                    if env.ts > forwarded.get(src, 0):
+                        forwarded[src] = env.ts
 
         agent.__name__ = f"ingest_{topic_key}"
         agent.__qualname__ = agent.__name__
@@ -112,6 +116,7 @@ def register(rp: Repricer) -> None:
     @rp.app.timer(WATERMARK_FLUSH_S)
     async def broadcast_watermarks() -> None:
         """Tell every SKU partition how far each source partition has been forwarded."""
+        advance_idle_sources(forwarded, last_event, time.monotonic(), s.idle_source_s)
         for src, ts in list(forwarded.items()):
             if broadcast.get(src) == ts:
                 continue

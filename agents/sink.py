@@ -40,7 +40,7 @@ def aggregate_rows(values: Sequence[bytes]) -> Rows:
     for v in values:
         msg = _agg_dec.decode(v)
         r = msg["r"]
-        r["version"] = r["window_end"]
+        r["version"] = r.get("window_end", r["window_start"])
         rows.setdefault(msg["t"], []).append(r)
     return rows
 

@@ -53,6 +53,10 @@ def register(rp: Repricer) -> None:
                 await agg.send(
                     key=crow.sku.encode(), value=_json.encode({"t": "clicks_1m", "r": crow})
                 )
+            for frow in out.forecasts:
+                await agg.send(
+                    key=frow.sku.encode(), value=_json.encode({"t": "forecasts", "r": frow})
+                )
             for change in out.changes:
                 await t["price_changes"].send(key=change.sku.encode(), value=encode(change))
             for price in out.prices:
@@ -67,6 +71,8 @@ def register(rp: Repricer) -> None:
                 await t["dlq"].send(key=late.sku.encode(), value=encode(dl))
                 st.dlq["late_event"] += 1
             st.windows_closed += out.windows_closed
+            st.labels += out.labels
+            st.forecast_rows += len(out.forecasts)
             st.decisions += out.decisions
             st.price_changes += len(out.changes)
             st.late_events += len(out.late)

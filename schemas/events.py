@@ -172,6 +172,16 @@ class ClicksWindow(Struct, frozen=True, kw_only=True):
     remove_from_cart: int
 
 
+class ForecastRow(Struct, frozen=True, kw_only=True):
+    """One model's forecast for one SKU's window, scored against what it actually sold."""
+
+    sku: str
+    window_start: int
+    model: str
+    predicted: float
+    actual: float
+
+
 class Rejection(Struct, frozen=True, kw_only=True):
     """Why an incoming payload was refused: a machine ``reason`` code and a human ``detail``."""
 
@@ -191,6 +201,7 @@ PUBLIC_CONTRACTS: dict[str, type[Struct]] = {
     "DeadLetter": DeadLetter,
     "SalesWindow": SalesWindow,
     "ClicksWindow": ClicksWindow,
+    "ForecastRow": ForecastRow,
 }
 
 _encoder = msgspec.json.Encoder()

@@ -16,8 +16,8 @@ from typing import Any
 
 import faust
 
+from models.decider import default_decider
 from models.guardrails import GuardrailConfig
-from models.policy import RulePolicy
 from streams.settings import Settings
 from streams.windowing import WindowEngine
 
@@ -31,6 +31,8 @@ class Stats:
     ingested: Counter[str] = field(default_factory=Counter)
     dlq: Counter[str] = field(default_factory=Counter)
     windows_closed: int = 0
+    labels: int = 0
+    forecast_rows: int = 0
     decisions: int = 0
     price_changes: int = 0
     late_events: int = 0
@@ -140,9 +142,14 @@ def create_app(settings: Settings) -> Repricer:
             cooldown_ms=settings.cooldown_s * 1000,
             rounding=settings.rounding,
         ),
-        policy=RulePolicy(version=settings.policy_version),
+        decider=default_decider(
+            max_step=settings.max_step,
+            objective=settings.objective,
+            lstm=settings.lstm,
+            regressor=settings.river_regressor,
+        ),
+        policy_version=settings.policy_version,
         rate_limit_per_tick=settings.rate_limit_per_window,
-        idle_source_ms=settings.idle_source_s * 1000,
     )
     rp = Repricer(
         settings=settings,

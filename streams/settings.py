@@ -84,11 +84,11 @@ class Settings(BaseSettings):
     lateness_s: int = Field(
         10, ge=0, description="Allowed lateness before a window closes, seconds."
     )
-    idle_source_s: int = Field(
-        300,
-        ge=1,
-        description="A source partition trailing the newest by more than this (event "
-        "time) is treated as idle and stops holding windows open.",
+    idle_source_s: float = Field(
+        10.0,
+        gt=0,
+        description="Wall-clock seconds without events after which a source partition stops "
+        "holding windows open (it is advanced to the newest event time).",
     )
 
     # --- pricing and guardrails -------------------------------------------------------
@@ -113,7 +113,11 @@ class Settings(BaseSettings):
         ge=0,
         description="At most this many price changes per closed window tick per worker.",
     )
-    policy_version: str = Field("rule-v1", description="Recorded in every PriceChange.")
+    policy_version: str = Field("model-v1", description="Recorded in every PriceChange.")
+    lstm: bool = Field(True, description="Score the ONNX LSTM alongside River (ensemble).")
+    river_regressor: Literal["bayes", "linear", "pa"] = Field(
+        "bayes", description="Pooled River regressor (see `repricer bench forecast`)."
+    )
 
     # --- ClickHouse sink ---------------------------------------------------------------
     sink_batch_rows: int = Field(10_000, ge=1, description="Rows per ClickHouse insert at most.")
@@ -172,5 +176,21 @@ def settings_reference() -> str:
     return "\n".join(rows)
 
 
+def update_readme(path: str = "README.md") -> None:
+    """Rewrite the generated settings table between its markers in the README."""
+    from pathlib import Path
+
+    start, end = "<!-- settings-reference:start -->", "<!-- settings-reference:end -->"
+    text = Path(path).read_text()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    Path(path).write_text(f"{head}{start}\n{settings_reference()}\n{end}{tail}")
+
+
 if __name__ == "__main__":
-    print(settings_reference())
+    import sys
+
+    if sys.argv[1:] == ["--update-readme"]:
+        update_readme()
+    else:
+        print(settings_reference())

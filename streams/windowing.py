@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from models.base import SkuView
+from models.decider import Decider, Proposal, default_decider
 from models.guardrails import Bounds, GuardrailConfig, apply_guardrails
-from models.policy import DemandSignal, RulePolicy, units_at
-from schemas.events import ClicksWindow, Forecast, PriceChange, PriceState, SalesWindow
+from models.lstm_features import window_features
+from schemas.events import ClicksWindow, Forecast, ForecastRow, PriceChange, PriceState, SalesWindow
 from streams.envelope import (
     CatalogEnv,
     ClickEnv,
@@ -50,8 +55,10 @@ class Outputs:
     changes: list[PriceChange] = field(default_factory=list)
     prices: list[PriceState] = field(default_factory=list)
     late: list[EventEnv] = field(default_factory=list)
+    forecasts: list[ForecastRow] = field(default_factory=list)
     windows_closed: int = 0
     decisions: int = 0
+    labels: int = 0
     skipped_replay: bool = False
 
 
@@ -59,6 +66,31 @@ def decision_id(sku: str, window_start: int, old: float, new: float, policy: str
     """Deterministic PriceChange id: the same decision always gets the same id."""
     raw = f"{sku}|{window_start}|{old:.6f}|{new:.6f}|{policy}".encode()
     return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def advance_idle_sources(
+    forwarded: dict[str, int], last_event: dict[str, float], now: float, idle_s: float
+) -> list[str]:
+    """Move source partitions quiet for ``idle_s`` (wall clock) up to the newest event time.
+
+    A quiet partition (no orders for a while, or no producer at all) would otherwise hold every
+    window open. Ingest calls this before broadcasting watermarks; returns the sources moved.
+
+    >>> fwd = {"orders/0": 100, "orders/1": 500}
+    >>> advance_idle_sources(fwd, {"orders/0": 0.0, "orders/1": 9.0}, now=10.0, idle_s=5.0)
+    ['orders/0']
+    >>> fwd
+    {'orders/0': 500, 'orders/1': 500}
+    """
+    if not forwarded:
+        return []
+    frontier = max(forwarded.values())
+    moved = []
+    for src, ts in forwarded.items():
+        if ts < frontier and now - last_event.get(src, now) >= idle_s:
+            forwarded[src] = frontier
+            moved.append(src)
+    return moved
 
 
 def _new_state(partition: int) -> State:
@@ -90,16 +122,21 @@ class WindowEngine:
         window_ms: int,
         lateness_ms: int,
         guardrails: GuardrailConfig,
-        policy: RulePolicy | None = None,
+        decider: Decider | None = None,
+        policy_version: str = "model-v1",
         rate_limit_per_tick: int = 10_000,
-        idle_source_ms: int = 300_000,
+        history_len: int = 23,
     ) -> None:
         self.window_ms = window_ms
         self.lateness_ms = lateness_ms
         self.guardrails = guardrails
-        self.policy = policy or RulePolicy()
+        self.decider: Decider = (
+            decider if decider is not None else default_decider(max_step=guardrails.max_step)
+        )
+        self.policy_version = policy_version
+        self.history_len = history_len
+        self._pooled_upto: dict[int, int | None] = {}
         self.rate_limit_per_tick = rate_limit_per_tick
-        self.idle_source_ms = idle_source_ms
 
     # -- helpers -------------------------------------------------------------------
     def window_of(self, ts: int) -> int:
@@ -129,7 +166,7 @@ class WindowEngine:
                 out.skipped_replay = True
                 return out
             if isinstance(env, WatermarkEnv):
-                self._on_watermark(env, pm, partition, skus, out)
+                self._on_watermark(env, pm, partition, skus, meta, out)
             else:
                 if env.action in ("freeze", "unfreeze"):
                     pm["frozen_all"] = env.action == "freeze"
@@ -201,16 +238,14 @@ class WindowEngine:
         return out
 
     # -- closing -------------------------------------------------------------------------
-    def watermark(self, srcs: dict[str, int]) -> int | None:
-        """Event time up to which every live source partition has forwarded its events.
+    @staticmethod
+    def watermark(srcs: dict[str, int]) -> int | None:
+        """Event time up to which every source partition has forwarded its events (the minimum).
 
-        The minimum over source partitions, ignoring any that trail the newest by more than
-        ``idle_source_ms`` (an idle partition must not stop every window from closing).
+        Idle source partitions do not hold this back forever: ingest advances them to its
+        frontier once they have been quiet for a while (``advance_idle_sources``).
         """
-        if not srcs:
-            return None
-        newest = max(srcs.values())
-        return min(ts for ts in srcs.values() if ts >= newest - self.idle_source_ms)
+        return min(srcs.values()) if srcs else None
 
     def _on_watermark(
         self,
@@ -218,39 +253,106 @@ class WindowEngine:
         pm: State,
         partition: int,
         skus: MutableMapping[str, State],
+        meta: MutableMapping[str, State],
         out: Outputs,
     ) -> None:
         srcs = pm.setdefault("srcs", {})
-        if env.ts <= srcs.get(env.src, -1):
+        if env.ts > srcs.get(env.src, -1):
+            srcs[env.src] = env.ts
+            ts = self.watermark(srcs)
+            if ts is not None and (pm["wm"] is None or ts > pm["wm"]):
+                pm["wm"] = ts
+                b_new = self.boundary(ts)
+                if b_new is not None and (pm["b"] is None or b_new > pm["b"]):
+                    pm["b"] = b_new
+                    pm["closing"] = True
+        # A tick runs while "closing" is set; it is cleared only when the tick finished, so a
+        # tick cut short by a crash is completed by the replay (or the next watermark).
+        if not pm.get("closing"):
             return
-        srcs[env.src] = env.ts
-        ts = self.watermark(srcs)
-        if ts is None or (pm["wm"] is not None and ts <= pm["wm"]):
-            return
-        pm["wm"] = ts
-        b = self.boundary(ts)
-        if b is None or (pm["b"] is not None and b <= pm["b"]):
-            return
-        pm["b"] = b
-        changes_left = self.rate_limit_per_tick
+        b = pm["b"]
+        closing: list[tuple[str, State]] = []
         for sku, st in list(skus.items()):
             if st.get("p") != partition:
                 continue
             if st["next"] is None:  # catalog-only SKU: its zero-demand windows start here
                 st["next"] = b
                 skus[sku] = st
-                continue
-            if st["next"] >= b:
-                continue
+            elif st["next"] < b:
+                closing.append((sku, st))
+        if closing:
+            self._learn_pooled_once(closing, b, pm, partition, meta)
+        deciding: list[tuple[str, State, tuple[int, int, int]]] = []
+        for sku, st in closing:
             last = self._close_until(sku, st, b, out)
-            if last is not None and st["cat"] is not None:
-                changed = self._decide(sku, st, last, pm, out, rate_ok=changes_left > 0)
-                changes_left -= int(changed)
+            if st["cat"] is not None:
+                deciding.append((sku, st, last))
+            else:
+                skus[sku] = st
+        self._decide(deciding, pm, out)
+        for sku, st, _ in deciding:
             skus[sku] = st
+        pm["closing"] = False
 
-    def _close_until(
-        self, sku: str, st: State, b: int, out: Outputs
-    ) -> tuple[int, int, int] | None:
+    def _learn_pooled_once(
+        self,
+        closing: list[tuple[str, State]],
+        b: int,
+        pm: State,
+        partition: int,
+        meta: MutableMapping[str, State],
+    ) -> None:
+        """Phase 1 of a tick: the shared (pooled) model learns this tick's labels exactly once.
+
+        Its snapshot and the tick it covers are written to the partition record *before* any SKU
+        record of the tick, so a replay after a crash skips it, while SKUs closed before the crash
+        skip their windows (their ``next`` moved on) and the rest do their per-SKU part.
+        """
+        cached = self._pooled_upto.get(partition)
+        if cached != pm.get("learned_upto"):
+            if pm.get("model"):
+                self.decider.restore(pm["model"])
+            self._pooled_upto[partition] = pm.get("learned_upto")
+        if (pm.get("learned_upto") or -1) >= b:
+            return
+        labelled = [(st, pend) for _, st in closing if (pend := st.get("pend")) and pend["ws"] < b]
+        if labelled:
+            views = [self._saved_view(sku_st, pend) for sku_st, pend in labelled]
+            prices = np.array([pend["price"] for _, pend in labelled])
+            units = np.array(
+                [self._units_of(st, pend["ws"]) for st, pend in labelled], dtype=np.float64
+            )
+            self.decider.learn_pooled(views, prices, units)
+            out_model = self.decider.snapshot()
+            if out_model is not None:
+                pm["model"] = out_model
+        pm["learned_upto"] = b
+        self._pooled_upto[partition] = b
+        meta[str(partition)] = pm
+
+    def _units_of(self, st: State, ws: int) -> float:
+        w = st["open"].get(str(ws))
+        return float(w[1]) if w else 0.0
+
+    @staticmethod
+    def _saved_view(st: State, pend: dict[str, Any]) -> SkuView:
+        """The view a forecast was made from, rebuilt from what the decision saved."""
+        cat = st["cat"] or {}
+        return SkuView(
+            sku=pend["sku"],
+            price=pend["price"],
+            ref_price=cat.get("base_price", pend["price"]),
+            cost=cat.get("cost", 0.0),
+            next_window_start=pend["ws"],
+            units_ewma=pend["ue"],
+            views_ewma=pend["ve"],
+            last_units=pend["lu"],
+            last_views=pend["lv"],
+            windows_seen=pend["n"],
+            state=st.setdefault("m", {}),
+        )
+
+    def _close_until(self, sku: str, st: State, b: int, out: Outputs) -> tuple[int, int, int]:
         """Emit every window of ``sku`` that starts before ``b``; returns the last (start, units, views)."""
         W = self.window_ms
         if (b - st["next"]) // W > MAX_GAP_WINDOWS:
@@ -258,8 +360,9 @@ class WindowEngine:
             for k in [k for k in st["open"] if int(k) < skip_to]:
                 del st["open"][k]
             st["next"] = skip_to
-        last = None
         price = st["price"] or 0.0
+        cat = st["cat"]
+        last = (st["next"], 0, 0)
         while st["next"] < b:
             ws = st["next"]
             orders, units, revenue, views, carts, removes = st["open"].pop(
@@ -288,12 +391,38 @@ class WindowEngine:
                 )
             )
             st["late"] = 0
-            if last is not None:  # only the newest window feeds the decision below
-                self._update_averages(st, last[1], last[2])
+            self._score_pending(sku, st, ws, units, out)
+            if cat is not None:
+                hist = st.setdefault("hist", [])
+                row = window_features(units, views, carts, price, cat["base_price"], ws)
+                hist.append([round(float(x), 5) for x in row])
+                del hist[: -self.history_len]
+            self._update_averages(st, units, views)
             last = (ws, units, views)
             st["next"] = ws + W
             out.windows_closed += 1
         return last
+
+    def _score_pending(self, sku: str, st: State, ws: int, units: int, out: Outputs) -> None:
+        """Phase 2 for one label: per-SKU learning, model errors, and the forecast rows."""
+        pend = st.get("pend")
+        if not pend or pend["ws"] != ws:
+            return
+        view = self._saved_view(st, pend)
+        self.decider.learn_local(view, pend, float(units))
+        for model, predicted in pend["pred"].items():
+            if not model.startswith("_"):
+                out.forecasts.append(
+                    ForecastRow(
+                        sku=sku,
+                        window_start=ws,
+                        model=model,
+                        predicted=predicted,
+                        actual=float(units),
+                    )
+                )
+        out.labels += 1
+        st["pend"] = None
 
     @staticmethod
     def _update_averages(st: State, units: int, views: int) -> None:
@@ -304,53 +433,90 @@ class WindowEngine:
             st["ve"] += EWMA_ALPHA * (views - st["ve"])
         st["n"] += 1
 
-    def _decide(
-        self,
-        sku: str,
-        st: State,
-        last: tuple[int, int, int],
-        pm: State,
-        out: Outputs,
-        *,
-        rate_ok: bool,
-    ) -> bool:
-        ws, units, views = last
+    def _view(self, sku: str, st: State, last: tuple[int, int, int]) -> SkuView:
         cat = st["cat"]
-        now = ws + self.window_ms
-        signal = DemandSignal(
+        return SkuView(
             sku=sku,
             price=st["price"],
+            ref_price=cat["base_price"],
             cost=cat["cost"],
-            units=units,
-            views=views,
+            next_window_start=last[0] + self.window_ms,
             units_ewma=st["ue"],
             views_ewma=st["ve"],
+            last_units=float(last[1]),
+            last_views=float(last[2]),
             windows_seen=st["n"],
+            history=st.get("hist") or (),
+            state=st.setdefault("m", {}),
         )
-        self._update_averages(st, units, views)
-        proposal = self.policy.propose(signal)
-        bounds = Bounds(cost=cat["cost"], min_price=cat["min_price"], max_price=cat["max_price"])
-        g = apply_guardrails(
-            current=st["price"],
-            proposed=proposal.price,
-            bounds=bounds,
-            cfg=self.guardrails,
-            now_ms=now,
-            last_change_ms=st["last_change"],
-            frozen=st["frozen"] or pm.get("frozen_all", False),
-            override=st["override"],
-            rate_ok=rate_ok,
-        )
-        out.decisions += 1
-        if not g.changed:
-            return False
-        old = st["price"]
-        reasons = list(proposal.reasons)
-        if st["override"] is not None:
-            reasons = ["manual_override"]
+
+    def _decide(
+        self, deciding: list[tuple[str, State, tuple[int, int, int]]], pm: State, out: Outputs
+    ) -> None:
+        """Phase 3: one batch of forecasts for every SKU closing now, then guardrails per SKU."""
+        if not deciding:
+            return
+        views = [self._view(sku, st, last) for sku, st, last in deciding]
+        bounds = [
+            Bounds(
+                cost=st["cat"]["cost"],
+                min_price=st["cat"]["min_price"],
+                max_price=st["cat"]["max_price"],
+            )
+            for _, st, _ in deciding
+        ]
+        proposals = self.decider.propose(views, bounds, self.guardrails.min_margin)
+        changes_left = self.rate_limit_per_tick
+        finals = []
+        for (sku, st, last), v, bd, prop in zip(deciding, views, bounds, proposals, strict=True):
+            now = v.next_window_start
+            g = apply_guardrails(
+                current=st["price"],
+                proposed=prop.price,
+                bounds=bd,
+                cfg=self.guardrails,
+                now_ms=now,
+                last_change_ms=st["last_change"],
+                frozen=st["frozen"] or pm.get("frozen_all", False),
+                override=st["override"],
+                rate_ok=changes_left > 0,
+            )
+            out.decisions += 1
+            if g.changed:
+                changes_left -= 1
+                self._publish(sku, st, last[0], g, prop, now, out)
+            finals.append(st["price"])
+        preds = self.decider.predict_at(views, np.array(finals, dtype=np.float64))
+        for i, ((sku, st, _), v) in enumerate(zip(deciding, views, strict=True)):
+            st["pend"] = {
+                "sku": sku,
+                "ws": v.next_window_start,
+                "price": finals[i],
+                "ue": v.units_ewma,
+                "ve": v.views_ewma,
+                "lu": v.last_units,
+                "lv": v.last_views,
+                "n": v.windows_seen,
+                "pred": {k: round(float(a[i]), 6) for k, a in preds.items() if np.isfinite(a[i])},
+            }
+
+    def _publish(
+        self, sku: str, st: State, ws: int, g: Any, prop: Proposal, now: int, out: Outputs
+    ) -> None:
+        old, cat = st["price"], st["cat"]
+        reasons = ["manual_override"] if st["override"] is not None else list(prop.reasons)
+        if not math.isfinite(prop.price):
+            reasons.append("fallback")
+        at_new = prop.forecast_at_new
+        if (
+            math.isfinite(prop.forecast_at_old)
+            and math.isfinite(prop.elasticity)
+            and prop.price != g.price
+        ):
+            at_new = prop.forecast_at_old * (g.price / old) ** prop.elasticity
         out.changes.append(
             PriceChange(
-                event_id=decision_id(sku, ws, old, g.price, self.policy.version),
+                event_id=decision_id(sku, ws, old, g.price, self.policy_version),
                 sku=sku,
                 old_price=old,
                 new_price=g.price,
@@ -360,15 +526,12 @@ class WindowEngine:
                 window_start=ws,
                 reasons=reasons,
                 forecast=Forecast(
-                    units_at_old=proposal.forecast_at_old,
-                    units_at_new=units_at(
-                        g.price, old, proposal.forecast_at_old, proposal.elasticity
-                    ),
+                    units_at_old=_finite(prop.forecast_at_old), units_at_new=_finite(at_new)
                 ),
-                elasticity=proposal.elasticity,
-                model_versions=proposal.model_versions,
+                elasticity=_finite(prop.elasticity),
+                model_versions=prop.model_versions,
                 guardrails=list(g.applied),
-                policy_version=self.policy.version,
+                policy_version=self.policy_version,
             )
         )
         st["price"], st["since"], st["last_change"] = g.price, now, now
@@ -378,4 +541,7 @@ class WindowEngine:
                 sku=sku, price=g.price, currency=cat["currency"], since=now, version=st["ver"]
             )
         )
-        return True
+
+
+def _finite(x: float) -> float:
+    return float(x) if math.isfinite(x) else 0.0

@@ -234,7 +234,7 @@ def test_pipeline_end_to_end(broker: TansuBroker, sink_url: str, tmp_path: Path)
         partitions=2,
         window_s=60,
         lateness_s=2,
-        idle_source_s=60,
+        idle_source_s=2,
         cooldown_s=0,
         max_step=MAX_STEP,
         min_margin=MIN_MARGIN,
@@ -288,7 +288,7 @@ def test_pipeline_end_to_end(broker: TansuBroker, sink_url: str, tmp_path: Path)
         assert stats["windows_closed"] == len(exp_sales)
         assert stats["late_events"] == 0
         n_changes = stats["price_changes"]
-        assert n_changes >= len(CATALOG), "every SKU is below its margin anchor: each must move"
+        assert n_changes >= len(CATALOG), "early exploration moves every SKU at least once"
 
         # downstream view of price changes: schema-valid, guardrails respected
         changes = asyncio.run(

@@ -1,0 +1,91 @@
+"""The one contract every demand model implements, and the per-SKU view models read.
+
+Agents and the decision step depend on :class:`DemandModel` only; River, the ONNX LSTM, the
+naive baselines and the ensemble all implement it, and ``models.checks`` runs the same
+conformance checks over each. Models work on *batches* (every SKU closing in one tick, at every
+candidate price) so the LSTM is scored in one call and linear models vectorise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from models.lstm_features import hour_features
+
+
+@dataclass(slots=True)
+class SkuView:
+    """What a model may know about one SKU when it forecasts the next window.
+
+    ``state`` is the model's per-SKU memory. It is persisted with the SKU's record (a
+    changelog-backed table in the worker), so whatever a model writes there survives restarts
+    and moves with the partition, atomically with the window it learned from.
+    """
+
+    sku: str
+    price: float  # price in force
+    ref_price: float  # catalog base price
+    cost: float
+    next_window_start: int  # epoch ms of the window being forecast
+    units_ewma: float = 0.0
+    views_ewma: float = 0.0
+    last_units: float = 0.0
+    last_views: float = 0.0
+    windows_seen: int = 0
+    history: Sequence[Sequence[float]] = ()  # LSTM feature rows of closed windows, oldest first
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class DemandModel(Protocol):
+    """Forecast next-window units per SKU at candidate prices; learn from observed labels."""
+
+    name: str
+
+    @property
+    def version(self) -> str: ...
+
+    def forecast(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
+        """(N, K) expected units for SKU ``i`` at ``prices[i, k]``; ``nan`` where it cannot."""
+        ...
+
+    def learn(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        """Learn that SKU ``i`` sold ``units[i]`` in its window at ``prices[i]``.
+
+        ``views`` are the views the forecast was made from (saved at decision time), so the
+        model learns the delayed label against the features it actually saw.
+        """
+        ...
+
+
+def context_features(v: SkuView) -> dict[str, float]:
+    """Price-free features of a SKU for tabular (River) models."""
+    hs, hc = hour_features(v.next_window_start)
+    return {
+        "bias": 1.0,
+        "log_units_ewma": math.log1p(max(v.units_ewma, 0.0)),
+        "log_views_ewma": math.log1p(max(v.views_ewma, 0.0)),
+        "log_last_units": math.log1p(max(v.last_units, 0.0)),
+        "log_last_views": math.log1p(max(v.last_views, 0.0)),
+        "hour_sin": float(hs),
+        "hour_cos": float(hc),
+    }
+
+
+def log_price_ratio(prices: np.ndarray, views: Sequence[SkuView]) -> np.ndarray:
+    """``log(price / ref_price)`` per row, same shape as ``prices`` ((N,) or (N, K))."""
+    ref = np.array([max(v.ref_price, 1e-9) for v in views], dtype=np.float64)
+    ref = ref.reshape((-1,) + (1,) * (np.ndim(prices) - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.asarray(prices, dtype=np.float64) / ref)
+
+
+def clean(units: np.ndarray) -> np.ndarray:
+    """Forecasts as non-negative floats with ``nan`` for anything unusable."""
+    u = np.asarray(units, dtype=np.float64)
+    return np.where(np.isfinite(u) & (u >= 0), u, np.nan)

@@ -1,0 +1,54 @@
+"""The ONNX LSTM as a :class:`DemandModel`: all SKUs x candidate prices in one batch call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from models.base import SkuView, clean
+from models.onnx_scorer import LstmScorer
+
+
+class LstmDemand:
+    """Scores the shipped (or configured) ONNX LSTM; it does not learn online.
+
+    SKUs without any closed window yet get ``nan`` (no basis for a sequence forecast): the
+    ensemble then relies on the other members.
+    """
+
+    name = "lstm"
+
+    def __init__(self, path: str | Path | None = None, *, scorer: LstmScorer | None = None) -> None:
+        self.scorer = scorer or LstmScorer(path)
+
+    @property
+    def version(self) -> str:
+        return f"lstm-{self.scorer.version}"
+
+    @property
+    def provider(self) -> str:
+        return self.scorer.provider
+
+    def forecast(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
+        p = np.asarray(prices, dtype=np.float64)
+        out = np.full(p.shape, np.nan)
+        idx = [i for i, v in enumerate(views) if len(v.history) > 0]
+        if not idx:
+            return out
+        sub = [views[i] for i in idx]
+        units = self.scorer.forecast(
+            [v.history for v in sub],
+            p[idx],
+            np.array([v.ref_price for v in sub]),
+            np.array([v.next_window_start for v in sub], dtype=np.int64),
+        )
+        out[idx] = units.reshape(out[idx].shape)
+        return clean(out)
+
+    def learn(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        return None  # retrained offline (`repricer train`) and hot-reloaded
+
+    def maybe_reload(self) -> bool:
+        return self.scorer.maybe_reload()
