@@ -74,6 +74,9 @@ def context_features(v: SkuView) -> dict[str, float]:
         "log_last_views": math.log1p(max(v.last_views, 0.0)),
         "hour_sin": float(hs),
         "hour_cos": float(hc),
+        "log_price_level": math.log(v.price / v.ref_price)
+        if v.price > 0 and v.ref_price > 0
+        else 0.0,
     }
 
 
@@ -83,6 +86,20 @@ def log_price_ratio(prices: np.ndarray, views: Sequence[SkuView]) -> np.ndarray:
     ref = ref.reshape((-1,) + (1,) * (np.ndim(prices) - 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log(np.asarray(prices, dtype=np.float64) / ref)
+
+
+def log_price_change(prices: np.ndarray, views: Sequence[SkuView]) -> np.ndarray:
+    """``log(candidate / price in force)`` per row, same shape as ``prices`` ((N,) or (N, K)).
+
+    Demand models see price as a *change* from the price the recent windows were sold at: the
+    recent demand level already reflects the current price, so only a change is informative
+    (and exploration makes changes vary, which identifies the elasticity).
+    """
+    cur = np.array([max(v.price, 1e-9) for v in views], dtype=np.float64)
+    cur = cur.reshape((-1,) + (1,) * (np.ndim(prices) - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.log(np.asarray(prices, dtype=np.float64) / cur)
+    return np.where(np.isfinite(d), d, 0.0)
 
 
 def clean(units: np.ndarray) -> np.ndarray:

@@ -111,6 +111,20 @@ class ModelDecider:
             out[b.name] = b.forecast(views, prices)
         return out
 
+    def price_response(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
+        """(N, K) expected units: the ensemble's level at the current price, moved along River's
+        learned price response (the architecture's split: every member forecasts the level,
+        River's elasticity — identified by exploration — says how demand moves with price)."""
+        river = next((m for m in self.members if isinstance(m, RiverDemand)), None)
+        if river is None:
+            return self.forecasts(views, prices)[ENSEMBLE]
+        cur = np.array([v.price for v in views], dtype=np.float64)[:, None]
+        level = combine(views, {m.name: m.forecast(views, cur) for m in self.members})[:, 0]
+        slope = river.price_slope(views)
+        d = np.log(prices / cur)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.expm1(np.log1p(np.maximum(level, 0.0))[:, None] + slope[:, None] * d)
+
     def model_versions(self) -> dict[str, str]:
         return {m.name: m.version for m in self.members} | {"decider": self.version}
 
@@ -120,7 +134,7 @@ class ModelDecider:
         if not views:
             return []
         prices = self.candidates(views)
-        q = self.forecasts(views, prices)[ENSEMBLE]
+        q = self.price_response(views, prices)
         versions = self.model_versions()
         mid = self.n_candidates // 2
         out = []

@@ -29,6 +29,21 @@ class ClickEnv(Struct, frozen=True, tag="c", array_like=True):
     off: int
 
 
+class CountsEnv(Struct, frozen=True, tag="n", array_like=True):
+    """A whole window's totals for one SKU at once (backtests, history replay by window)."""
+
+    sku: str
+    ts: int  # any time inside the window
+    orders: int
+    units: int
+    revenue: float
+    views: int
+    carts: int
+    removes: int
+    src: str
+    off: int
+
+
 class CatalogEnv(Struct, frozen=True, tag="cat", array_like=True):
     sku: str
     cost: float
@@ -52,9 +67,9 @@ class WatermarkEnv(Struct, frozen=True, tag="wm", array_like=True):
     ts: int  # highest event time forwarded from that source partition
 
 
-EventEnv = OrderEnv | ClickEnv
-SkuEnvelope = OrderEnv | ClickEnv | CatalogEnv | ControlEnv
-Envelope = OrderEnv | ClickEnv | CatalogEnv | ControlEnv | WatermarkEnv
+EventEnv = OrderEnv | ClickEnv | CountsEnv
+SkuEnvelope = OrderEnv | ClickEnv | CountsEnv | CatalogEnv | ControlEnv
+Envelope = OrderEnv | ClickEnv | CountsEnv | CatalogEnv | ControlEnv | WatermarkEnv
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Envelope)

@@ -358,6 +358,51 @@ class Market:
 
     # ---------------------------------------------------------------------------- simulation
 
+    def step_counts(
+        self, t0_ms: int, t1_ms: int
+    ) -> dict[str, tuple[int, int, float, int, int, int]]:
+        """Per-SKU window totals ``(orders, units, revenue, views, carts, removes)`` for [t0, t1).
+
+        The same demand model as :meth:`step` (same expected units), drawn as counts rather than
+        events — thousands of times faster, for backtests and benchmarks over simulated weeks.
+        The price in force at ``t0`` holds for the whole interval.
+        """
+        t0, t1 = int(t0_ms), int(t1_ms)
+        if t1 <= t0 or t0 < self._now:
+            raise ValueError("step_counts needs now <= t0 < t1")
+        self._advance_prices(t0)
+        rng = self._rng
+        minutes = (t1 - t0) / MS_PER_MIN
+        mid_minute = (((t0 + t1) // 2) % MS_PER_DAY) / MS_PER_MIN
+        out: dict[str, tuple[int, int, float, int, int, int]] = {}
+        for sku, tr in self.truths.items():
+            price = self._price[sku]
+            views = int(rng.poisson(tr.views_per_min * minutes * season_factor(tr, mid_minute)))
+            conv = float(conversion(tr, price))
+            cart_p = float(cart_probability(tr, price))
+            # a fixed number of draws per SKU and step, whatever the price: runs at different
+            # prices with one seed see the same traffic (common random numbers)
+            carts = int(rng.binomial(views, cart_p))
+            orders = int(rng.binomial(carts, min(1.0, conv / cart_p)))
+            removes = int(rng.binomial(carts - orders, REMOVE_PROB))
+            units = int(rng.multinomial(orders, QTY_PROBS) @ self._qty_values)
+            stock = self._stock[sku]
+            if stock is not None:
+                units = min(units, stock)
+                orders = min(orders, units)
+                self._stock[sku] = stock - units
+            revenue = units * price
+            rec = self._realised[sku]
+            rec["units"] += units
+            rec["revenue"] += revenue
+            rec["profit"] += revenue - units * tr.cost
+            rec["orders"] += orders
+            rec["views"] += views
+            out[sku] = (orders, units, revenue, views, carts, removes)
+        self._now = t1
+        self._advance_prices(t1)
+        return out
+
     def step(self, t0_ms: int, t1_ms: int) -> list[Order | Click]:
         """All events with ``t0_ms <= ts < t1_ms``, sorted by ``ts``; advances the clock to t1."""
         t0, t1 = int(t0_ms), int(t1_ms)

@@ -33,6 +33,7 @@ from streams.envelope import (
     CatalogEnv,
     ClickEnv,
     ControlEnv,
+    CountsEnv,
     Envelope,
     EventEnv,
     OrderEnv,
@@ -184,7 +185,7 @@ class WindowEngine:
         elif offset <= st["off"]:
             out.skipped_replay = True
             return out
-        if isinstance(env, OrderEnv | ClickEnv):
+        if isinstance(env, OrderEnv | ClickEnv | CountsEnv):
             srcs = st.setdefault("src", {})
             if env.off <= srcs.get(env.src, -1):  # the ingest hop replayed this source event
                 out.skipped_replay = True
@@ -203,6 +204,11 @@ class WindowEngine:
                     w[0] += 1
                     w[1] += env.qty
                     w[2] += env.qty * env.price
+                elif isinstance(env, CountsEnv):
+                    for i, n in enumerate(
+                        (env.orders, env.units, env.revenue, env.views, env.carts, env.removes)
+                    ):
+                        w[i] += n
                 else:
                     w[{"view": 3, "add_to_cart": 4, "remove_from_cart": 5}[env.kind]] += 1
         elif isinstance(env, CatalogEnv):
@@ -392,7 +398,7 @@ class WindowEngine:
             )
             st["late"] = 0
             self._score_pending(sku, st, ws, units, out)
-            if cat is not None:
+            if cat is not None and self.history_len > 0:
                 hist = st.setdefault("hist", [])
                 row = window_features(units, views, carts, price, cat["base_price"], ws)
                 hist.append([round(float(x), 5) for x in row])
@@ -488,6 +494,7 @@ class WindowEngine:
             finals.append(st["price"])
         preds = self.decider.predict_at(views, np.array(finals, dtype=np.float64))
         for i, ((sku, st, _), v) in enumerate(zip(deciding, views, strict=True)):
+            st["m"]["nd"] = int(st["m"].get("nd", 0)) + 1  # forecasts awaiting a label, ever
             st["pend"] = {
                 "sku": sku,
                 "ws": v.next_window_start,

@@ -275,3 +275,21 @@ def test_stock_runs_out() -> None:
     ev = m.step(START + 30 * MIN, START + 31 * MIN)
     assert not [e for e in ev if isinstance(e, Order) and e.sku == t.sku]
     assert [e for e in ev if isinstance(e, Click) and e.sku == t.sku]
+
+
+def test_step_counts_match_expected_units() -> None:
+    from streams.simulator import Market as _Market
+
+    m = _Market(n_skus=20, seed=3, start_ms=START)
+    minutes = 400
+    got = {s: 0 for s in m.truths}
+    exp = {s: 0.0 for s in m.truths}
+    for i in range(minutes):
+        t0 = START + i * 60_000
+        for s in m.truths:
+            exp[s] += m.expected_units_per_min(s, m.price(s), t0 + 30_000)
+        for s, (_o, u, _r, _v, _c, _rm) in m.step_counts(t0, t0 + 60_000).items():
+            got[s] += u
+    total_got, total_exp = sum(got.values()), sum(exp.values())
+    assert abs(total_got - total_exp) / total_exp < 0.03
+    assert m.realised()[next(iter(m.truths))]["units"] == got[next(iter(m.truths))]
