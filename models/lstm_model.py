@@ -21,7 +21,15 @@ class LstmDemand:
     name = "lstm"
 
     def __init__(self, path: str | Path | None = None, *, scorer: LstmScorer | None = None) -> None:
+        self.path = path
         self.scorer = scorer or LstmScorer(path)
+
+    def __getstate__(self) -> dict[str, object]:
+        # an onnxruntime session is not picklable: ship the model path, reload on the other side
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc, arg-type]
 
     @property
     def version(self) -> str:

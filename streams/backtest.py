@@ -73,11 +73,12 @@ def run_market(
     start_ms: int = 1_767_225_600_000,
     lstm: bool = True,
     keep_forecasts: bool = False,
+    markup: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run one pricing over ``days`` simulated days of ``skus`` SKUs; deterministic for a seed."""
     t_start = time.monotonic()
-    market = Market(n_skus=skus, seed=seed, start_ms=start_ms)
+    market = Market(n_skus=skus, seed=seed, start_ms=start_ms, initial_markup=markup or 1.6)
     w_ms = settings.window_ms
     windows = int(days * DAY_MS // w_ms)
     cfg = guardrail_config(settings)
@@ -186,12 +187,20 @@ def backtest(
     seed: int,
     settings: Settings,
     lstm: bool = True,
+    markup: float = 2.0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Static vs policy vs oracle on one market and seed; the report ``repricer backtest`` prints."""
     runs = {
         p: run_market(
-            p, skus=skus, days=days, seed=seed, settings=settings, lstm=lstm, progress=progress
+            p,
+            skus=skus,
+            days=days,
+            seed=seed,
+            settings=settings,
+            lstm=lstm,
+            markup=markup,
+            progress=progress,
         )
         for p in ("static", "policy", "oracle")
     }
@@ -204,7 +213,7 @@ def backtest(
         "skus": skus,
         "days": days,
         "seed": seed,
-        "initial_price_rule": "cost-plus: cost x 1.6 (the simulator's catalog base price)",
+        "initial_price_rule": f"cost-plus: cost x {markup:g}",
         "profit": {
             "static": round(st.profit, 2),
             "policy": round(po.profit, 2),

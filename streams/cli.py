@@ -140,10 +140,67 @@ def _cmd_report(args: argparse.Namespace) -> int:
             "top_skus_by_revenue": queries.top_skus_by_revenue(ch),
             "dead_letters_by_reason": queries.dead_letters_by_reason(ch),
             "price_changes_by_reason": queries.price_changes_by_reason(ch),
+            "forecast_accuracy": queries.forecast_accuracy(ch),
         }
     finally:
         ch.close()
     print(json.dumps(out, default=str, indent=None if args.json else 2))
+    return 0
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from streams.backtest import backtest
+
+    def progress(msg: str) -> None:
+        if not args.json:
+            print(msg, file=sys.stderr, flush=True)
+
+    report = backtest(
+        skus=args.skus,
+        days=args.days,
+        seed=args.seed,
+        settings=Settings(),
+        lstm=not args.no_lstm,
+        markup=args.markup,
+        progress=progress,
+    )
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0 if report["guardrail_violations"] == 0 else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from streams.bench import run_bench
+
+    report = run_bench(args.what, quick=args.quick, progress=None if args.json else _err)
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from models.lstm_train import main as train_main  # needs torch: `pip install torch`
+
+    return int(train_main(args.train_args) or 0)
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+
+    from infra.kafka_admin import client_kwargs
+    from schemas import ControlCommand, encode
+
+    settings = Settings()
+    cmd = ControlCommand(
+        sku=args.sku, action=args.action, price=args.price, who=args.who, why=args.why
+    )
+    producer = KafkaProducer(**client_kwargs(settings))  # type: ignore[arg-type]
+    producer.send(settings.topic_control, key=args.sku.encode(), value=encode(cmd))
+    producer.flush()
+    producer.close()
+    print(f"sent {args.action} for {args.sku!r} to {settings.topic_control}")
     return 0
 
 
@@ -215,6 +272,50 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("sql", help="SQL; use %%(name)s placeholders with --param name=value")
     q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     q.set_defaults(func=_cmd_query)
+
+    b = sub.add_parser("backtest", help="static vs policy vs oracle prices on the simulated market")
+    b.add_argument("--skus", type=int, default=200, help="simulated SKUs (default 200)")
+    b.add_argument("--days", type=float, default=7, help="simulated days (default 7)")
+    b.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
+    b.add_argument(
+        "--markup",
+        type=float,
+        default=2.0,
+        help="initial prices: cost x markup, a keystone rule by default (2.0)",
+    )
+    b.add_argument("--no-lstm", action="store_true", help="River only (faster)")
+    b.add_argument("--json", action="store_true", help="one-line JSON report")
+    b.set_defaults(func=_cmd_backtest)
+
+    be = sub.add_parser("bench", help="benchmarks (ratios measured side by side in one run)")
+    be.add_argument(
+        "what", choices=["forecast"], help="forecast: model WAPE vs naive baselines, LSTM batching"
+    )
+    be.add_argument("--quick", action="store_true", help="a reduced run (under two minutes)")
+    be.add_argument("--json", action="store_true", help="one-line JSON report")
+    be.set_defaults(func=_cmd_bench)
+
+    tr = sub.add_parser(
+        "train",
+        help="train the LSTM (simulator or ClickHouse history) and export ONNX",
+        add_help=False,
+    )
+    tr.add_argument(
+        "train_args",
+        nargs=argparse.REMAINDER,
+        help="arguments of `python -m models.lstm_train` (see `repricer train --help`)",
+    )
+    tr.set_defaults(func=_cmd_train)
+
+    c = sub.add_parser(
+        "control", help="freeze/unfreeze a SKU (or '*'), or set/clear a price override"
+    )
+    c.add_argument("action", choices=["freeze", "unfreeze", "override", "clear_override"])
+    c.add_argument("sku", help="a SKU, or '*' for every SKU (freeze/unfreeze only)")
+    c.add_argument("--price", type=float, help="override price (with `override`)")
+    c.add_argument("--who", default="cli", help="who is asking (recorded)")
+    c.add_argument("--why", default="", help="why (recorded)")
+    c.set_defaults(func=_cmd_control)
 
     r = sub.add_parser("report", help="summary queries over ClickHouse (row counts, top SKUs, DLQ)")
     r.add_argument("--json", action="store_true", help="one-line JSON")

@@ -48,3 +48,25 @@ def conversion_by_sku(ch: ClickHouseBackend, limit: int = 5) -> list[tuple[Any, 
         f"USING (sku, window_start) GROUP BY c.sku ORDER BY total_views DESC, c.sku LIMIT %(limit)s",
         {"limit": limit},
     )
+
+
+def forecast_accuracy(ch: ClickHouseBackend) -> list[dict[str, Any]]:
+    """MAE, RMSE, MAPE (non-zero actuals) and WAPE per model over every scored forecast."""
+    rows = ch.query(
+        f"SELECT model, count() AS n, avg(abs(predicted - actual)) AS mae, "
+        f"sqrt(avg((predicted - actual) * (predicted - actual))) AS rmse, "
+        f"avgIf(abs(predicted - actual) / actual, actual > 0) AS mape, "
+        f"sum(abs(predicted - actual)) / greatest(sum(actual), 1e-9) AS wape "
+        f"FROM {ch.database}.forecasts FINAL GROUP BY model ORDER BY wape, model"
+    )
+    return [
+        {
+            "model": m,
+            "n": int(n),
+            "mae": round(float(mae), 4),
+            "rmse": round(float(rmse), 4),
+            "mape": round(float(mape), 4) if mape == mape else None,
+            "wape": round(float(wape), 4),
+        }
+        for m, n, mae, rmse, mape, wape in rows
+    ]

@@ -1,0 +1,101 @@
+"""``repricer bench``: benchmarks that print ratios measured side by side in one run.
+
+Absolute numbers depend on the machine and on whatever else it is doing; ratios of two things
+measured in the same run, on the same data, are what to compare across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from streams.settings import Settings
+
+Progress = Callable[[str], None] | None
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def lstm_batching(repeats: int = 5, rows: int = 4096) -> dict[str, Any]:
+    """Rows/s of the ONNX LSTM at batch 256 ÷ batch 1, on the provider actually selected."""
+    from models.lstm_features import N_FEATURES
+    from models.onnx_scorer import LstmScorer
+
+    scorer = LstmScorer()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, scorer.seq_len, N_FEATURES)).astype(np.float32)
+    speedups, r1s, r256s = [], [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for i in range(rows // 8):
+            scorer.score(x[i : i + 1])
+        r1 = (rows // 8) / (time.perf_counter() - t)
+        t = time.perf_counter()
+        for i in range(0, rows, 256):
+            scorer.score(x[i : i + 256])
+        r256 = rows / (time.perf_counter() - t)
+        speedups.append(r256 / r1)
+        r1s.append(r1)
+        r256s.append(r256)
+    return {
+        "provider": scorer.provider,
+        "lstm_batch_speedup": round(statistics.median(speedups), 2),
+        "lstm_batch_speedup_min_median_max": [
+            round(min(speedups), 2),
+            round(statistics.median(speedups), 2),
+            round(max(speedups), 2),
+        ],
+        "lstm_rows_per_s_batch1": round(statistics.median(r1s)),
+        "lstm_rows_per_s_batch256": round(statistics.median(r256s)),
+    }
+
+
+def forecast(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    """WAPE of each model and the ensemble ÷ the best naive baseline, plus River candidates."""
+    from streams.backtest import forecast_bench
+
+    skus, days, eval_days = (40, 1.25, 0.25) if quick else (100, 3.0, 1.0)
+    base = Settings()
+    report: dict[str, Any] = {
+        "machine": _machine(),
+        "skus": skus,
+        "days": days,
+        "eval_days": eval_days,
+    }
+    by_regressor = {}
+    for reg in ("bayes", "linear", "pa"):
+        if progress:
+            progress(f"[bench forecast] River pooled regressor {reg!r}: {skus} SKUs x {days} days")
+        s = base.model_copy(update={"river_regressor": reg})
+        res = forecast_bench(skus=skus, days=days, seed=11, settings=s, eval_days=eval_days)
+        by_regressor[reg] = res
+    chosen = base.river_regressor
+    report.update(by_regressor[chosen])
+    report["river_regressor"] = chosen
+    report["wape_ratio_river_by_regressor"] = {
+        r: v.get("wape_ratio_river") for r, v in by_regressor.items()
+    }
+    if progress:
+        progress("[bench forecast] LSTM batch 1 vs 256")
+    report.update(lstm_batching(repeats=3 if quick else 5))
+    return report
+
+
+def run_bench(what: str, *, quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    if what == "forecast":
+        return forecast(quick=quick, progress=progress)
+    raise ValueError(f"unknown benchmark {what!r}")
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_bench("forecast", quick=True)))
