@@ -1,7 +1,7 @@
 # repricer: `make demo` and `make test` work on a fresh machine (Debian/Ubuntu, Python >= 3.11).
 # Everything is installed from this repository's own files: a virtualenv in .venv with the
 # project and its dev tools, torch (CPU, only for training/exporting the LSTM and its parity
-# test) and, for the integration tests, Debian's clickhouse-server package.
+# test) and, for the integration tests, Debian's clickhouse-server and chromium packages.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +11,7 @@ TORCH_VERSION ?= 2.13.0
 CLICKHOUSE_SERVER ?= /usr/sbin/clickhouse-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install deps clickhouse-server demo test lint typecheck unit integration bench clean schemas
+.PHONY: help install deps clickhouse-server chromium demo test lint typecheck unit integration bench clean schemas
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -36,7 +36,14 @@ clickhouse-server:  ## Debian's clickhouse-server (for integration tests), if mi
 	fi
 	@# the package starts nothing we use; tests run their own server in a temp dir
 
-deps: install $(VENV)/.torch clickhouse-server  ## everything `make test` needs
+chromium:  ## Debian's headless-capable Chromium (for the dashboard browser test), if missing
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+		echo "installing chromium from Debian's packages"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; \
+	fi
+
+deps: install $(VENV)/.torch clickhouse-server chromium  ## everything `make test` needs
 
 demo: install  ## local broker + embedded ClickHouse + simulator + worker, then a report
 	$(VENV)/bin/repricer demo

@@ -4,6 +4,6 @@ The logic they call lives in plain modules (``schemas.decode``, ``streams.window
 ``infra.clickhouse``) so it is testable without Kafka.
 """
 
-from agents import ingest, sink, windows
+from agents import ingest, sink, web, windows
 
-__all__ = ["ingest", "sink", "windows"]
+__all__ = ["ingest", "sink", "web", "windows"]

@@ -79,6 +79,7 @@ def register(rp: Repricer) -> None:
     forwarded: dict[str, int] = {}
     broadcast: dict[str, int] = {}
     last_event: dict[str, float] = {}
+    event_topics = {s.topic_orders, s.topic_clicks}
 
     def make(topic_key: str, kind: type) -> None:
         async def agent(stream: Any) -> None:
@@ -116,9 +117,18 @@ def register(rp: Repricer) -> None:
     @rp.app.timer(WATERMARK_FLUSH_S)
     async def broadcast_watermarks() -> None:
         """Tell every SKU partition how far each source partition has been forwarded."""
-        advance_idle_sources(forwarded, last_event, time.monotonic(), s.idle_source_s)
+        now = time.monotonic()
+        # source partitions assigned here but silent since (re)start must not hold windows
+        # open forever: they become idle like any quiet partition
+        for tp in rp.app.consumer.assignment():
+            if tp.topic in event_topics:
+                src = f"{tp.topic}/{tp.partition}"
+                if src not in forwarded:
+                    forwarded[src] = 0
+                    last_event.setdefault(src, now)
+        advance_idle_sources(forwarded, last_event, now, s.idle_source_s)
         for src, ts in list(forwarded.items()):
-            if broadcast.get(src) == ts:
+            if ts <= 0 or broadcast.get(src) == ts:
                 continue
             broadcast[src] = ts
             wm = pack(WatermarkEnv(src=src, ts=ts))

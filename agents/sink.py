@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -146,11 +147,17 @@ def register(rp: Repricer) -> None:
             async for values in stream.take(s.sink_batch_rows, within=s.sink_flush_s):
                 rows = to_rows(values)
                 n = sum(len(v) for v in rows.values())
+                if stats.sink_pending == 0 and n:
+                    stats.sink_pending_since = time.time()
                 stats.sink_pending += n
+                t0 = time.perf_counter()
                 try:
                     await sink.write(rows, on_error=on_error)
                 finally:
                     stats.sink_pending -= n
+                stats.sink_last_batch_s = time.perf_counter() - t0
+                stats.sink_last_ok_at = time.time()
+                stats.sink_batches += 1
                 for table, batch in rows.items():
                     stats.sink_rows[table] += len(batch)
 

@@ -20,7 +20,7 @@ _json = msgspec.json.Encoder()
 
 def register(rp: Repricer) -> None:
     t, st = rp.topics, rp.stats
-    skus, meta = rp.tables["skus"], rp.tables["meta"]
+    skus, meta, opens = rp.tables["skus"], rp.tables["meta"], rp.tables["opens"]
     engine = rp.engine
 
     async def windows(stream: Any) -> None:
@@ -34,7 +34,12 @@ def register(rp: Repricer) -> None:
                 continue
             try:
                 out = engine.handle(
-                    env, partition=msg.partition, offset=msg.offset, skus=skus, meta=meta
+                    env,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    skus=skus,
+                    meta=meta,
+                    opens=opens,
                 )
             except Exception as exc:  # a bug must not stop the stream: park the event, say why
                 log.exception(

@@ -39,6 +39,10 @@ class Stats:
     sink_rows: Counter[str] = field(default_factory=Counter)
     sink_errors: int = 0
     sink_pending: int = 0
+    sink_batches: int = 0
+    sink_last_batch_s: float = 0.0  # latency of the last successful insert (incl. retries)
+    sink_last_ok_at: float = 0.0  # wall time of the last successful insert
+    sink_pending_since: float = 0.0  # wall time pending rows went from 0 to > 0
     started_at: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -53,6 +57,9 @@ class Stats:
             "sink_rows": dict(self.sink_rows),
             "sink_errors": self.sink_errors,
             "sink_pending": self.sink_pending,
+            "sink_batches": self.sink_batches,
+            "sink_last_batch_s": round(self.sink_last_batch_s, 4),
+            "sink_last_ok_at": self.sink_last_ok_at,
             "uptime_s": round(time.time() - self.started_at, 1),
             "updated_at": time.time(),
         }
@@ -109,6 +116,8 @@ def create_app(settings: Settings) -> Repricer:
         table_standby_replicas=0,
         producer_linger_ms=5,
         stream_buffer_maxsize=8192,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         key_serializer="json",  # table keys (SKUs) round-trip as str; topics here set their own
         value_serializer="json",
     )
@@ -131,6 +140,7 @@ def create_app(settings: Settings) -> Repricer:
     tables = {
         "skus": app.Table("sku-state", default=None, partitions=p, key_type=str),
         "meta": app.Table("partition-state", default=None, partitions=p, key_type=str),
+        "opens": app.Table("sku-open", default=None, partitions=p, key_type=str),
     }
     engine = WindowEngine(
         window_ms=settings.window_ms,
@@ -149,6 +159,7 @@ def create_app(settings: Settings) -> Repricer:
             regressor=settings.river_regressor,
         ),
         policy_version=settings.policy_version,
+        dedupe=not settings.unsafe_disable_replay_dedup,
         rate_limit_per_tick=settings.rate_limit_per_window,
     )
     rp = Repricer(
@@ -161,11 +172,12 @@ def create_app(settings: Settings) -> Repricer:
         stats_path=Path(settings.data_dir).resolve() / "stats.json",
     )
 
-    from agents import ingest, sink, windows  # agents register themselves on this app
+    from agents import ingest, sink, web, windows  # agents register themselves on this app
 
     ingest.register(rp)
     windows.register(rp)
     sink.register(rp)
+    web.register(rp)
 
     @app.timer(1.0)
     async def _write_stats() -> None:

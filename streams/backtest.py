@@ -103,6 +103,7 @@ def run_market(
     )
     table: dict[str, Any] = {}
     meta: dict[str, Any] = {}
+    opens: dict[str, Any] = {}
     off = 0
     if pricing == "policy":
         for item in market.catalog():
@@ -116,7 +117,7 @@ def run_market(
                 currency=item.currency,
                 stock=item.stock,
             )
-            engine.handle(env, partition=0, offset=off, skus=table, meta=meta)
+            engine.handle(env, partition=0, offset=off, skus=table, meta=meta, opens=opens)
     bounds = {
         s: Bounds(cost=t.cost, min_price=t.min_price, max_price=t.max_price)
         for s, t in truths.items()
@@ -143,7 +144,7 @@ def run_market(
                     src="sim/0",
                     off=off,
                 )
-                engine.handle(env_c, partition=0, offset=off, skus=table, meta=meta)
+                engine.handle(env_c, partition=0, offset=off, skus=table, meta=meta, opens=opens)
                 if keep_forecasts:
                     res.units[(sku, t0)] = u
             off += 1
@@ -153,6 +154,7 @@ def run_market(
                 offset=off,
                 skus=table,
                 meta=meta,
+                opens=opens,
             )
             for ch in out.changes:
                 res.price_changes += 1

@@ -11,7 +11,7 @@ from typing import Any
 
 from infra.clickhouse import connect
 from infra.kafka_admin import ensure_topics
-from infra.local.tansu import start_tansu
+from infra.local.tansu import free_port, start_tansu
 from streams import queries
 from streams.runner import WorkerProcess, drained
 from streams.settings import Settings
@@ -44,13 +44,18 @@ def run_demo(
         partitions=4,
         cooldown_s=120,
         lateness_s=5,
+        web_enabled=True,
+        web_port=free_port(),
     )
+    dashboard_url = f"http://127.0.0.1:{settings.web_port}/"
     worker = WorkerProcess(settings, workdir / "worker.log")
     try:
         ensure_topics(settings)
         worker.start()
         say(f"[demo] worker started (log: {worker.log_path}); waiting for it to join")
         worker.wait_until(lambda st: st.get("uptime_s", 0) > 0, timeout=90)
+        # always on stderr (also with --json, whose report goes to stdout): open it while it runs
+        print(f"[demo] dashboard: {dashboard_url}", file=sys.stderr, flush=True)
 
         def progress(rep: SimReport) -> None:
             if rep.minutes % 10 and rep.minutes != minutes:
@@ -98,6 +103,7 @@ def run_demo(
             "price_paths": {
                 s: [round(p, 2) for _, p in path] for s, path in rep.price_paths.items()
             },
+            "dashboard_url": dashboard_url,
             "elapsed_s": round(time.monotonic() - t_start, 1),
         }
     finally:

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     )
     kafka_username: str | None = Field(None, description="SASL user name.")
     kafka_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    kafka_session_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Consumer-group session timeout: how soon a dead worker's partitions move.",
+    )
     clickhouse_url: SecretStr = Field(
         SecretStr("chdb://.repricer/chdb"),
         description="`clickhouse://user:pass@host:9000/db` or `chdb:///path` (embedded).",
@@ -57,6 +62,18 @@ class Settings(BaseSettings):
     )
     web_enabled: bool = Field(False, description="Serve Faust's web endpoints on 127.0.0.1.")
     web_port: int = Field(6066, description="Port of the worker's web server.")
+    health_stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="`/health` is 503 when no event was processed for this long while "
+        "consumer lag is > 0.",
+    )
+    health_sink_stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="`/health` is 503 when sink rows are pending and no ClickHouse insert "
+        "succeeded for this long.",
+    )
 
     # --- topics ----------------------------------------------------------------------
     topic_orders: str = Field("orders", description="Orders in (JSON `Order`).")
@@ -89,6 +106,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Wall-clock seconds without events after which a source partition stops "
         "holding windows open (it is advanced to the newest event time).",
+    )
+
+    unsafe_disable_replay_dedup: bool = Field(
+        False,
+        description="For fault-injection tests only: fold replayed events again (breaks counts).",
     )
 
     # --- pricing and guardrails -------------------------------------------------------

@@ -94,6 +94,15 @@ def advance_idle_sources(
     return moved
 
 
+_CLICK_SLOT = {"view": 3, "add_to_cart": 4, "remove_from_cart": 5}
+
+
+def _new_open() -> State:
+    """A SKU's open windows ``{start: [orders, units, revenue, views, carts, removes]}``, its
+    late-event count, and the offsets that make replays harmless."""
+    return {"w": {}, "late": 0, "src": {}, "off": -1}
+
+
 def _new_state(partition: int) -> State:
     return {
         "p": partition,
@@ -102,15 +111,16 @@ def _new_state(partition: int) -> State:
         "since": 0,
         "ver": 0,
         "last_change": None,
-        "open": {},
         "next": None,
-        "late": 0,
         "ue": 0.0,
         "ve": 0.0,
         "n": 0,
         "frozen": False,
         "override": None,
         "off": -1,
+        "hist": [],
+        "m": {},
+        "pend": None,
     }
 
 
@@ -127,6 +137,7 @@ class WindowEngine:
         policy_version: str = "model-v1",
         rate_limit_per_tick: int = 10_000,
         history_len: int = 23,
+        dedupe: bool = True,
     ) -> None:
         self.window_ms = window_ms
         self.lateness_ms = lateness_ms
@@ -136,6 +147,7 @@ class WindowEngine:
         )
         self.policy_version = policy_version
         self.history_len = history_len
+        self.dedupe = dedupe  # False only to prove the fault tests can fail
         self._pooled_upto: dict[int, int | None] = {}
         self.rate_limit_per_tick = rate_limit_per_tick
 
@@ -158,7 +170,14 @@ class WindowEngine:
         offset: int,
         skus: MutableMapping[str, State],
         meta: MutableMapping[str, State],
+        opens: MutableMapping[str, State],
     ) -> Outputs:
+        """Apply one envelope of ``partition`` at ``offset``; returns what to publish.
+
+        ``skus`` holds each SKU's state (written at window close, catalog and control), ``opens``
+        each SKU's open windows (written per event: small on purpose), ``meta`` each partition's
+        watermark and shared-model snapshot.
+        """
         out = Outputs()
         pkey = str(partition)
         pm = meta.get(pkey) or {"srcs": {}, "wm": None, "b": None, "off": -1, "frozen_all": False}
@@ -167,7 +186,7 @@ class WindowEngine:
                 out.skipped_replay = True
                 return out
             if isinstance(env, WatermarkEnv):
-                self._on_watermark(env, pm, partition, skus, meta, out)
+                self._on_watermark(env, pm, partition, skus, meta, opens, out)
             else:
                 if env.action in ("freeze", "unfreeze"):
                     pm["frozen_all"] = env.action == "freeze"
@@ -178,28 +197,30 @@ class WindowEngine:
             return out
 
         st = skus.get(env.sku)
+        new = st is None
         if st is None:
             st = _new_state(partition)
-            b = pm.get("b")
-            st["next"] = b
-        elif offset <= st["off"]:
-            out.skipped_replay = True
-            return out
+            st["next"] = pm.get("b")
         if isinstance(env, OrderEnv | ClickEnv | CountsEnv):
-            srcs = st.setdefault("src", {})
-            if env.off <= srcs.get(env.src, -1):  # the ingest hop replayed this source event
-                out.skipped_replay = True
+            # the hot path: only the SKU's small record of open windows is written
+            op = opens.get(env.sku) or _new_open()
+            if self.dedupe and (offset <= op["off"] or env.off <= op["src"].get(env.src, -1)):
+                out.skipped_replay = True  # a replay of the SKU topic or of the ingest hop
                 return out
-            srcs[env.src] = env.off
+            op["src"][env.src] = env.off
+            op["off"] = offset
             ws = self.window_of(env.ts)
-            if st["next"] is None or (st["n"] == 0 and not st["open"] and ws > st["next"]):
+            if st["next"] is None or (
+                st["n"] == 0 and ws > st["next"] and not any(int(k) >= st["next"] for k in op["w"])
+            ):
                 # a SKU's windows start at its first event (or, if that is late, the boundary)
                 st["next"] = ws if st["next"] is None else max(st["next"], ws)
+                new = True
             if ws < st["next"]:
-                st["late"] += 1
+                op["late"] += 1
                 out.late.append(env)
             else:
-                w = st["open"].setdefault(str(ws), [0, 0, 0.0, 0, 0, 0])
+                w = op["w"].setdefault(str(ws), [0, 0, 0.0, 0, 0, 0])
                 if isinstance(env, OrderEnv):
                     w[0] += 1
                     w[1] += env.qty
@@ -210,8 +231,15 @@ class WindowEngine:
                     ):
                         w[i] += n
                 else:
-                    w[{"view": 3, "add_to_cart": 4, "remove_from_cart": 5}[env.kind]] += 1
-        elif isinstance(env, CatalogEnv):
+                    w[_CLICK_SLOT[env.kind]] += 1
+            if new:
+                skus[env.sku] = st
+            opens[env.sku] = op
+            return out
+        if not new and offset <= st["off"]:
+            out.skipped_replay = True
+            return out
+        if isinstance(env, CatalogEnv):
             st["cat"] = {
                 "cost": env.cost,
                 "base_price": env.base_price,
@@ -260,6 +288,7 @@ class WindowEngine:
         partition: int,
         skus: MutableMapping[str, State],
         meta: MutableMapping[str, State],
+        opens: MutableMapping[str, State],
         out: Outputs,
     ) -> None:
         srcs = pm.setdefault("srcs", {})
@@ -277,7 +306,7 @@ class WindowEngine:
         if not pm.get("closing"):
             return
         b = pm["b"]
-        closing: list[tuple[str, State]] = []
+        closing: list[tuple[str, State, State]] = []
         for sku, st in list(skus.items()):
             if st.get("p") != partition:
                 continue
@@ -285,24 +314,25 @@ class WindowEngine:
                 st["next"] = b
                 skus[sku] = st
             elif st["next"] < b:
-                closing.append((sku, st))
+                closing.append((sku, st, opens.get(sku) or _new_open()))
         if closing:
             self._learn_pooled_once(closing, b, pm, partition, meta)
         deciding: list[tuple[str, State, tuple[int, int, int]]] = []
-        for sku, st in closing:
-            last = self._close_until(sku, st, b, out)
+        for sku, st, op in closing:
+            last = self._close_until(sku, st, op, b, out)
             if st["cat"] is not None:
                 deciding.append((sku, st, last))
-            else:
-                skus[sku] = st
         self._decide(deciding, pm, out)
-        for sku, st, _ in deciding:
+        # state before open windows: a crash in between leaves stale closed windows in the open
+        # record (ignored and pruned), never a closed window that could close twice
+        for sku, st, op in closing:
             skus[sku] = st
+            opens[sku] = op
         pm["closing"] = False
 
     def _learn_pooled_once(
         self,
-        closing: list[tuple[str, State]],
+        closing: list[tuple[str, State, State]],
         b: int,
         pm: State,
         partition: int,
@@ -321,12 +351,14 @@ class WindowEngine:
             self._pooled_upto[partition] = pm.get("learned_upto")
         if (pm.get("learned_upto") or -1) >= b:
             return
-        labelled = [(st, pend) for _, st in closing if (pend := st.get("pend")) and pend["ws"] < b]
+        labelled = [
+            (st, op, pend) for _, st, op in closing if (pend := st.get("pend")) and pend["ws"] < b
+        ]
         if labelled:
-            views = [self._saved_view(sku_st, pend) for sku_st, pend in labelled]
-            prices = np.array([pend["price"] for _, pend in labelled])
+            views = [self._saved_view(sku_st, pend) for sku_st, _, pend in labelled]
+            prices = np.array([pend["price"] for _, _, pend in labelled])
             units = np.array(
-                [self._units_of(st, pend["ws"]) for st, pend in labelled], dtype=np.float64
+                [self._units_of(op, pend["ws"]) for _, op, pend in labelled], dtype=np.float64
             )
             self.decider.learn_pooled(views, prices, units)
             out_model = self.decider.snapshot()
@@ -336,8 +368,8 @@ class WindowEngine:
         self._pooled_upto[partition] = b
         meta[str(partition)] = pm
 
-    def _units_of(self, st: State, ws: int) -> float:
-        w = st["open"].get(str(ws))
+    def _units_of(self, op: State, ws: int) -> float:
+        w = op["w"].get(str(ws))
         return float(w[1]) if w else 0.0
 
     @staticmethod
@@ -358,20 +390,24 @@ class WindowEngine:
             state=st.setdefault("m", {}),
         )
 
-    def _close_until(self, sku: str, st: State, b: int, out: Outputs) -> tuple[int, int, int]:
+    def _close_until(
+        self, sku: str, st: State, op: State, b: int, out: Outputs
+    ) -> tuple[int, int, int]:
         """Emit every window of ``sku`` that starts before ``b``; returns the last (start, units, views)."""
         W = self.window_ms
+        for k in [k for k in op["w"] if int(k) < st["next"]]:
+            del op["w"][k]  # left over from a crash between the two writes of a close
         if (b - st["next"]) // W > MAX_GAP_WINDOWS:
             skip_to = b - MAX_GAP_WINDOWS * W
-            for k in [k for k in st["open"] if int(k) < skip_to]:
-                del st["open"][k]
+            for k in [k for k in op["w"] if int(k) < skip_to]:
+                del op["w"][k]
             st["next"] = skip_to
         price = st["price"] or 0.0
         cat = st["cat"]
         last = (st["next"], 0, 0)
         while st["next"] < b:
             ws = st["next"]
-            orders, units, revenue, views, carts, removes = st["open"].pop(
+            orders, units, revenue, views, carts, removes = op["w"].pop(
                 str(ws), [0, 0, 0.0, 0, 0, 0]
             )
             out.sales.append(
@@ -383,7 +419,7 @@ class WindowEngine:
                     units=units,
                     revenue=round(revenue, 6),
                     price=price,
-                    late_events=st["late"],
+                    late_events=op["late"],
                 )
             )
             out.clicks.append(
@@ -396,7 +432,7 @@ class WindowEngine:
                     remove_from_cart=removes,
                 )
             )
-            st["late"] = 0
+            op["late"] = 0
             self._score_pending(sku, st, ws, units, out)
             if cat is not None and self.history_len > 0:
                 hist = st.setdefault("hist", [])

@@ -24,6 +24,7 @@ class Harness:
         self.engine = WindowEngine(window_ms=W, lateness_ms=L, guardrails=cfg, **kw)
         self.skus: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
+        self.opens: dict[str, Any] = {}
         self.offset = 0
         self.src_off: dict[str, int] = {}
 
@@ -31,7 +32,9 @@ class Harness:
         if offset is None:
             self.offset += 1
             offset = self.offset
-        return self.engine.handle(env, partition=0, offset=offset, skus=self.skus, meta=self.meta)
+        return self.engine.handle(
+            env, partition=0, offset=offset, skus=self.skus, meta=self.meta, opens=self.opens
+        )
 
     def order(
         self, sku: str, ts: int, qty: int = 1, price: float = 10.0, src: str = "orders/0"
@@ -192,24 +195,25 @@ def test_event_ids_are_deterministic() -> None:
 
 
 class CrashingDict(dict):  # type: ignore[type-arg]
-    """A table that dies after ``n`` more writes; ``persisted`` is what its changelog holds."""
+    """A table that dies once the shared write ``budget`` is spent; ``persisted`` is what its
+    changelog holds at that moment."""
 
-    def __init__(self, data: dict, n: int) -> None:  # type: ignore[type-arg]
+    def __init__(self, data: dict, budget: list[int]) -> None:  # type: ignore[type-arg]
         super().__init__(json.loads(json.dumps(data)))
         self.persisted = json.loads(json.dumps(data))
-        self.left = n
+        self.budget = budget
 
     def __setitem__(self, key: object, value: object) -> None:
-        if self.left <= 0:
+        if self.budget[0] <= 0:
             raise RuntimeError("crash")
-        self.left -= 1
+        self.budget[0] -= 1
         super().__setitem__(key, value)
         self.persisted[key] = json.loads(json.dumps(value))
 
 
 def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
     skus = ["A", "B", "C", "D"]
-    for crash_after in range(0, 7):
+    for crash_after in range(0, 12):
         h = Harness()
         for s in skus:
             h.catalog(s)
@@ -223,19 +227,23 @@ def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
             h.order(s, T0 + 3 * W + 1, qty=7)
         persisted_skus = json.loads(json.dumps(h.skus))
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
-        table = CrashingDict(persisted_skus, crash_after)
-        meta = CrashingDict(persisted_meta, 10**9)
+        budget = [crash_after]
+        table = CrashingDict(persisted_skus, budget)
+        meta = CrashingDict(persisted_meta, budget)
+        opens = CrashingDict(h.opens, budget)
         try:
-            h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta)
+            h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta, opens=opens)
             crashed = False
         except RuntimeError:
             crashed = True
         # restart: a new engine (empty memory) on what the changelog held, replaying the mark
         h2 = Harness(decider=FixedDecider())
-        h2.skus, h2.meta = table.persisted, meta.persisted
-        h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta)
-        decider = h2.engine.decider if crashed else h.engine.decider
-        learned = [(s, ws) for s, ws, _ in decider.pooled]  # type: ignore[attr-defined]
+        h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
+        h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
+        # what the shared model's changelog holds after the restart is what counts
+        decider = FixedDecider()
+        decider.restore(h2.meta["0"]["model"])
+        learned = [(s, ws) for s, ws, _ in decider.pooled]
         assert len(learned) == len(set(learned)), (
             crash_after,
             crashed,

@@ -1,2 +1,0 @@
-ATTACH DATABASE _ UUID '04d5b7ee-cc2a-4c4f-9adf-75ed96e3fc32'
-ENGINE = Atomic
