@@ -6,6 +6,7 @@ a watermark broadcast to every partition of it (so quiet partitions still close 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from streams.windowing import advance_idle_sources
 if TYPE_CHECKING:
     from streams.app import Repricer
 
+log = logging.getLogger(__name__)
 WATERMARK_FLUSH_S = 0.2
 
 
@@ -79,6 +81,7 @@ def register(rp: Repricer) -> None:
     forwarded: dict[str, int] = {}
     broadcast: dict[str, int] = {}
     last_event: dict[str, float] = {}
+    last_offset: dict[str, int] = {}
     event_topics = {s.topic_orders, s.topic_clicks}
 
     def make(topic_key: str, kind: type) -> None:
@@ -87,13 +90,14 @@ def register(rp: Repricer) -> None:
                 msg, value = event.message, event.value
                 result = decode(value, kind, max_bytes=s.max_payload_bytes)
                 rp.stats.ingested[topic_key] += 1
+                src = f"{msg.topic}/{msg.partition}"
+                last_offset[src] = msg.offset
                 if isinstance(result, Rejection):
                     rp.stats.dlq[result.reason] += 1
                     await t["dlq"].send(
                         key=event.key, value=encode(dead_letter(result, msg, value))
                     )
                     continue
-                src = f"{msg.topic}/{msg.partition}"
                 env = to_envelope(result, src=src, off=msg.offset)
                 if isinstance(env, ControlEnv) and env.sku == "*":
                     for p in range(partitions):
@@ -118,17 +122,36 @@ def register(rp: Repricer) -> None:
     async def broadcast_watermarks() -> None:
         """Tell every SKU partition how far each source partition has been forwarded."""
         now = time.monotonic()
+        consumer = rp.app.consumer
+        committed = getattr(consumer, "_committed_offset", None) or {}
+        caught_up: set[str] = set()
         # source partitions assigned here but silent since (re)start must not hold windows
-        # open forever: they become idle like any quiet partition
-        for tp in rp.app.consumer.assignment():
-            if tp.topic in event_topics:
-                src = f"{tp.topic}/{tp.partition}"
-                if src not in forwarded:
-                    forwarded[src] = 0
-                    last_event.setdefault(src, now)
-        advance_idle_sources(forwarded, last_event, now, s.idle_source_s)
+        # open forever: once nothing is left to read in them, they become idle like any other
+        for tp in consumer.assignment():
+            if tp.topic not in event_topics:
+                continue
+            src = f"{tp.topic}/{tp.partition}"
+            if src not in forwarded:
+                forwarded[src] = 0
+                last_event.setdefault(src, now)
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:  # not fetched yet: unknown, so not idle
+                continue
+            done = max(last_offset.get(src, -1), committed.get(tp) or -1)
+            if hw is not None and (hw == 0 or done >= hw - 1):
+                caught_up.add(src)
+            elif hw is not None:
+                last_event[src] = max(last_event.get(src, now), now - s.idle_source_s / 2)
+        moved = advance_idle_sources(forwarded, last_event, now, s.idle_source_s, caught_up)
+        if moved:
+            log.info(
+                "idle source partitions %s advanced to event time %s",
+                moved,
+                max(forwarded.values()),
+            )
         for src, ts in list(forwarded.items()):
-            if ts <= 0 or broadcast.get(src) == ts:
+            if broadcast.get(src) == ts:  # 0 = "assigned, nothing forwarded yet": hold windows
                 continue
             broadcast[src] = ts
             wm = pack(WatermarkEnv(src=src, ts=ts))

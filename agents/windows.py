@@ -1,21 +1,74 @@
-"""The window agent: per-SKU windows, decisions at close, and publication of their outputs."""
+"""The window agent: per-SKU windows, decisions at close, and publication of their outputs.
+
+Durability order (at-least-once without losing outputs): the engine's table writes are staged;
+its outputs (aggregates, price changes, prices, dead letters) are sent and *acknowledged by the
+broker* first; on a tick, everything earlier is flushed, then the partition record (watermark,
+shared model) is written and flushed, then the SKU records. A crash
+anywhere in between replays the envelope: outputs are re-sent with the same deterministic ids
+(harmless downstream), and state that did not reach its changelog is recomputed — a window is
+never marked closed before its rows are safely in Kafka.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from agents.ingest import dead_letter
 from schemas import Rejection, encode
-from streams.envelope import OrderEnv, unpack
+from streams.envelope import unpack
 
 if TYPE_CHECKING:
     from streams.app import Repricer
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
+
+
+class Staged(MutableMapping[str, Any]):
+    """A view of a table that records writes instead of sending them to the changelog."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.writes: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.writes:
+            return self.writes[key]
+        value = self.table[key]
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key in self.writes:
+            return self.writes[key]
+        value = self.table.get(key)
+        return default if value is None else value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes[key] = value
+
+    def __delitem__(self, key: str) -> None:  # pragma: no cover - the engine never deletes
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def items(self):  # type: ignore[no-untyped-def,override]
+        return self.table.items()
+
+    def commit(self) -> None:
+        for key, value in self.writes.items():
+            self.table[key] = value
+        self.writes.clear()
 
 
 def register(rp: Repricer) -> None:
@@ -32,14 +85,15 @@ def register(rp: Repricer) -> None:
                 rej = Rejection(reason="bad_envelope", detail=str(exc)[:300])
                 await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
                 continue
+            s_skus, s_meta, s_opens = Staged(skus), Staged(meta), Staged(opens)
             try:
                 out = engine.handle(
                     env,
                     partition=msg.partition,
                     offset=msg.offset,
-                    skus=skus,
-                    meta=meta,
-                    opens=opens,
+                    skus=s_skus,
+                    meta=s_meta,
+                    opens=s_opens,
                 )
             except Exception as exc:  # a bug must not stop the stream: park the event, say why
                 log.exception(
@@ -50,31 +104,52 @@ def register(rp: Repricer) -> None:
                 st.dlq["processing_error"] += 1
                 continue
             agg = t["aggregates"]
+            sent: list[Any] = []
             for row in out.sales:
-                await agg.send(
-                    key=row.sku.encode(), value=_json.encode({"t": "sales_1m", "r": row})
+                sent.append(
+                    await agg.send(
+                        key=row.sku.encode(), value=_json.encode({"t": "sales_1m", "r": row})
+                    )
                 )
             for crow in out.clicks:
-                await agg.send(
-                    key=crow.sku.encode(), value=_json.encode({"t": "clicks_1m", "r": crow})
+                sent.append(
+                    await agg.send(
+                        key=crow.sku.encode(), value=_json.encode({"t": "clicks_1m", "r": crow})
+                    )
                 )
             for frow in out.forecasts:
-                await agg.send(
-                    key=frow.sku.encode(), value=_json.encode({"t": "forecasts", "r": frow})
+                sent.append(
+                    await agg.send(
+                        key=frow.sku.encode(), value=_json.encode({"t": "forecasts", "r": frow})
+                    )
                 )
             for change in out.changes:
-                await t["price_changes"].send(key=change.sku.encode(), value=encode(change))
+                sent.append(
+                    await t["price_changes"].send(key=change.sku.encode(), value=encode(change))
+                )
             for price in out.prices:
-                await t["prices"].send(key=price.sku.encode(), value=encode(price))
+                sent.append(await t["prices"].send(key=price.sku.encode(), value=encode(price)))
             for late in out.late:
-                kind = "order" if isinstance(late, OrderEnv) else "click"
+                kind = type(late).__name__.removesuffix("Env").lower()
                 rej = Rejection(
                     reason="late_event",
-                    detail=f"{kind} for {late.sku} at ts={late.ts} after its window closed",
+                    detail=f"{kind} for {late.sku} at ts={late.ts} from {late.src}@{late.off} "
+                    f"after its window closed",
                 )
                 dl = dead_letter(rej, msg, event.value)
-                await t["dlq"].send(key=late.sku.encode(), value=encode(dl))
+                sent.append(await t["dlq"].send(key=late.sku.encode(), value=encode(dl)))
                 st.dlq["late_event"] += 1
+            if sent:  # outputs acknowledged before the state that says they happened
+                await asyncio.gather(*sent)
+            tick = bool(s_meta.writes and (s_skus.writes or s_opens.writes))
+            if tick:  # everything folded before this tick is durable before the tick is
+                await rp.app.producer.flush()
+            if s_meta.writes:
+                s_meta.commit()
+                if tick:  # the partition's tick (and shared model) before its SKU records
+                    await rp.app.producer.flush()
+            s_skus.commit()
+            s_opens.commit()
             st.windows_closed += out.windows_closed
             st.labels += out.labels
             st.forecast_rows += len(out.forecasts)

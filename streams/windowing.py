@@ -70,12 +70,17 @@ def decision_id(sku: str, window_start: int, old: float, new: float, policy: str
 
 
 def advance_idle_sources(
-    forwarded: dict[str, int], last_event: dict[str, float], now: float, idle_s: float
+    forwarded: dict[str, int],
+    last_event: dict[str, float],
+    now: float,
+    idle_s: float,
+    caught_up: set[str] | None = None,
 ) -> list[str]:
     """Move source partitions quiet for ``idle_s`` (wall clock) up to the newest event time.
 
     A quiet partition (no orders for a while, or no producer at all) would otherwise hold every
-    window open. Ingest calls this before broadcasting watermarks; returns the sources moved.
+    window open. Only partitions in ``caught_up`` (nothing left to read: a partition with a
+    backlog is slow, not idle) are moved; ``None`` means all. Returns the sources moved.
 
     >>> fwd = {"orders/0": 100, "orders/1": 500}
     >>> advance_idle_sources(fwd, {"orders/0": 0.0, "orders/1": 9.0}, now=10.0, idle_s=5.0)
@@ -88,6 +93,8 @@ def advance_idle_sources(
     frontier = max(forwarded.values())
     moved = []
     for src, ts in forwarded.items():
+        if caught_up is not None and src not in caught_up:
+            continue
         if ts < frontier and now - last_event.get(src, now) >= idle_s:
             forwarded[src] = frontier
             moved.append(src)
@@ -210,12 +217,24 @@ class WindowEngine:
             op["src"][env.src] = env.off
             op["off"] = offset
             ws = self.window_of(env.ts)
-            if st["next"] is None or (
-                st["n"] == 0 and ws > st["next"] and not any(int(k) >= st["next"] for k in op["w"])
-            ):
-                # a SKU's windows start at its first event (or, if that is late, the boundary)
-                st["next"] = ws if st["next"] is None else max(st["next"], ws)
-                new = True
+            if st["n"] == 0:
+                # Nothing closed yet: the SKU's windows start at its earliest on-time event
+                # (events reach a new SKU out of order across source partitions), never before
+                # the partition's boundary (earlier windows are closed for everyone).
+                b = pm.get("b")
+                first = ws if b is None else max(ws, b)
+                open_before = any(int(k) < first for k in op["w"])
+                if (
+                    st["next"] is None
+                    or (first < st["next"])
+                    or (
+                        first > st["next"]
+                        and not open_before
+                        and not any(int(k) >= st["next"] for k in op["w"])
+                    )
+                ):
+                    st["next"] = first
+                    new = True
             if ws < st["next"]:
                 op["late"] += 1
                 out.late.append(env)
@@ -276,10 +295,13 @@ class WindowEngine:
     def watermark(srcs: dict[str, int]) -> int | None:
         """Event time up to which every source partition has forwarded its events (the minimum).
 
-        Idle source partitions do not hold this back forever: ingest advances them to its
-        frontier once they have been quiet for a while (``advance_idle_sources``).
+        Every source partition assigned to an ingest agent is announced (with 0 until it
+        forwards something), so windows never close on a subset of sources. Idle ones do not
+        hold this back forever: ingest advances a caught-up, quiet source to its frontier
+        (``advance_idle_sources``).
         """
-        return min(srcs.values()) if srcs else None
+        low = min(srcs.values()) if srcs else 0
+        return low if low > 0 else None  # a known source that forwarded nothing yet holds all
 
     def _on_watermark(
         self,
