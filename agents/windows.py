@@ -158,3 +158,11 @@ def register(rp: Repricer) -> None:
             st.late_events += len(out.late)
 
     rp.app.agent(t["sku_events"], name="repricer.windows")(windows)
+
+    @rp.app.timer(10.0)
+    async def reload_models() -> None:
+        """Pick up a new ONNX model file without a restart (see README, upgrading the model)."""
+        for member in getattr(engine.decider, "members", ()):
+            reload = getattr(member, "maybe_reload", None)
+            if reload is not None and reload():
+                log.info("reloaded %s: now %s", member.name, member.version)

@@ -186,6 +186,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return int(train_main(args.train_args) or 0)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import replay
+
+    result = replay(Path(args.file), speed=args.speed, settings=Settings())
+    print(json.dumps(result))
+    return 0
+
+
 def _cmd_control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
