@@ -11,7 +11,7 @@ TORCH_VERSION ?= 2.13.0
 CLICKHOUSE_SERVER ?= /usr/sbin/clickhouse-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install deps clickhouse-server chromium demo test lint typecheck unit integration bench clean schemas
+.PHONY: chaos help install deps clickhouse-server chromium demo test lint typecheck unit integration bench clean schemas
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ integration: deps
 
 test: deps lint typecheck  ## lint, type-check and the whole test suite (real broker + ClickHouse)
 	$(VENV)/bin/pytest
+
+chaos: deps  ## fault-injection reproductions (kill -9); not in `make test` yet, see tests/chaos
+	$(VENV)/bin/pytest -q -s -p no:cacheprovider -o python_files='repro_*.py' tests/chaos
 
 schemas: install  ## re-export schemas/json and the README settings table after a change
 	$(PY) -m schemas.export

@@ -1,0 +1,125 @@
+"""The shared end-to-end checker for fault runs.
+
+It knows the exact events that were sent, computes the expected per-window aggregates itself,
+and compares them with ClickHouse (read with FINAL) and with the ``price-changes`` topic:
+no loss, no double count, duplicates only with an equal ``event_id``, and every SKU's price
+changes forming one unbroken chain (a lost decision or a decision taken twice breaks it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.clickhouse import ClickHouseBackend
+
+Key = tuple[str, int]
+
+
+@dataclass
+class Expected:
+    """Aggregates computed from the events sent, independently of the pipeline."""
+
+    window_ms: int
+    sales: dict[Key, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0.0]))
+    clicks: dict[Key, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+    first: dict[str, int] = field(default_factory=dict)
+
+    def add_order(self, sku: str, ts: int, qty: int, price: float) -> None:
+        ws = ts - ts % self.window_ms
+        s = self.sales[(sku, ws)]
+        s[0] += 1
+        s[1] += qty
+        s[2] += qty * price
+        self.first[sku] = min(self.first.get(sku, ws), ws)
+
+    def add_click(self, sku: str, ts: int, kind: str) -> None:
+        ws = ts - ts % self.window_ms
+        self.clicks[(sku, ws)][("view", "add_to_cart", "remove_from_cart").index(kind)] += 1
+        self.first[sku] = min(self.first.get(sku, ws), ws)
+
+    def rows(self, closed_until: int) -> tuple[dict[Key, tuple], dict[Key, tuple]]:
+        sales, clicks = {}, {}
+        for sku, start in self.first.items():
+            for ws in range(start, closed_until, self.window_ms):
+                o, u, r = self.sales.get((sku, ws), [0, 0, 0.0])
+                sales[(sku, ws)] = (int(o), int(u), round(r, 2))
+                clicks[(sku, ws)] = tuple(self.clicks.get((sku, ws), [0, 0, 0]))
+        return sales, clicks
+
+
+@dataclass
+class Verdict:
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(
+    expected: Expected,
+    closed_until: int,
+    ch: ClickHouseBackend,
+    changes: list[dict[str, Any]],
+    *,
+    initial_prices: dict[str, float],
+    final: bool = True,
+) -> Verdict:
+    """Compare ClickHouse and the price-change events with what the sent events imply."""
+    db, fin = ch.database, " FINAL" if final else ""
+    problems: list[str] = []
+    exp_sales, exp_clicks = expected.rows(closed_until)
+    got_sales: dict[Key, list[tuple]] = defaultdict(list)
+    for sku, ws, o, u, r in ch.query(
+        f"SELECT sku, toUInt64(window_start) * 1000, orders, units, revenue FROM {db}.sales_1m{fin} "
+        f"WHERE window_start < toDateTime(%(until)s)",
+        {"until": closed_until // 1000},
+    ):
+        got_sales[(sku, int(ws))].append((int(o), int(u), round(float(r), 2)))
+    got_clicks: dict[Key, list[tuple]] = defaultdict(list)
+    for sku, ws, v, a, rm in ch.query(
+        f"SELECT sku, toUInt64(window_start) * 1000, views, add_to_cart, remove_from_cart "
+        f"FROM {db}.clicks_1m{fin} WHERE window_start < toDateTime(%(until)s)",
+        {"until": closed_until // 1000},
+    ):
+        got_clicks[(sku, int(ws))].append((int(v), int(a), int(rm)))
+    for name, exp, got in (
+        ("sales_1m", exp_sales, got_sales),
+        ("clicks_1m", exp_clicks, got_clicks),
+    ):
+        for key, row in exp.items():
+            rows = got.get(key, [])
+            if not rows:
+                problems.append(f"{name} {key}: missing (expected {row})")
+            elif len(rows) > 1:
+                problems.append(f"{name} {key}: {len(rows)} rows {rows}")
+            elif rows[0] != row:
+                problems.append(f"{name} {key}: got {rows[0]}, expected {row}")
+        for key in got.keys() - exp.keys():
+            problems.append(f"{name} {key}: unexpected row {got[key]}")
+    # price changes: duplicates only with an equal event_id, and unbroken chains per SKU
+    by_id: dict[str, dict[str, Any]] = {}
+    for c in changes:
+        prev = by_id.get(c["event_id"])
+        if prev is not None and prev != c:
+            problems.append(f"event_id {c['event_id']} published with different content")
+        by_id[c["event_id"]] = c
+    per_sku: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in by_id.values():
+        per_sku[c["sku"]].append(c)
+    for sku, cs in per_sku.items():
+        cs.sort(key=lambda c: (c["window_start"], c["decided_at"]))
+        seen_windows: set[int] = set()
+        price = initial_prices.get(sku)
+        for c in cs:
+            if c["window_start"] in seen_windows:
+                problems.append(f"{sku}: two different decisions for window {c['window_start']}")
+            seen_windows.add(c["window_start"])
+            if price is not None and abs(c["old_price"] - price) > 1e-9:
+                problems.append(
+                    f"{sku}: change at {c['window_start']} starts from {c['old_price']}, price was {price}"
+                )
+            price = c["new_price"]
+    return Verdict(problems)
