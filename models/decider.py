@@ -93,6 +93,8 @@ class ModelDecider:
     max_step: float = 0.05
     n_candidates: int = 7
     explore_floor: float = 0.05
+    explore_steps: int = 2  # how many grid steps an exploration moves (measured: 2 > 1)
+    min_gain: float = 0.02  # hold unless the best candidate beats the current price by 2%
     explore_decay_windows: float = 60.0
     baselines: Sequence[DemandModel] = (LastWindow(), MovingAverage())
     version: str = "model-v1"
@@ -153,13 +155,17 @@ class ModelDecider:
             if inside.any():
                 value = np.where(inside, value, -np.inf)
             best = int(np.argmax(value))
-            if value[best] - value[mid] <= 1e-9 * max(1.0, abs(value[mid])):
-                best = mid  # no expected gain: hold
+            if value[best] - value[mid] <= max(self.min_gain, 1e-9) * max(1e-9, abs(value[mid])):
+                best = mid  # no (significant) expected gain: hold
             reasons: list[str] = []
             explored = False
             eps = max(self.explore_floor, 1.0 / (1.0 + v.windows_seen / self.explore_decay_windows))
             if _unit_random(v.sku, v.next_window_start) < eps:
-                step = 1 if _unit_random(v.sku, v.next_window_start, "dir") < 0.5 else -1
+                step = (
+                    self.explore_steps
+                    if _unit_random(v.sku, v.next_window_start, "dir") < 0.5
+                    else -self.explore_steps
+                )
                 k = min(max(best + step, 0), self.n_candidates - 1)
                 if k != best and np.isfinite(value[k]):
                     best, explored = k, True

@@ -78,7 +78,15 @@ def run_market(
 ) -> RunResult:
     """Run one pricing over ``days`` simulated days of ``skus`` SKUs; deterministic for a seed."""
     t_start = time.monotonic()
-    market = Market(n_skus=skus, seed=seed, start_ms=start_ms, initial_markup=markup or 1.6)
+    # no stock-outs: the policy is not inventory-aware yet and the oracle ignores stock, so
+    # stocked SKUs selling out would make the comparison meaningless
+    market = Market(
+        n_skus=skus,
+        seed=seed,
+        start_ms=start_ms,
+        initial_markup=markup or 1.6,
+        stocked_fraction=0.0,
+    )
     w_ms = settings.window_ms
     windows = int(days * DAY_MS // w_ms)
     cfg = guardrail_config(settings)
