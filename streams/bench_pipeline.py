@@ -1,0 +1,734 @@
+"""Pipeline benchmarks: ingest, decisions, sink, state size, crash recovery.
+
+Every benchmark measures a RATIO of two things run side by side in the same process or run, on
+the same data (what to compare across machines), with the absolute numbers alongside, labelled
+with the machine. Repeats give min/median/max. Every server runs on 127.0.0.1 in a temporary
+directory and every run is bounded in event count and in time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+Progress = Callable[[str], None] | None
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MIN_MS = 60_000
+
+
+def _machine() -> str:
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _say(progress: Progress, msg: str) -> None:
+    if progress:
+        progress(msg)
+
+
+def _mmm(xs: list[float], nd: int = 3) -> list[float]:
+    """[min, median, max] rounded."""
+    return [round(min(xs), nd), round(statistics.median(xs), nd), round(max(xs), nd)]
+
+
+def _p99(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, math.ceil(0.99 * len(s)) - 1)]
+
+
+@contextmanager
+def _tmpdir(prefix: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        yield Path(d)
+
+
+# --------------------------------------------------------------------------- 1. ingest
+
+_FAUST_COUNT_APP = '''
+"""Idiomatic Faust count-only agent (default asyncio loop, faust.Record JSON values)."""
+import json
+import os
+import time
+
+import faust
+
+N = int(os.environ["BENCH_N"])
+OUT = os.environ["BENCH_OUT"]
+app = faust.App(
+    os.environ["BENCH_APP_ID"],
+    broker=os.environ["BENCH_BROKER"],
+    store="memory://",
+    datadir=os.environ["BENCH_DATADIR"],
+    web_enabled=False,
+    consumer_auto_offset_reset="earliest",
+    topic_disable_leader=True,
+)
+
+
+class Click(faust.Record, serializer="json"):
+    event_id: str
+    ts: int
+    session_id: str
+    sku: str
+    type: str
+
+
+topic = app.topic(os.environ["BENCH_TOPIC"], value_type=Click)
+state = {"n": 0, "t0": 0.0}
+
+
+@app.agent(topic)
+async def count(stream):
+    async for _click in stream:
+        if state["n"] == 0:
+            state["t0"] = time.perf_counter()
+        state["n"] += 1
+        if state["n"] >= N:
+            elapsed = time.perf_counter() - state["t0"]
+            with open(OUT, "w") as f:
+                json.dump({"n": state["n"], "elapsed_s": elapsed}, f)
+            os._exit(0)
+
+
+if __name__ == "__main__":
+    faust.Worker(app, loglevel="warn").execute_from_commandline()
+'''
+
+
+def _click_payloads(n: int, skus: int = 1000, minutes: int = 5) -> list[tuple[bytes, bytes]]:
+    """``n`` valid click events of ~200 bytes, event time spread over ``minutes`` minutes."""
+    out = []
+    kinds = ("view", "view", "view", "add_to_cart", "remove_from_cart")
+    span = minutes * MIN_MS
+    for i in range(n):
+        sku = f"SKU-{i % skus:06d}"
+        body = {
+            "event_id": f"bench-{i:09d}-{uuid.UUID(int=i).hex}",
+            "ts": T0 + (i * span) // n,
+            "session_id": f"session-{i % 9973:06d}-{uuid.UUID(int=i * 7 + 1).hex[:20]}",
+            "sku": sku,
+            "type": kinds[i % len(kinds)],
+        }
+        out.append((sku.encode(), json.dumps(body).encode()))
+    return out
+
+
+def _produce(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1
+    )
+    try:
+        for key, value in payloads:
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=120)
+    finally:
+        producer.close()
+
+
+def _run_faust_count(tmp: Path, broker_url: str, topic: str, n: int, i: int) -> float:
+    app_py = tmp / "faust_count_app.py"
+    app_py.write_text(_FAUST_COUNT_APP)
+    out = tmp / f"faust-count-{i}.json"
+    env = {
+        **os.environ,
+        "BENCH_N": str(n),
+        "BENCH_OUT": str(out),
+        "BENCH_APP_ID": f"bench-count-{uuid.uuid4().hex[:8]}",
+        "BENCH_BROKER": broker_url,
+        "BENCH_TOPIC": topic,
+        "BENCH_DATADIR": str(tmp / f"faust-count-data-{i}"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with open(tmp / f"faust-count-{i}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(app_py), "worker", "--loglevel", "warning"],
+            cwd=tmp,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            raise TimeoutError(f"faust count-only app did not reach {n} events in 180 s") from None
+    if not out.exists():
+        tail = (tmp / f"faust-count-{i}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"faust count-only app failed:\n{tail}")
+    return float(json.loads(out.read_text())["elapsed_s"])
+
+
+def _bench_settings(tmp: Path, broker_url: str, tag: str, **kw: Any) -> Any:
+    from streams.settings import Settings
+
+    return Settings(
+        app_id=f"bench-{tag}-{uuid.uuid4().hex[:6]}",
+        broker=broker_url,
+        clickhouse_url=f"chdb://{tmp / ('chdb-' + tag)}?database=bench",
+        data_dir=str(tmp / f"faust-{tag}"),
+        web_enabled=False,
+        **kw,
+    )
+
+
+def _run_pipeline_ingest(tmp: Path, broker_url: str, topic: str, n: int, i: int) -> float:
+    """Events/s of the worker's ingest, from its stats.json samples (first > 0 to >= n)."""
+    from streams.runner import WorkerProcess
+
+    s = _bench_settings(tmp, broker_url, f"ingest{i}", topic_clicks=topic, idle_source_s=2)
+    worker = WorkerProcess(s, tmp / f"worker-ingest-{i}.log", loglevel="warn").start()
+    try:
+        first = worker.wait_until(lambda st: st.get("events_processed", 0) > 0, timeout=120)
+        last = worker.wait_until(
+            lambda st: st.get("ingested", {}).get("clicks", 0) >= n, timeout=180
+        )
+    finally:
+        worker.stop()
+    done = last["ingested"]["clicks"] - first.get("ingested", {}).get("clicks", 0)
+    return done / max(1e-6, last["updated_at"] - first["updated_at"])
+
+
+def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    """Full pipeline ingest events/s ÷ an idiomatic Faust count-only agent's events/s."""
+    from infra.kafka_admin import ensure_topics
+    from infra.local.tansu import start_tansu
+
+    n = 10_000 if quick else 30_000
+    repeats = 1 if quick else 3  # each worker start + group join costs ~20 s here
+    topic = f"bench-clicks-{uuid.uuid4().hex[:6]}"
+    with _tmpdir("repricer-bench-ingest-") as tmp:
+        broker = start_tansu(tmp / "tansu")
+        try:
+            ensure_topics(_bench_settings(tmp, broker.url, "topics", topic_clicks=topic))
+            payloads = _click_payloads(n)
+            avg_bytes = sum(len(v) for _, v in payloads) / n
+            _say(progress, f"[bench ingest] producing {n} clicks (~{avg_bytes:.0f} B) to {topic}")
+            _produce(broker.bootstrap, topic, payloads)
+            faust_rates, pipe_rates, ratios = [], [], []
+            for i in range(repeats):
+                _say(progress, f"[bench ingest] repeat {i + 1}/{repeats}: Faust count-only agent")
+                f_rate = n / _run_faust_count(tmp, broker.url, topic, n, i)
+                _say(progress, f"[bench ingest]   {f_rate:,.0f} ev/s; now the repricer worker")
+                p_rate = _run_pipeline_ingest(tmp, broker.url, topic, n, i)
+                _say(progress, f"[bench ingest]   {p_rate:,.0f} ev/s")
+                faust_rates.append(f_rate)
+                pipe_rates.append(p_rate)
+                ratios.append(p_rate / f_rate)
+        finally:
+            broker.stop()
+    from streams.settings import Settings
+
+    return {
+        "machine": _machine(),
+        "ingest_events": n,
+        "ingest_event_bytes": round(avg_bytes),
+        "ingest_repeats": repeats,
+        "ingest_ratio": round(statistics.median(ratios), 3),
+        "ingest_ratio_min_median_max": _mmm(ratios),
+        "ingest_events_per_s_pipeline": round(statistics.median(pipe_rates)),
+        "ingest_events_per_s_faust_count_only": round(statistics.median(faust_rates)),
+        "ingest_note": (
+            "pipeline = `repricer worker` (event loop "
+            f"{Settings().event_loop}, chdb sink) rate of stats ingested.clicks between its "
+            "first stats sample with events > 0 and the one reaching N (1 s samples); "
+            "count-only = faust.Record JSON agent on the default asyncio loop, timed from its "
+            "first event to the N-th; same pre-produced topic, fresh consumer groups, one broker "
+            "(Tansu, memory storage) on this machine"
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- 2. decisions
+
+
+def _engine(lstm: bool = True) -> Any:
+    from models.decider import default_decider
+    from streams.backtest import guardrail_config
+    from streams.settings import Settings
+    from streams.windowing import WindowEngine
+
+    s = Settings()
+    return WindowEngine(
+        window_ms=s.window_ms,
+        lateness_ms=0,
+        guardrails=guardrail_config(s),
+        decider=default_decider(
+            max_step=s.max_step, objective=s.objective, lstm=lstm, regressor=s.river_regressor
+        ),
+        policy_version=s.policy_version,
+        rate_limit_per_tick=max(s.rate_limit_per_window, 1_000_000),
+    )
+
+
+class _InProcess:
+    """One partition of the real engine over dict tables, fed from the market simulator."""
+
+    def __init__(self, skus: int, seed: int = 7) -> None:
+        from streams.envelope import CatalogEnv
+        from streams.simulator import Market
+
+        self.engine = _engine()
+        self.market = Market(n_skus=skus, seed=seed, start_ms=T0)
+        self.skus: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
+        self.opens: dict[str, Any] = {}
+        self.off = 0
+        self.w = 0
+        for item in self.market.catalog():
+            self._send(
+                CatalogEnv(
+                    sku=item.sku,
+                    cost=item.cost,
+                    base_price=item.base_price,
+                    min_price=item.min_price,
+                    max_price=item.max_price,
+                    currency=item.currency,
+                    stock=item.stock,
+                )
+            )
+
+    def _send(self, env: Any) -> Any:
+        self.off += 1
+        return self.engine.handle(
+            env, partition=0, offset=self.off, skus=self.skus, meta=self.meta, opens=self.opens
+        )
+
+    def window(self) -> tuple[float, Any]:
+        """Fold one window of counts for every SKU, then time the watermark that closes it."""
+        from streams.envelope import CountsEnv, WatermarkEnv
+
+        t0 = T0 + self.w * MIN_MS
+        self.w += 1
+        for sku, (o, u, r, v, c, rm) in self.market.step_counts(t0, t0 + MIN_MS).items():
+            self.off += 1
+            env = CountsEnv(
+                sku=sku,
+                ts=t0,
+                orders=o,
+                units=u,
+                revenue=r,
+                views=v,
+                carts=c,
+                removes=rm,
+                src="sim/0",
+                off=self.off,
+            )
+            self.engine.handle(
+                env, partition=0, offset=self.off, skus=self.skus, meta=self.meta, opens=self.opens
+            )
+        t = time.perf_counter()
+        out = self._send(WatermarkEnv(src="sim/0", ts=t0 + MIN_MS))
+        dt = time.perf_counter() - t
+        for ch in out.changes:
+            self.market.apply_price(ch.sku, ch.new_price, t0 + MIN_MS)
+        return dt, out
+
+
+def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    """SKUs decided per second in the tick that closes a window for every SKU at once."""
+    n = 2_000 if quick else 10_000
+    warmup, repeats = (1, 2) if quick else (2, 3)
+    _say(progress, f"[bench decisions] {n} SKUs, River + LSTM decider, {warmup} warm-up windows")
+    ip = _InProcess(n)
+    for _ in range(warmup):
+        ip.window()
+    ticks, rates, decided, changes = [], [], [], []
+    for i in range(repeats):
+        dt, out = ip.window()
+        ticks.append(dt)
+        decided.append(out.decisions)
+        changes.append(len(out.changes))
+        rates.append(out.decisions / dt)
+        _say(progress, f"[bench decisions] window {i + 1}: {out.decisions} decided in {dt:.2f} s")
+    return {
+        "machine": _machine(),
+        "decision_skus": n,
+        "decision_windows_timed": repeats,
+        "decision_warmup_windows": warmup,
+        "decisions_per_s": round(statistics.median(rates)),
+        "decisions_per_s_min_median_max": _mmm(rates, 0),
+        "decision_p99_s": round(_p99(ticks), 3),
+        "decision_tick_s_min_median_max": _mmm(ticks),
+        "decisions_per_tick": decided,
+        "price_changes_per_tick": changes,
+        "decision_note": (
+            "in process, one partition, dict tables: seconds of the WatermarkEnv that closes the "
+            "window for every SKU at once (window close -> all price changes ready, before any "
+            "Kafka send); p99 over only the timed windows (so effectively their max)"
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- 3. sink
+
+
+def _sales_rows(n: int) -> list[dict[str, Any]]:
+    rows = []
+    skus = max(1, n // 10)
+    for i in range(n):
+        ws = T0 + (i // skus) * MIN_MS
+        rows.append(
+            {
+                "sku": f"SKU-{i % skus:06d}",
+                "window_start": ws,
+                "window_end": ws + MIN_MS,
+                "orders": i % 7,
+                "units": i % 11,
+                "revenue": round((i % 11) * 12.34, 2),
+                "price": 12.34,
+                "late_events": 0,
+            }
+        )
+    return rows
+
+
+def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    """Rows/s of the project's sink path ÷ one bulk columnar clickhouse-driver insert."""
+    from datetime import UTC, datetime
+
+    import msgspec
+    from clickhouse_driver import Client
+
+    from agents.sink import aggregate_rows
+    from infra.clickhouse import connect
+    from infra.clickhouse.backends import TABLES
+    from infra.local.clickhouse_server import start_clickhouse_server
+
+    n = 30_000 if quick else 100_000
+    batch = 10_000
+    repeats = 2 if quick else 3
+    enc = msgspec.json.Encoder()
+    rows = _sales_rows(n)
+    encoded = [enc.encode({"t": "sales_1m", "r": r}) for r in rows]
+    cols = TABLES["sales_1m"]
+    # the direct insert gets its columns prepared outside the timer: it is the lower bound
+    columnar: list[list[Any]] = []
+    for c in cols:
+        if c == "version":
+            columnar.append([r["window_end"] for r in rows])
+        elif c in ("window_start", "window_end"):
+            columnar.append([datetime.fromtimestamp(r[c] // 1000, UTC) for r in rows])
+        else:
+            columnar.append([r[c] for r in rows])
+    with _tmpdir("repricer-bench-sink-") as tmp:
+        _say(progress, "[bench sink] starting clickhouse-server on 127.0.0.1")
+        server = start_clickhouse_server(tmp / "ch")
+        try:
+            version = Client(host="127.0.0.1", port=server.tcp_port).execute("SELECT version()")
+            proj_rates, direct_rates, ratios = [], [], []
+            for i in range(repeats):
+                url_p, url_d = server.url(f"bench_p{i}"), server.url(f"bench_d{i}")
+                bp, bd = connect(url_p), connect(url_d)
+                bp.init()
+                bd.init()
+                bd.close()
+                t = time.perf_counter()
+                for k in range(0, n, batch):
+                    for table, rs in aggregate_rows(encoded[k : k + batch]).items():
+                        bp.insert(table, rs)
+                p_rate = n / (time.perf_counter() - t)
+                bp.close()
+                client = Client(host="127.0.0.1", port=server.tcp_port)
+                t = time.perf_counter()
+                client.execute(
+                    f"INSERT INTO bench_d{i}.sales_1m ({', '.join(cols)}) VALUES",
+                    columnar,
+                    columnar=True,
+                )
+                d_rate = n / (time.perf_counter() - t)
+                got = client.execute(
+                    f"SELECT (SELECT count() FROM bench_p{i}.sales_1m), "
+                    f"(SELECT count() FROM bench_d{i}.sales_1m)"
+                )[0]
+                client.disconnect()
+                if tuple(got) != (n, n):
+                    raise RuntimeError(f"sink bench row counts {got} != ({n}, {n})")
+                proj_rates.append(p_rate)
+                direct_rates.append(d_rate)
+                ratios.append(p_rate / d_rate)
+                _say(
+                    progress,
+                    f"[bench sink] repeat {i + 1}: project {p_rate:,.0f} rows/s, "
+                    f"direct {d_rate:,.0f} rows/s",
+                )
+        finally:
+            server.stop()
+    return {
+        "machine": _machine(),
+        "clickhouse_server": version[0][0] if version else None,
+        "sink_rows": n,
+        "sink_batch_rows": batch,
+        "sink_ratio": round(statistics.median(ratios), 3),
+        "sink_ratio_min_median_max": _mmm(ratios),
+        "sink_rows_per_s_project": round(statistics.median(proj_rates)),
+        "sink_rows_per_s_direct_bulk": round(statistics.median(direct_rates)),
+        "sink_note": (
+            "project = agents.sink.aggregate_rows on msgspec-encoded aggregate messages + "
+            "infra.clickhouse NativeBackend.insert in batches of 10k (validation, coercion); "
+            "direct = one columnar clickhouse-driver INSERT of pre-built columns; sales_1m "
+            "ReplacingMergeTree from backend.init(), fresh database per repeat"
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- 4. memory
+
+
+def _json_bytes(table: dict[str, Any]) -> int:
+    return sum(len(json.dumps(k)) + len(json.dumps(v)) for k, v in table.items())
+
+
+def _state_at(n: int, windows: int, history_len: int) -> dict[str, float]:
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base, _ = tracemalloc.get_traced_memory()
+    ip = _InProcess(n, seed=3)
+    for _ in range(windows):
+        ip.window()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    sizes = {name: _json_bytes(t) for name, t in (("skus", ip.skus), ("opens", ip.opens))}
+    sizes["meta"] = _json_bytes(ip.meta)
+    total = sum(sizes.values())
+    hist_rows = [len(st.get("hist") or []) for st in ip.skus.values()]
+    row_bytes = [
+        len(json.dumps(r)) + 1 for st in list(ip.skus.values())[:200] for r in st.get("hist") or []
+    ]
+    per_row = statistics.mean(row_bytes) if row_bytes else 0.0
+    missing = max(0.0, history_len - statistics.mean(hist_rows)) if hist_rows else 0.0
+    return {
+        "json_bytes_per_sku": total / n,
+        "json_bytes_per_sku_skus": sizes["skus"] / n,
+        "json_bytes_per_sku_opens": sizes["opens"] / n,
+        "json_bytes_meta_total": sizes["meta"],
+        "json_bytes_per_sku_full_history_est": total / n + missing * per_row,
+        "tracemalloc_peak_bytes_per_sku": (peak - base) / n,
+        "tracemalloc_retained_bytes_per_sku": (current - base) / n,
+    }
+
+
+def memory(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    """Bytes of table state per SKU at two SKU counts, and how linear it is."""
+    small, large = (2_000, 10_000) if quick else (10_000, 100_000)
+    windows = 3
+    history_len = _engine(lstm=False).history_len
+    res = {}
+    for n in (small, large):
+        _say(progress, f"[bench memory] {n} SKUs x {windows} windows (tracemalloc on)")
+        res[n] = _state_at(n, windows, history_len)
+    s, lg = res[small], res[large]
+    return {
+        "machine": _machine(),
+        "memory_skus": [small, large],
+        "memory_windows": windows,
+        "state_bytes_per_sku": round(lg["json_bytes_per_sku"]),
+        "state_bytes_per_sku_small": round(s["json_bytes_per_sku"]),
+        "state_bytes_per_sku_by_table": {
+            "skus": round(lg["json_bytes_per_sku_skus"]),
+            "opens": round(lg["json_bytes_per_sku_opens"]),
+            "meta_total_bytes": lg["json_bytes_meta_total"],
+        },
+        "state_bytes_per_sku_full_history_est": round(lg["json_bytes_per_sku_full_history_est"]),
+        "state_linearity_large_over_small": round(
+            lg["json_bytes_per_sku"] / s["json_bytes_per_sku"], 3
+        ),
+        "tracemalloc_peak_bytes_per_sku": [
+            round(s["tracemalloc_peak_bytes_per_sku"]),
+            round(lg["tracemalloc_peak_bytes_per_sku"]),
+        ],
+        "tracemalloc_retained_bytes_per_sku": [
+            round(s["tracemalloc_retained_bytes_per_sku"]),
+            round(lg["tracemalloc_retained_bytes_per_sku"]),
+        ],
+        "tracemalloc_linearity_large_over_small": round(
+            lg["tracemalloc_peak_bytes_per_sku"] / s["tracemalloc_peak_bytes_per_sku"], 3
+        ),
+        "memory_note": (
+            f"JSON changelog bytes (key + value) of skus + opens + meta after {windows} closed "
+            f"windows, / SKUs; the per-SKU LSTM history grows to {history_len} rows, so "
+            "*_full_history_est adds the missing rows at the measured bytes per row; "
+            "tracemalloc pairs are [small, large] and include the engine's transient "
+            "allocations during the window ticks (peak) and the Market simulator (retained)"
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- 5. recovery
+
+
+def _catalog_payloads(n: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        sku = f"SKU-{i:06d}"
+        cost = 5.0 + (i % 50)
+        body = {
+            "sku": sku,
+            "cost": cost,
+            "base_price": round(cost * 1.6, 2),
+            "min_price": round(cost * 1.1, 2),
+            "max_price": round(cost * 4, 2),
+        }
+        out.append((sku.encode(), json.dumps(body).encode()))
+    return out
+
+
+def _recovery_clicks(first: int, n: int, skus: int, ts: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(first, first + n):
+        sku = f"SKU-{(i * 7919) % skus:06d}"
+        body = {"event_id": f"rec-{i}", "ts": ts, "session_id": "s", "sku": sku, "type": "view"}
+        out.append((sku.encode(), json.dumps(body).encode()))
+    return out
+
+
+def recovery(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    """Seconds from starting a replacement worker after kill -9 to processing events again."""
+    from infra.kafka_admin import ensure_topics
+    from infra.local.tansu import start_tansu
+    from streams.runner import WorkerProcess
+
+    n = 5_000 if quick else 100_000
+    session_s = 6.0
+    with _tmpdir("repricer-bench-recovery-") as tmp:
+        broker = start_tansu(tmp / "tansu")
+        try:
+            s = _bench_settings(
+                tmp,
+                broker.url,
+                "recovery",
+                topic_catalog=f"bench-catalog-{uuid.uuid4().hex[:6]}",
+                topic_clicks=f"bench-rclicks-{uuid.uuid4().hex[:6]}",
+                idle_source_s=2,
+                kafka_session_timeout_s=session_s,
+            )
+            ensure_topics(s)
+            _say(progress, f"[bench recovery] {n} catalog items + clicks closing two windows")
+            _produce(broker.bootstrap, s.topic_catalog, _catalog_payloads(n))
+            clicks = _recovery_clicks(0, 200, n, T0) + _recovery_clicks(200, 200, n, T0 + MIN_MS)
+            clicks += _recovery_clicks(400, 200, n, T0 + 2 * MIN_MS)
+            _produce(broker.bootstrap, s.topic_clicks, clicks)
+            w1 = WorkerProcess(s, tmp / "worker-1.log", loglevel="warn")
+            t = time.monotonic()
+            w1.start()
+            st = w1.wait_until(
+                lambda st: (
+                    st.get("ingested", {}).get("catalog", 0) >= n
+                    and st.get("windows_closed", 0) > 0
+                ),
+                timeout=max(300.0, n / 50),  # ~230 catalog items/s measured on 2 cores
+                stable_s=2.5,  # let the changelog sends and offset commits settle
+            )
+            first_fill_s = time.monotonic() - t
+            _say(
+                progress, f"[bench recovery] worker holds {n} SKUs ({first_fill_s:.1f} s); kill -9"
+            )
+            w1.kill()
+            w2 = WorkerProcess(s, tmp / "worker-2.log", loglevel="warn")
+            restart_wall = time.time()
+            t = time.monotonic()
+            w2.start()
+            _produce(
+                broker.bootstrap, s.topic_clicks, _recovery_clicks(600, 20, n, T0 + 2 * MIN_MS)
+            )
+            try:
+                st = w2.wait_until(
+                    lambda st: (
+                        st.get("updated_at", 0) > restart_wall and st.get("events_processed", 0) > 0
+                    ),
+                    timeout=300,
+                )
+                recovery_s = st["updated_at"] - restart_wall
+                wall_s = time.monotonic() - t
+            finally:
+                w2.stop()
+            # baseline: the same start on the same topics with a fresh app id (no state to
+            # rebuild, no dead group member to wait out)
+            cold = _bench_settings(
+                tmp,
+                broker.url,
+                "cold",
+                topic_catalog=s.topic_catalog,
+                topic_clicks=s.topic_clicks,
+                idle_source_s=2,
+                kafka_session_timeout_s=session_s,
+            )
+            w3 = WorkerProcess(cold, tmp / "worker-3.log", loglevel="warn")
+            cold_wall = time.time()
+            w3.start()
+            try:
+                st = w3.wait_until(lambda st: st.get("events_processed", 0) > 0, timeout=300)
+                cold_s = st["updated_at"] - cold_wall
+            finally:
+                w3.stop()
+        finally:
+            broker.stop()
+    return {
+        "machine": _machine(),
+        "recovery_skus": n,
+        "recovery_s": round(recovery_s, 2),
+        "recovery_wall_s": round(wall_s, 2),
+        "recovery_cold_start_s": round(cold_s, 2),
+        "recovery_over_cold_start": round(recovery_s / cold_s, 2),
+        "recovery_first_fill_s": round(first_fill_s, 2),
+        "recovery_session_timeout_s": session_s,
+        "recovery_note": (
+            "one run (no repeats): kill -9 of a worker holding the SKUs' table state (memory "
+            "store, so the replacement rebuilds it from the changelog topics), then a new worker "
+            "with the same app id; recovery_s = stats.json updated_at of its first sample with "
+            "events_processed > 0 minus the start time (1 s stats resolution). Includes process "
+            "start and model load, the consumer-group rebalance (the dead member's session "
+            f"timeout was set to {session_s} s, default 30 s) and changelog replay; "
+            "recovery_cold_start_s = the same measure for a fresh app id on the same topics "
+            "(no state, no dead member)"
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- dispatch
+
+BENCHES: dict[str, Callable[..., dict[str, Any]]] = {
+    "ingest": ingest,
+    "decisions": decisions,
+    "sink": sink,
+    "memory": memory,
+    "recovery": recovery,
+}
+
+
+def run_pipeline_bench(what: str, quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    """One pipeline benchmark by name, or ``all`` of them merged into one dict."""
+    if what in BENCHES:
+        return BENCHES[what](quick=quick, progress=progress)
+    if what != "all":
+        raise ValueError(f"unknown pipeline benchmark {what!r}")
+    report: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, fn in BENCHES.items():
+        t = time.monotonic()
+        try:
+            report.update(fn(quick=quick, progress=progress))
+        except Exception as exc:  # one failing bench must not hide the others' numbers
+            errors[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
+            _say(progress, f"[bench {name}] FAILED: {errors[name]}")
+        report.setdefault("bench_seconds", {})[name] = round(time.monotonic() - t, 1)
+    if errors:
+        report["errors"] = errors
+    return report
