@@ -55,12 +55,15 @@ def test_repricing_continues_while_clickhouse_is_down(broker: TansuBroker, tmp_p
             ts = T0 + w * MIN + 1000
             order = {"order_id": f"o{w}", "ts": ts, "sku": "A", "qty": 1, "unit_price": 12}
             producer.send(settings.topic_orders, value=json.dumps(order).encode())
-        producer.flush()
+            producer.flush()
+            if w:  # one tick per window, so the worker decides at every close
+                worker.wait_until(lambda st, n=w: st.get("windows_closed", 0) >= n, timeout=60)
         # decisions and price changes keep flowing although no insert can succeed
         stats = worker.wait_until(
             lambda st: st.get("windows_closed", 0) >= windows and st.get("sink_errors", 0) > 0,
             timeout=90,
         )
+        assert stats["decisions"] >= windows
         assert stats["price_changes"] >= 1
         assert stats["sink_rows"].get("sales_1m", 0) == 0
         server.start()  # back on the same port: the retries get through
