@@ -43,9 +43,12 @@ def test_freeze_stops_price_changes_for_that_sku(broker: TansuBroker, tmp_path: 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     sent = 0
 
-    def send_windows(first: int, last: int) -> None:
+    def send_windows(first: int, last: int, *, one_tick_each: bool = False) -> None:
         nonlocal sent
         for w in range(first, last + 1):
+            if one_tick_each and w > first + 1:  # window w-2 closed (by w-1) before w is sent
+                closed = 2 * (w - first - 1)
+                worker.wait_until(lambda st, n=closed: st.get("windows_closed", 0) >= n, timeout=60)
             for sku in ("A", "B"):
                 order = {
                     "order_id": f"{sku}{w}",
@@ -56,14 +59,14 @@ def test_freeze_stops_price_changes_for_that_sku(broker: TansuBroker, tmp_path: 
                 }
                 producer.send(settings.topic_orders, value=json.dumps(order).encode())
                 sent += 1
-        producer.flush()
+            producer.flush()
 
     try:
         for sku in ("A", "B"):
             item = {"sku": sku, "cost": 10, "base_price": 20, "min_price": 11, "max_price": 60}
             producer.send(settings.topic_catalog, key=sku.encode(), value=json.dumps(item).encode())
             sent += 1
-        send_windows(0, 10)
+        send_windows(0, 10, one_tick_each=True)  # a decision at every close before the freeze
         worker.wait_until(
             lambda st: st.get("events_processed", 0) >= sent and st.get("windows_closed", 0) >= 18,
             timeout=90,
