@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from xml.sax.saxutils import escape
+
+from infra.local.process import terminate
 
 __all__ = ["ClickHouseServer", "find_clickhouse_server", "start_clickhouse_server"]
 
@@ -239,16 +240,7 @@ class ClickHouseServer:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds. Data stays in ``data_dir``."""
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        terminate(self.process, timeout)
         self.process = None
 
     def __enter__(self) -> ClickHouseServer:
