@@ -383,6 +383,7 @@ class WindowEngine:
                 [self._units_of(op, pend["ws"]) for _, op, pend in labelled], dtype=np.float64
             )
             self.decider.learn_pooled(views, prices, units)
+            pm["labels"] = int(pm.get("labels", 0)) + len(labelled)  # ever (fault-test audit)
             out_model = self.decider.snapshot()
             if out_model is not None:
                 pm["model"] = out_model
@@ -474,6 +475,7 @@ class WindowEngine:
             return
         view = self._saved_view(st, pend)
         self.decider.learn_local(view, pend, float(units))
+        st["labels"] = int(st.get("labels", 0)) + 1  # labels learned, ever (fault-test audit)
         for model, predicted in pend["pred"].items():
             if not model.startswith("_"):
                 out.forecasts.append(

@@ -4,6 +4,10 @@ It knows the exact events that were sent, computes the expected per-window aggre
 and compares them with ClickHouse (read with FINAL) and with the ``price-changes`` topic:
 no loss, no double count, duplicates only with an equal ``event_id``, and every SKU's price
 changes forming one unbroken chain (a lost decision or a decision taken twice breaks it).
+Decisions: every closed window after a SKU's first must have its forecast row (the decision
+taken one window earlier) with the true units as its label. Learning: the number of labels
+each SKU and each partition learned (read back from the state changelogs) must equal the number
+of labelled windows: a lost ``learn_one`` or a repeated one shows up as a count mismatch.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ class Expected:
         self.clicks[(sku, ws)][("view", "add_to_cart", "remove_from_cart").index(kind)] += 1
         self.first[sku] = min(self.first.get(sku, ws), ws)
 
+    def labels(self, closed_until: int) -> dict[str, int]:
+        """Labels each SKU must have learned: one per closed window after its first."""
+        return {
+            sku: max(0, (closed_until - start) // self.window_ms - 1)
+            for sku, start in self.first.items()
+        }
+
     def rows(self, closed_until: int) -> tuple[dict[Key, tuple], dict[Key, tuple]]:
         sales, clicks = {}, {}
         for sku, start in self.first.items():
@@ -47,6 +58,46 @@ class Expected:
                 sales[(sku, ws)] = (int(o), int(u), round(r, 2))
                 clicks[(sku, ws)] = tuple(self.clicks.get((sku, ws), [0, 0, 0]))
         return sales, clicks
+
+
+@dataclass
+class LearnedLabels:
+    """Labels learned, as recorded in the state changelogs (per SKU, and by the shared model)."""
+
+    per_sku: dict[str, int]
+    pooled: int
+
+
+def read_learned_labels(bootstrap: str, app_id: str, partitions: int) -> LearnedLabels:
+    """The latest SKU and partition records from the changelog topics (read, not consumed)."""
+    import json
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    latest: dict[str, dict[str, Any]] = {}
+    for table in ("sku-state", "partition-state"):
+        topic = f"{app_id}-{table}-changelog"
+        c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            end = c.end_offsets(tps)
+            values: dict[str, Any] = {}
+            while any(c.position(tp) < end[tp] for tp in tps):
+                for msgs in c.poll(timeout_ms=1000).values():
+                    for m in msgs:
+                        values[json.loads(m.key)] = json.loads(m.value) if m.value else None
+            latest[table] = values
+        finally:
+            c.close()
+    per_sku = {
+        k: int(v.get("labels", 0)) for k, v in latest["sku-state"].items() if isinstance(v, dict)
+    }
+    pooled = sum(
+        int(v.get("labels", 0)) for v in latest["partition-state"].values() if isinstance(v, dict)
+    )
+    return LearnedLabels(per_sku=per_sku, pooled=pooled)
 
 
 @dataclass
@@ -66,6 +117,8 @@ def check(
     *,
     initial_prices: dict[str, float],
     final: bool = True,
+    forecast_model: str | None = "ensemble",
+    learned: LearnedLabels | None = None,
 ) -> Verdict:
     """Compare ClickHouse and the price-change events with what the sent events imply."""
     db, fin = ch.database, " FINAL" if final else ""
@@ -99,6 +152,31 @@ def check(
                 problems.append(f"{name} {key}: got {rows[0]}, expected {row}")
         for key in got.keys() - exp.keys():
             problems.append(f"{name} {key}: unexpected row {got[key]}")
+    if forecast_model is not None:  # one decision per SKU and window, labelled correctly
+        got_fc: dict[Key, list[float]] = defaultdict(list)
+        for sku, ws, actual in ch.query(
+            f"SELECT sku, toUInt64(window_start) * 1000, actual FROM {db}.forecasts{fin} "
+            f"WHERE model = %(model)s AND window_start < toDateTime(%(until)s)",
+            {"model": forecast_model, "until": closed_until // 1000},
+        ):
+            got_fc[(sku, int(ws))].append(float(actual))
+        for sku, start in expected.first.items():
+            for ws in range(start + expected.window_ms, closed_until, expected.window_ms):
+                units = exp_sales[(sku, ws)][1]
+                if got_fc.get((sku, ws)) != [float(units)]:
+                    problems.append(
+                        f"forecasts {sku} {ws}: got labels {got_fc.get((sku, ws))}, "
+                        f"expected one labelled {units} (decision lost or repeated)"
+                    )
+    if learned is not None:
+        want = expected.labels(closed_until)
+        for sku, n in want.items():
+            if learned.per_sku.get(sku) != n:
+                problems.append(f"{sku}: learned {learned.per_sku.get(sku)} labels, expected {n}")
+        if learned.pooled != sum(want.values()):
+            problems.append(
+                f"shared model learned {learned.pooled} labels, expected {sum(want.values())}"
+            )
     # price changes: duplicates only with an equal event_id, and unbroken chains per SKU
     by_id: dict[str, dict[str, Any]] = {}
     for c in changes:

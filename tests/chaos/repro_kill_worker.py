@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 import uuid
 from pathlib import Path
@@ -153,6 +154,8 @@ def run_with_kills(
         verdict = check(expected, closed_until, ch, changes, initial_prices=initial)
     finally:
         ch.close()
+    if not verdict.ok:
+        _diagnose(broker, settings, verdict, tmp)
     return {
         "verdict": verdict,
         "events": sent,
@@ -163,16 +166,53 @@ def run_with_kills(
     }
 
 
+def _diagnose(broker: TansuBroker, settings: Settings, verdict: Any, tmp: Path) -> None:
+    """Where did a missing window get lost: never produced, or produced and not inserted?"""
+    from kafka import KafkaConsumer, TopicPartition
+
+    missing = set()
+    for p in verdict.problems:
+        m = re.match(r"(sales_1m|clicks_1m) \('([^']+)', (\d+)\): missing", p)
+        if m:
+            missing.add((m.group(1), m.group(2), int(m.group(3))))
+    topic = f"{settings.app_id}-aggregates"
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    end = c.end_offsets(tps)
+    found: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
+    n = 0
+    while any(c.position(tp) < end[tp] for tp in tps):
+        for tp, msgs in c.poll(timeout_ms=1000).items():
+            for m in msgs:
+                n += 1
+                d = json.loads(m.value)
+                key = (d["t"], d["r"]["sku"], d["r"]["window_start"])
+                if key in missing:
+                    found.setdefault(key, []).append((tp.partition, m.offset))
+    c.close()
+    for p in verdict.problems[:40]:
+        print("[problem]", p)
+    print(f"\n[diagnose] {len(missing)} missing rows; {n} messages in {topic}; end={end}")
+    for key in sorted(missing)[:40]:
+        print("[diagnose]", key, "in aggregates topic at", found.get(key))
+    log = (tmp / "worker.log").read_text(errors="replace")
+    for line in log.splitlines():
+        if any(w in line for w in ("ERROR", "WARNING", "Traceback", "Discarded", "revoked")):
+            print("[worker]", line[:300])
+
+
 def test_kill_9_three_times_loses_and_doubles_nothing(
     broker: TansuBroker, clickhouse_server: ClickHouseServer, tmp_path: Path
 ) -> None:
     url = clickhouse_server.url(f"chaos_{uuid.uuid4().hex[:8]}")
-    r = run_with_kills(broker, url, tmp_path, kills=3, dedupe=True, seed=21, minutes=16, skus=15)
+    r = run_with_kills(broker, url, tmp_path, kills=3, dedupe=True, seed=21, minutes=20, skus=30)
     print(
         f"\n[chaos] events={r['events']} kills={r['kills']} recovery_s={r['recoveries_s']} "
         f"price_changes={r['changes']}"
     )
-    assert r["events"] > 10_000
+    assert r["events"] > 20_000
     assert r["kills"] == 3 and len(r["recoveries_s"]) == 3
     assert r["verdict"].ok, "\n".join(r["verdict"].problems[:30])
 
