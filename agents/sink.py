@@ -218,6 +218,7 @@ def register(rp: Repricer) -> None:
                 **kafka_consumer_kwargs(s),
             )
             await self.consumer.start()
+            rp.consumers["sink"] = self.consumer
 
         async def on_stop(self) -> None:
             if self.consumer is not None:
