@@ -64,8 +64,8 @@ integration: deps
 test: deps lint typecheck  ## lint, type-check and the whole test suite (real broker + ClickHouse)
 	$(VENV)/bin/pytest
 
-chaos: deps  ## fault-injection reproductions (kill -9); not in `make test` yet, see tests/chaos
-	$(VENV)/bin/pytest -q -s -p no:cacheprovider -o python_files='repro_*.py' tests/chaos
+chaos: deps  ## the fault-injection suite alone, printing each run's figures (also in `make test`)
+	$(VENV)/bin/pytest -q -s tests/chaos
 
 schemas: install  ## re-export schemas/json and the README settings table after a change
 	$(PY) -m schemas.export

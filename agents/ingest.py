@@ -92,7 +92,7 @@ def dead_letter(rej: Rejection, message: Any, value: bytes | None) -> DeadLetter
 
 
 def register(rp: Repricer) -> None:
-    from agents.sink import kafka_consumer_kwargs
+    from agents.sink import LogRebalance, kafka_consumer_kwargs
 
     s, t = rp.settings, rp.topics
     partitions = s.partitions
@@ -120,7 +120,6 @@ def register(rp: Repricer) -> None:
         async def on_start(self) -> None:
             await t["sku_events"].maybe_declare()
             self.consumer = AIOKafkaConsumer(
-                *kinds,
                 group_id=f"{s.app_id}-ingest",
                 client_id=f"{s.app_id}-ingest",
                 enable_auto_commit=False,
@@ -130,6 +129,7 @@ def register(rp: Repricer) -> None:
                 **kafka_consumer_kwargs(s),
             )
             await self.consumer.start()
+            self.consumer.subscribe(list(kinds), listener=LogRebalance("ingest"))
             rp.consumers["ingest"] = self.consumer
 
         async def on_stop(self) -> None:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
@@ -173,6 +173,23 @@ async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, flush_s: floa
     return batch
 
 
+class LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Log which partitions a consumer group member gets and gives up (operators need it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        log.info("%s: partitions revoked %s", self.name, _tps(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("%s: partitions assigned %s", self.name, _tps(assigned))
+
+
+def _tps(tps: Any) -> str:
+    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in tps)) or "none"
+
+
 def kafka_consumer_kwargs(settings: Any) -> dict[str, Any]:
     """aiokafka connection options (security included) from the same settings as kafka-python."""
     from infra.kafka_admin import client_kwargs
@@ -208,7 +225,6 @@ def register(rp: Repricer) -> None:
             )
             await t["aggregates"].maybe_declare()
             self.consumer = AIOKafkaConsumer(
-                *to_rows,
                 group_id=f"{s.app_id}-sink",
                 client_id=f"{s.app_id}-sink",
                 enable_auto_commit=False,
@@ -218,6 +234,7 @@ def register(rp: Repricer) -> None:
                 **kafka_consumer_kwargs(s),
             )
             await self.consumer.start()
+            self.consumer.subscribe(list(to_rows), listener=LogRebalance("sink"))
             rp.consumers["sink"] = self.consumer
 
         async def on_stop(self) -> None:

@@ -164,6 +164,11 @@ def register(rp: Repricer) -> None:
                     await rp.app.producer.flush()
             s_skus.commit()
             s_opens.commit()
+            if out.folded:
+                st.last_fold_at = time.time()
+                if not st.events_folded:
+                    st.first_fold_at = st.last_fold_at - 1e-3  # the first envelope's own time
+                st.events_folded += out.folded
             st.windows_closed += out.windows_closed
             st.labels += out.labels
             st.forecast_rows += len(out.forecasts)

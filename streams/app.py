@@ -30,6 +30,9 @@ class Stats:
 
     ingested: Counter[str] = field(default_factory=Counter)
     dlq: Counter[str] = field(default_factory=Counter)
+    events_folded: int = 0  # orders and clicks folded into windows by the window agent
+    first_fold_at: float = 0.0  # wall time of the first fold since start (for throughput)
+    last_fold_at: float = 0.0  # wall time of the latest fold
     windows_closed: int = 0
     labels: int = 0
     forecast_rows: int = 0
@@ -51,6 +54,9 @@ class Stats:
             "ingested": dict(self.ingested),
             "events_processed": sum(self.ingested.values()),
             "dlq": dict(self.dlq),
+            "events_folded": self.events_folded,
+            "first_fold_at": self.first_fold_at,
+            "last_fold_at": self.last_fold_at,
             "windows_closed": self.windows_closed,
             "decisions": self.decisions,
             "price_changes": self.price_changes,

@@ -190,20 +190,17 @@ def _bench_settings(tmp: Path, broker_url: str, tag: str, **kw: Any) -> Any:
 
 
 def _run_pipeline_ingest(tmp: Path, broker_url: str, topic: str, n: int, i: int) -> float:
-    """Events/s of the worker's ingest, from its stats.json samples (first > 0 to >= n)."""
+    """Events/s through the worker's whole per-event path, from its stats.json samples: decoded,
+    repartitioned and folded into SKU windows by the window agent (first > 0 to >= n)."""
     from streams.runner import WorkerProcess
 
     s = _bench_settings(tmp, broker_url, f"ingest{i}", topic_clicks=topic, idle_source_s=2)
     worker = WorkerProcess(s, tmp / f"worker-ingest-{i}.log", loglevel="warn").start()
     try:
-        first = worker.wait_until(lambda st: st.get("events_processed", 0) > 0, timeout=120)
-        last = worker.wait_until(
-            lambda st: st.get("ingested", {}).get("clicks", 0) >= n, timeout=180
-        )
+        last = worker.wait_until(lambda st: st.get("events_folded", 0) >= n, timeout=180)
     finally:
         worker.stop()
-    done = last["ingested"]["clicks"] - first.get("ingested", {}).get("clicks", 0)
-    return done / max(1e-6, last["updated_at"] - first["updated_at"])
+    return float(last["events_folded"]) / max(1e-6, last["last_fold_at"] - last["first_fold_at"])
 
 
 def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
@@ -211,7 +208,7 @@ def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     from infra.kafka_admin import ensure_topics
     from infra.local.tansu import start_tansu
 
-    n = 10_000 if quick else 30_000
+    n = 20_000 if quick else 50_000
     repeats = 1 if quick else 3  # each worker start + group join costs ~20 s here
     topic = f"bench-clicks-{uuid.uuid4().hex[:6]}"
     with _tmpdir("repricer-bench-ingest-") as tmp:
@@ -247,8 +244,9 @@ def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "ingest_events_per_s_faust_count_only": round(statistics.median(faust_rates)),
         "ingest_note": (
             "pipeline = `repricer worker` (event loop "
-            f"{Settings().event_loop}, chdb sink) rate of stats ingested.clicks between its "
-            "first stats sample with events > 0 and the one reaching N (1 s samples); "
+            f"{Settings().event_loop}, chdb sink) rate of stats events_folded (decoded, "
+            "repartitioned and folded into windows), timed by the worker from its first fold "
+            "to the N-th; "
             "count-only = faust.Record JSON agent on the default asyncio loop, timed from its "
             "first event to the N-th; same pre-produced topic, fresh consumer groups, one broker "
             "(Tansu, memory storage) on this machine"

@@ -61,6 +61,7 @@ class Outputs:
     windows_closed: int = 0
     decisions: int = 0
     labels: int = 0
+    folded: int = 0  # events folded into open windows
     skipped_replay: bool = False
 
 
@@ -319,6 +320,7 @@ class WindowEngine:
         if new:
             skus[env.sku] = st
         opens[env.sku] = op
+        out.folded += 1
 
     # -- closing -------------------------------------------------------------------------
     @staticmethod

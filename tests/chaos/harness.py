@@ -148,14 +148,17 @@ class FaultRun:
         if restart:
             self.restart(i)
 
-    def wait_partitions(self, split: list[list[int]], timeout: float) -> None:
-        """Until the workers own the SKU partitions as ``split`` says (in any order)."""
+    def wait_balanced(self, timeout: float) -> list[list[int]]:
+        """Until the SKU partitions are split evenly over the workers (each owns its share)."""
+        p, n = self.settings[0].partitions, len(self.workers)
         deadline = time.monotonic() + timeout
-        want = sorted(split)
-        while sorted(w.stats().get("partitions", []) for w in self.workers) != want:
+        while True:
+            got = [list(w.stats().get("partitions", [])) for w in self.workers]
+            owned = sorted(x for g in got for x in g)
+            if owned == list(range(p)) and all(len(g) == p // n for g in got):
+                return got
             if time.monotonic() > deadline:
-                got = [w.stats().get("partitions") for w in self.workers]
-                raise TimeoutError(f"partitions {got}, expected {want}")
+                raise TimeoutError(f"partitions {got} are not split evenly over {n} workers")
             time.sleep(0.25)
 
     def restart(self, i: int) -> None:
