@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_DATABASE",
     "TABLES",
     "ChdbBackend",
+    "ClickHouseAuthError",
     "ClickHouseBackend",
     "ClickHouseError",
     "ClickHouseUnavailable",
@@ -117,6 +118,14 @@ _PARAM_RE = re.compile(r"%\((\w+)\)s")
 
 class ClickHouseError(Exception):
     """Any failure reported by a ClickHouse backend."""
+
+
+class ClickHouseAuthError(ClickHouseError):
+    """The server refused the user or password (not retried: the configuration is wrong)."""
+
+
+# UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED (newer servers)
+_AUTH_ERROR_CODES = frozenset({192, 193, 194, 516})
 
 
 class ClickHouseUnavailable(ClickHouseError):
@@ -432,7 +441,11 @@ class NativeBackend:
             self._client.disconnect()
             raise ClickHouseUnavailable(f"{self!r}: {exc}") from exc
         except errors.Error as exc:
-            raise ClickHouseError(str(exc).split("Stack trace:")[0].strip()) from exc
+            # Server messages never carry the password; the masked repr says where and as whom.
+            msg = str(exc).split("Stack trace:")[0].strip()
+            if getattr(exc, "code", None) in _AUTH_ERROR_CODES:
+                raise ClickHouseAuthError(f"{self!r}: authentication failed: {msg}") from exc
+            raise ClickHouseError(msg) from exc
 
     def init(self) -> None:
         for stmt in load_schema(self.database):
