@@ -110,7 +110,9 @@ def test_tls_with_the_ca_works_and_without_it_is_refused(
 
     # and the TLS port does not speak plaintext
     plain = clickhouse_server.url("default", user=CLICKHOUSE_APP_USER, password=password)
-    plain = plain.replace(f":{clickhouse_server.tcp_port}/", f":{clickhouse_server.tcp_port_secure}/")
+    plain = plain.replace(
+        f":{clickhouse_server.tcp_port}/", f":{clickhouse_server.tcp_port_secure}/"
+    )
     ch = connect(plain + "?connect_timeout=2&send_receive_timeout=3")
     with pytest.raises(ClickHouseError):
         ch.query("SELECT 1")
