@@ -6,7 +6,8 @@ simulator, ``tail``) and kafka-python clients (:func:`kafka_python_config`: topi
 ``replay``, ``control``). All of them get the same protocol, SASL mechanism, user, password and
 TLS context, so no client can silently fall back to plaintext.
 
-The returned dicts hold the plain password (the libraries need it): never log them.
+The returned dicts hold the password as a ``str`` (the libraries need it) whose ``repr`` is
+masked, because kafka-python logs its configuration at DEBUG; still, never log them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
+class _Password(str):
+    """A password that is a plain ``str`` to the client libraries but masked in ``repr``.
+
+    kafka-python logs its whole configuration dict at DEBUG (``Starting KafkaAdminClient with
+    configuration: {...}``); the dict's repr shows this as ``'**********'``.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+
 def _sasl(settings: Settings) -> dict[str, Any]:
     if not settings.kafka_security_protocol.startswith("SASL"):
         return {}
@@ -49,7 +63,7 @@ def _sasl(settings: Settings) -> dict[str, Any]:
     return {
         "sasl_mechanism": settings.kafka_sasl_mechanism,
         "sasl_plain_username": settings.kafka_username,
-        "sasl_plain_password": pw.get_secret_value() if pw else None,
+        "sasl_plain_password": _Password(pw.get_secret_value()) if pw else None,
     }
 
 
