@@ -88,7 +88,12 @@ def register(rp: Repricer) -> None:
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 msg, value = event.message, event.value
-                result = decode(value, kind, max_bytes=s.max_payload_bytes)
+                result = decode(
+                    value,
+                    kind,
+                    max_bytes=s.max_payload_bytes,
+                    not_after_ms=int((time.time() + s.max_event_lead_s) * 1000),
+                )
                 rp.stats.ingested[topic_key] += 1
                 src = f"{msg.topic}/{msg.partition}"
                 last_offset[src] = msg.offset

@@ -121,7 +121,13 @@ class Settings(BaseSettings):
         4, ge=1, description="Partitions of repricer's own and internal topics."
     )
     max_payload_bytes: int = Field(
-        64 * 1024, ge=256, description="Payloads larger than this go to the DLQ."
+        64 * 1024, ge=256, description="Payloads larger than this go to the DLQ (not decoded)."
+    )
+    max_event_lead_s: float = Field(
+        300.0,
+        gt=0,
+        description="Events timestamped further ahead of the worker's wall clock go to the DLQ "
+        "(`future_timestamp`): one would drag the watermark ahead and make real events late.",
     )
 
     # --- windows ---------------------------------------------------------------------
