@@ -66,16 +66,7 @@ _USERS_XML = """<?xml version="1.0"?>
             <poll_interval>1</poll_interval>
         </default>
     </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>::1</ip>
-                <ip>127.0.0.1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>{users}
+    <users>{users}
     </users>
     <quotas>
         <default>
@@ -95,7 +86,7 @@ _USERS_XML = """<?xml version="1.0"?>
 
 _USER_XML = """
         <{name}>
-            <password_sha256_hex>{sha256}</password_sha256_hex>
+            {password}
             <networks>
                 <ip>::1</ip>
                 <ip>127.0.0.1</ip>
@@ -121,13 +112,14 @@ _TLS_XML = """
 
 def _users_xml(users: Mapping[str, str]) -> str:
     """users.xml with the passwordless ``default`` user plus ``users`` (name -> password)."""
-    extra = []
+    xml = [_USER_XML.format(name="default", password="<password></password>")]
     for name, password in users.items():
         if not name.isidentifier() or name == "default":
             raise ValueError(f"invalid ClickHouse user name: {name!r}")
         sha = hashlib.sha256(password.encode()).hexdigest()
-        extra.append(_USER_XML.format(name=name, sha256=sha))
-    return _USERS_XML.format(users="".join(extra))
+        pw = f"<password_sha256_hex>{sha}</password_sha256_hex>"
+        xml.append(_USER_XML.format(name=name, password=pw))
+    return _USERS_XML.format(users="".join(xml))
 
 
 def _free_ports(count: int) -> list[int]:

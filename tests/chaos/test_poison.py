@@ -28,12 +28,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from kafka import KafkaProducer
 
 from infra.clickhouse import connect
 from infra.kafka_admin import ensure_topics
-from infra.kafka_client import aiokafka_config, kafka_python_config
+from infra.kafka_client import kafka_python_config
 from infra.local.clickhouse_server import ClickHouseServer
 from infra.local.tansu import TansuBroker
 from streams.runner import WorkerProcess, drained
@@ -46,6 +45,7 @@ from tests.integration.test_pipeline import (
     ch_rows,
     expected_rows,
     make_events,
+    read_price_changes,
 )
 
 pytestmark = pytest.mark.integration
@@ -163,26 +163,6 @@ def sink_url(clickhouse_server: ClickHouseServer) -> str:
     return clickhouse_server.url(f"poison_{uuid.uuid4().hex[:8]}")
 
 
-async def read_dlq(settings: Settings, expected: int, timeout: float = 60) -> list[dict]:
-    consumer = AIOKafkaConsumer(
-        settings.topic_dlq,
-        group_id=f"dlq-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        **aiokafka_config(settings),
-    )
-    await consumer.start()
-    out: list[dict] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(out) < expected and loop.time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(json.loads(r.value) for r in records)
-    finally:
-        await consumer.stop()
-    return out
-
-
 def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
     broker: TansuBroker, sink_url: str, tmp_path: Path
 ) -> None:
@@ -259,7 +239,9 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
         producer.flush()
         sent += 1 + settings.partitions
         stats = worker.wait_until(drained(sent), timeout=180, stable_s=1.5)
-        dlq_topic = asyncio.run(read_dlq(settings, len(where)))
+        dlq_topic = asyncio.run(
+            read_price_changes(broker.bootstrap, settings.topic_dlq, len(where))
+        )  # any topic of JSON records: here the DLQ, as a downstream consumer reads it
     finally:
         producer.close()
         worker.stop()
