@@ -121,7 +121,7 @@ class ClickHouseError(Exception):
 
 
 class ClickHouseAuthError(ClickHouseError):
-    """The server refused the user or password (not retried: the configuration is wrong)."""
+    """The server refused the user or password: the configuration is wrong, not the network."""
 
 
 # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED (newer servers)
