@@ -38,6 +38,7 @@ __all__ = [
     "ClickHouseError",
     "ClickHouseUnavailable",
     "NativeBackend",
+    "check_ident",
     "connect",
     "load_schema",
     "mask_url",
@@ -160,7 +161,7 @@ class ClickHouseBackend(Protocol):
 
 def load_schema(database: str = DEFAULT_DATABASE) -> list[str]:
     """Return the schema.sql statements with the database name substituted."""
-    _check_ident(database, "database")
+    check_ident(database, "database")
     text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
     statements: list[str] = []
     current: list[str] = []
@@ -179,7 +180,18 @@ def load_schema(database: str = DEFAULT_DATABASE) -> list[str]:
     return statements
 
 
-def _check_ident(name: str, what: str) -> str:
+def check_ident(name: str, what: str = "identifier") -> str:
+    """``name`` if it is a plain SQL identifier (``^[A-Za-z_][A-Za-z0-9_]*$``), else ValueError.
+
+    The only thing ever put into SQL text unescaped; every value goes in as a parameter.
+
+    >>> check_ident("repricer", "database")
+    'repricer'
+    >>> check_ident("x; DROP TABLE y", "database")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid database name: 'x; DROP TABLE y'
+    """
     if not _IDENT_RE.match(name):
         raise ValueError(f"invalid {what} name: {name!r}")
     return name
@@ -370,7 +382,7 @@ class NativeBackend:
     ) -> None:
         from clickhouse_driver import Client
 
-        self.database = _check_ident(database, "database")
+        self.database = check_ident(database, "database")
         self.host = host
         self.port = port
         self.user = user
@@ -571,7 +583,7 @@ class ChdbBackend:
     """Embedded ClickHouse via chdb, persisted in ``path`` (not thread-safe: calls are locked)."""
 
     def __init__(self, path: str | Path, *, database: str = DEFAULT_DATABASE) -> None:
-        self.database = _check_ident(database, "database")
+        self.database = check_ident(database, "database")
         self.path = Path(path)
         self._session: Any = None
 
