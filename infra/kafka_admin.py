@@ -26,6 +26,10 @@ class TopicSpec:
     compact: bool = False
 
 
+# The name callers used before infra.kafka_client existed; new code calls that module.
+client_kwargs = kafka_python_config
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every public topic repricer reads or writes."""
     p = settings.partitions

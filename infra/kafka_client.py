@@ -81,11 +81,13 @@ def aiokafka_config(settings: Settings) -> dict[str, Any]:
 
 
 def kafka_python_config(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for kafka-python's ``KafkaProducer``/``KafkaConsumer``/admin client."""
+    """Keyword arguments for kafka-python's ``KafkaProducer``/``KafkaConsumer``/admin client.
+
+    The same options as :func:`aiokafka_config` (kafka-python takes the host name check from
+    the SSL context too), with the bootstrap servers as a list; aiokafka accepts them as well.
+    """
     kw = aiokafka_config(settings)
     kw["bootstrap_servers"] = settings.bootstrap.split(",")
-    if "ssl_context" in kw:
-        kw["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
     return kw
 
 

@@ -49,7 +49,7 @@ def test_sasl_ssl_scram_with_ca(ca: Path, mechanism: str) -> None:
         ctx = kw["ssl_context"]
         assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
         assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "127.0.0.1"),),)]
-    assert kp["ssl_check_hostname"] is True
+    assert kp["ssl_context"].check_hostname is True  # kafka-python takes it from the context
     # Faust hands its credentials to aiokafka: the same options as ours
     assert isinstance(cred, faust.SASLCredentials)
     via_faust = credentials_to_aiokafka_auth(cred)
@@ -72,7 +72,7 @@ def test_ssl_with_ca_and_client_certificate(ca: Path, tmp_path: Path) -> None:
     aio = aiokafka_config(s)
     assert aio["security_protocol"] == "SSL" and "sasl_mechanism" not in aio
     assert aio["ssl_context"].check_hostname is False
-    assert kafka_python_config(s)["ssl_check_hostname"] is False
+    assert kafka_python_config(s)["ssl_context"].check_hostname is False
     cred = faust_credentials(s)
     assert isinstance(cred, faust.SSLCredentials)
     assert credentials_to_aiokafka_auth(cred)["security_protocol"] == "SSL"
@@ -96,6 +96,7 @@ def test_aiokafka_accepts_every_protocol(ca: Path) -> None:
                 kafka_ssl_cafile=str(ca),
             )
             AIOKafkaProducer(**aiokafka_config(s))  # validates the options, connects lazily
+            AIOKafkaProducer(**kafka_python_config(s))  # one dict serves both libraries
 
     asyncio.run(build())
 
