@@ -1,19 +1,35 @@
-"""Ingest agents: decode and validate public events, dead-letter the bad, repartition by SKU.
+"""Ingest: decode and validate public events, dead-letter the bad, repartition by SKU.
 
-Valid orders and clicks are forwarded to the SKU-keyed internal topic, followed now and then by
-a watermark broadcast to every partition of it (so quiet partitions still close windows).
+Ingest is a plain aiokafka consumer group (``<app_id>-ingest``) inside the worker, not a Faust
+agent per event: it polls a batch of records, decodes each (msgspec, size cap first), sends the
+bad ones to the dead-letter topic with their reason and the valid ones to the SKU-keyed internal
+topic as one ``BatchEnv`` per target partition, waits until the broker has acknowledged all of
+that, and only then commits the batch's offsets. A crash before the commit replays the batch;
+the window agent drops the replayed events by their source partition and offset.
+
+Now and then a watermark is broadcast to every partition of the internal topic (so quiet
+partitions still close windows): how far each source partition has been forwarded, only ever
+counting events the broker has acknowledged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from mode import Service
+
+from infra.kafka_client import aiokafka_config
 from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejection, decode, encode
 from schemas.decode import excerpt
 from schemas.events import ts_ms
 from streams.envelope import (
+    BatchEnv,
     CatalogEnv,
     ClickEnv,
     ControlEnv,
@@ -21,6 +37,7 @@ from streams.envelope import (
     SkuEnvelope,
     WatermarkEnv,
     pack,
+    sku_partition,
 )
 from streams.windowing import advance_idle_sources
 
@@ -29,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WATERMARK_FLUSH_S = 0.2
+MAX_BATCH_EVENTS = 1000  # events per BatchEnv message (~60 KB)
 
 
 def to_envelope(
@@ -77,58 +95,127 @@ def dead_letter(rej: Rejection, message: Any, value: bytes | None) -> DeadLetter
 def register(rp: Repricer) -> None:
     s, t = rp.settings, rp.topics
     partitions = s.partitions
-    # highest event time forwarded per source partition, and what was last broadcast for it
+    kinds: dict[str, tuple[str, type]] = {
+        s.topic_orders: ("orders", Order),
+        s.topic_clicks: ("clicks", Click),
+        s.topic_catalog: ("catalog", CatalogItem),
+        s.topic_control: ("control", ControlCommand),
+    }
+    # highest event time forwarded (and acknowledged) per source partition, what was last
+    # broadcast for it, when it last had an event, and the next offset to read in it
     forwarded: dict[str, int] = {}
     broadcast: dict[str, int] = {}
     last_event: dict[str, float] = {}
-    last_offset: dict[str, int] = {}
+    next_offset: dict[str, int] = {}
+    inflight: set[str] = set()  # source partitions with a batch being forwarded right now
     event_topics = {s.topic_orders, s.topic_clicks}
 
-    def make(topic_key: str, kind: type) -> None:
-        async def agent(stream: Any) -> None:
-            async for event in stream.events():
-                msg, value = event.message, event.value
-                result = decode(
-                    value,
-                    kind,
-                    max_bytes=s.max_payload_bytes,
-                    not_after_ms=int((time.time() + s.max_event_lead_s) * 1000),
-                )
-                rp.stats.ingested[topic_key] += 1
-                src = f"{msg.topic}/{msg.partition}"
-                last_offset[src] = msg.offset
-                if isinstance(result, Rejection):
-                    rp.stats.dlq[result.reason] += 1
-                    await t["dlq"].send(
-                        key=event.key, value=encode(dead_letter(result, msg, value))
+    @rp.app.service
+    class IngestService(Service):
+        """One aiokafka consumer for the public input topics; commits what is forwarded."""
+
+        consumer: AIOKafkaConsumer | None = None
+
+        async def on_start(self) -> None:
+            await t["sku_events"].maybe_declare()
+            self.consumer = AIOKafkaConsumer(
+                *kinds,
+                group_id=f"{s.app_id}-ingest",
+                client_id=f"{s.app_id}-ingest",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
+                heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000),
+                **aiokafka_config(s),
+            )
+            await self.consumer.start()
+            rp.consumers["ingest"] = self.consumer
+
+        async def on_stop(self) -> None:
+            if self.consumer is not None:
+                await self.consumer.stop()
+
+        @Service.task
+        async def _run(self) -> None:
+            c = self.consumer
+            assert c is not None
+            while not self.should_stop:
+                batch = await c.getmany(timeout_ms=200, max_records=s.ingest_batch_events)
+                if batch:
+                    await self._forward(c, batch)
+
+        async def _forward(self, c: AIOKafkaConsumer, batch: dict[TopicPartition, list]) -> None:
+            inflight.update(f"{tp.topic}/{tp.partition}" for tp in batch)
+            try:
+                await self._forward_batch(c, batch)
+            finally:
+                inflight.clear()
+
+        async def _forward_batch(
+            self, c: AIOKafkaConsumer, batch: dict[TopicPartition, list]
+        ) -> None:
+            sends: list[Awaitable[Any]] = []
+            per_partition: dict[int, list[OrderEnv | ClickEnv]] = {}
+            newest: dict[str, int] = {}
+            not_after_ms = int((time.time() + s.max_event_lead_s) * 1000)
+            for tp, records in batch.items():
+                topic_key, kind = kinds[tp.topic]
+                src = f"{tp.topic}/{tp.partition}"
+                for msg in records:
+                    rp.stats.ingested[topic_key] += 1
+                    result = decode(
+                        msg.value,
+                        kind,
+                        max_bytes=s.max_payload_bytes,
+                        not_after_ms=not_after_ms,
                     )
-                    continue
-                env = to_envelope(result, src=src, off=msg.offset)
-                if isinstance(env, ControlEnv) and env.sku == "*":
-                    for p in range(partitions):
-                        await t["sku_events"].send(key=b"*", value=pack(env), partition=p)
-                    continue
-                await t["sku_events"].send(key=env.sku.encode(), value=pack(env))
-                if isinstance(env, OrderEnv | ClickEnv):
-                    last_event[src] = time.monotonic()
-                    if env.ts > forwarded.get(src, 0):
-                        forwarded[src] = env.ts
+                    if isinstance(result, Rejection):
+                        rp.stats.dlq[result.reason] += 1
+                        dl = encode(dead_letter(result, msg, msg.value))
+                        sends.append(await t["dlq"].send(key=msg.key, value=dl))
+                        continue
+                    env = to_envelope(result, src=src, off=msg.offset)
+                    if isinstance(env, OrderEnv | ClickEnv):
+                        per_partition.setdefault(sku_partition(env.sku, partitions), []).append(env)
+                        newest[src] = max(newest.get(src, 0), env.ts)
+                    elif isinstance(env, ControlEnv) and env.sku == "*":
+                        for p in range(partitions):
+                            sends.append(await self._send(b"*", pack(env), p))
+                    else:
+                        p = sku_partition(env.sku, partitions)
+                        sends.append(await self._send(env.sku.encode(), pack(env), p))
+            for p, events in per_partition.items():
+                for i in range(0, len(events), MAX_BATCH_EVENTS):
+                    value = pack(BatchEnv(events=events[i : i + MAX_BATCH_EVENTS]))
+                    sends.append(await self._send(b"", value, p))
+            await asyncio.gather(*sends)  # acknowledged by the broker: now it may be committed
+            offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+            try:
+                await c.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                # partitions moved meanwhile: their new owner forwards again; the window agent
+                # drops what it already has by source offset
+                log.warning("ingest commit failed (%s); the batch will be forwarded again", exc)
+            now = time.monotonic()
+            for tp, off in offsets.items():
+                src = f"{tp.topic}/{tp.partition}"
+                next_offset[src] = off
+                if tp.topic in event_topics:
+                    last_event[src] = now
+            for src, ts in newest.items():
+                if ts > forwarded.get(src, 0):
+                    forwarded[src] = ts
 
-        agent.__name__ = f"ingest_{topic_key}"
-        agent.__qualname__ = agent.__name__
-        rp.app.agent(t[topic_key], name=f"repricer.ingest.{topic_key}")(agent)
-
-    make("orders", Order)
-    make("clicks", Click)
-    make("catalog", CatalogItem)
-    make("control", ControlCommand)
+        async def _send(self, key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
+            return await t["sku_events"].send(key=key, value=value, partition=partition)
 
     @rp.app.timer(WATERMARK_FLUSH_S)
     async def broadcast_watermarks() -> None:
         """Tell every SKU partition how far each source partition has been forwarded."""
+        consumer = rp.consumers.get("ingest")
+        if consumer is None:
+            return
         now = time.monotonic()
-        consumer = rp.app.consumer
-        committed = getattr(consumer, "_committed_offset", None) or {}
         caught_up: set[str] = set()
         # source partitions assigned here but silent since (re)start must not hold windows
         # open forever: once nothing is left to read in them, they become idle like any other
@@ -139,14 +226,20 @@ def register(rp: Repricer) -> None:
             if src not in forwarded:
                 forwarded[src] = 0
                 last_event.setdefault(src, now)
-            try:
-                hw = consumer.highwater(tp)
-            except Exception:  # not fetched yet: unknown, so not idle
+            hw = consumer.highwater(tp)
+            if hw is None or src in inflight:  # not fetched yet, or being forwarded: not idle
                 continue
-            done = max(last_offset.get(src, -1), committed.get(tp) or -1)
-            if hw is not None and (hw == 0 or done >= hw - 1):
+            pos = next_offset.get(src)
+            if pos is None:  # nothing read since it was assigned: where reading starts
+                try:
+                    pos = await asyncio.wait_for(consumer.position(tp), 0.5)
+                except (TimeoutError, KafkaError, AssertionError, KeyError):
+                    continue
+                if src in inflight or src in next_offset:
+                    continue
+            if hw == 0 or pos >= hw:
                 caught_up.add(src)
-            elif hw is not None:
+            else:
                 last_event[src] = max(last_event.get(src, now), now - s.idle_source_s / 2)
         moved = advance_idle_sources(forwarded, last_event, now, s.idle_source_s, caught_up)
         if moved:

@@ -1,12 +1,15 @@
-"""ClickHouse sink agents: batch rows from Kafka topics into ClickHouse, idempotently.
+"""The ClickHouse sink: batch rows from Kafka topics into ClickHouse, idempotently.
 
-Lifecycle of a batch: rows are buffered by ``stream.take(sink_batch_rows, within=sink_flush_s)``;
-the batch is inserted (in a worker thread, never on the event loop); only when the insert
-returns are the batch's events acknowledged, so their offsets are committed *after* the rows are
-confirmed written. A failed insert is retried with exponential backoff for as long as it takes:
-the topic backs up in Kafka (bounded memory in the worker) while the window agent keeps
-repricing. Replays are harmless because every table is a ReplacingMergeTree keyed by its natural
-key and read with ``FINAL``.
+The sink is a plain aiokafka consumer group (``<app_id>-sink``) running inside the worker, not a
+Faust agent: it owns its offsets. Lifecycle of a batch: records are polled until
+``sink_batch_rows`` rows or ``sink_flush_s`` seconds; the batch is inserted (in a worker thread,
+never on the event loop); only when the insert returns are the batch's offsets committed, so an
+offset is never committed before its rows are confirmed written. (Faust's ``stream.take`` acks
+were not enough for this: a kill -9 run lost a batch whose offsets had been committed.) A failed
+insert is retried with exponential backoff for as long as it takes, with the partitions paused
+(the consumer keeps polling so it stays in its group; nothing new is fetched, so memory stays
+bounded) while the window agent keeps repricing. Replays are harmless because every table is a
+ReplacingMergeTree keyed by its natural key and read with ``FINAL``.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from mode import Service
 
 from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
 from schemas import DeadLetter, PriceChange
@@ -116,8 +122,17 @@ class ClickHouseSink:
             self._backend = backend
         return sum(self._backend.insert(table, batch) for table, batch in rows.items() if batch)
 
-    async def write(self, rows: Rows, *, on_error: Callable[[Exception], None]) -> int:
-        """Insert ``rows``; returns only once they are written (retrying with backoff)."""
+    async def write(
+        self,
+        rows: Rows,
+        *,
+        on_error: Callable[[Exception], None],
+        wait: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> int:
+        """Insert ``rows``; returns only once they are written (retrying with backoff).
+
+        ``wait(seconds)`` spends the backoff (the consumer uses it to keep polling, paused).
+        """
         delay = 0.2
         loop = asyncio.get_running_loop()
         while True:
@@ -126,7 +141,7 @@ class ClickHouseSink:
             except (ClickHouseError, OSError, EOFError) as exc:
                 on_error(exc)
                 log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                await wait(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.retry_max_s)
 
     def close(self) -> None:
@@ -135,34 +150,122 @@ class ClickHouseSink:
         self._pool.shutdown(wait=False)
 
 
+Batch = dict[TopicPartition, list[Any]]
+
+
+async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, flush_s: float) -> Batch:
+    """Records until ``max_records`` or ``flush_s`` after the first one ({} after an idle poll)."""
+    batch: Batch = {}
+    n, deadline = 0, None
+    loop = asyncio.get_running_loop()
+    while n < max_records:
+        timeout = flush_s if deadline is None else max(0.0, deadline - loop.time())
+        got = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records - n)
+        for tp, records in got.items():
+            batch.setdefault(tp, []).extend(records)
+            n += len(records)
+        if deadline is None:
+            if not got:
+                return batch  # idle: let the caller check whether to stop
+            deadline = loop.time() + flush_s
+        elif loop.time() >= deadline:
+            break
+    return batch
+
+
+def kafka_consumer_kwargs(settings: Any) -> dict[str, Any]:
+    """aiokafka connection options (security included) from the same settings as kafka-python."""
+    from infra.kafka_admin import client_kwargs
+
+    kw = dict(client_kwargs(settings))
+    if str(kw.get("security_protocol", "")).endswith("SSL"):
+        import ssl
+
+        kw["ssl_context"] = ssl.create_default_context()
+    return kw
+
+
 def register(rp: Repricer) -> None:
     s, t, stats = rp.settings, rp.topics, rp.stats
-    sink = ClickHouseSink(s.clickhouse_url.get_secret_value(), retry_max_s=s.sink_retry_max_s)
+    to_rows: dict[str, Callable[[Sequence[bytes]], Rows]] = {
+        t["aggregates"].get_topic_name(): aggregate_rows,
+        s.topic_price_changes: price_change_rows,
+        s.topic_dlq: dead_letter_rows,
+    }
 
     def on_error(exc: Exception) -> None:
         stats.sink_errors += 1
 
-    def make(topic_key: str, to_rows: Callable[[Sequence[bytes]], Rows]) -> None:
-        async def agent(stream: Any) -> None:
-            async for values in stream.take(s.sink_batch_rows, within=s.sink_flush_s):
-                rows = to_rows(values)
-                n = sum(len(v) for v in rows.values())
-                if stats.sink_pending == 0 and n:
-                    stats.sink_pending_since = time.time()
-                stats.sink_pending += n
-                t0 = time.perf_counter()
-                try:
-                    await sink.write(rows, on_error=on_error)
-                finally:
-                    stats.sink_pending -= n
-                stats.sink_last_batch_s = time.perf_counter() - t0
-                stats.sink_last_ok_at = time.time()
-                stats.sink_batches += 1
-                for table, batch in rows.items():
-                    stats.sink_rows[table] += len(batch)
+    @rp.app.service
+    class SinkService(Service):
+        """One aiokafka consumer for every sink topic; commits only what ClickHouse holds."""
 
-        rp.app.agent(t[topic_key], name=f"repricer.sink.{topic_key}")(agent)
+        consumer: AIOKafkaConsumer | None = None
 
-    make("aggregates", aggregate_rows)
-    make("price_changes", price_change_rows)
-    make("dlq", dead_letter_rows)
+        async def on_start(self) -> None:
+            self.sink = ClickHouseSink(
+                s.clickhouse_url.get_secret_value(), retry_max_s=s.sink_retry_max_s
+            )
+            await t["aggregates"].maybe_declare()
+            self.consumer = AIOKafkaConsumer(
+                *to_rows,
+                group_id=f"{s.app_id}-sink",
+                client_id=f"{s.app_id}-sink",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
+                heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000),
+                **kafka_consumer_kwargs(s),
+            )
+            await self.consumer.start()
+            rp.consumers["sink"] = self.consumer
+
+        async def on_stop(self) -> None:
+            if self.consumer is not None:
+                await self.consumer.stop()
+            self.sink.close()
+
+        async def _paused_wait(self, seconds: float) -> None:
+            """Backoff that keeps the consumer in its group without fetching more."""
+            c = self.consumer
+            assert c is not None
+            c.pause(*c.assignment())
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not self.should_stop:
+                await c.getmany(timeout_ms=int(min(0.5, seconds) * 1000))
+            c.resume(*c.assignment())
+
+        @Service.task
+        async def _run(self) -> None:
+            c = self.consumer
+            assert c is not None
+            while not self.should_stop:
+                batch = await poll_batch(c, s.sink_batch_rows, s.sink_flush_s)
+                if batch:
+                    await self._write(c, batch)
+
+        async def _write(self, c: AIOKafkaConsumer, batch: Batch) -> None:
+            rows: Rows = {}
+            for tp, records in batch.items():
+                for table, trows in to_rows[tp.topic]([r.value for r in records]).items():
+                    rows.setdefault(table, []).extend(trows)
+            n = sum(len(v) for v in rows.values())
+            if stats.sink_pending == 0 and n:
+                stats.sink_pending_since = time.time()
+            stats.sink_pending += n
+            t0 = time.perf_counter()
+            try:
+                await self.sink.write(rows, on_error=on_error, wait=self._paused_wait)
+            finally:
+                stats.sink_pending -= n
+            offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+            try:
+                await c.commit(offsets)  # only now: the rows are in ClickHouse
+            except (CommitFailedError, KafkaError) as exc:
+                # partitions moved while inserting: their new owner inserts again (idempotent)
+                log.warning("sink commit failed (%s); the rows will be written again", exc)
+            stats.sink_last_batch_s = time.perf_counter() - t0
+            stats.sink_last_ok_at = time.time()
+            stats.sink_batches += 1
+            for table, trows in rows.items():
+                stats.sink_rows[table] += len(trows)

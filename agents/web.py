@@ -105,8 +105,9 @@ def lstm_members(rp: Repricer) -> list[Any]:
 def consumer_lag(rp: Repricer) -> dict[tuple[str, int], int]:
     """Highwater minus committed offset for every assigned partition of the agents' topics.
 
-    Read from Faust's consumer without any broker round trip (aiokafka keeps the highwater of
-    each fetched partition). Partitions whose highwater is not known yet are left out; changelog
+    Read from Faust's consumer and the ingest and sink consumers without any broker round trip
+    (aiokafka keeps the highwater of each fetched partition; for the ingest and sink consumers
+    the position read so far stands in for the committed offset). Partitions whose highwater is not known yet are left out; changelog
     and assignor topics are not counted (they are not consumed after recovery).
     """
     names = {t.get_topic_name() for t in rp.topics.values()}
@@ -127,6 +128,16 @@ def consumer_lag(rp: Repricer) -> dict[tuple[str, int], int]:
             out[(tp.topic, tp.partition)] = max(0, int(hw) - int(pos or 0))
     except Exception as exc:  # consumer not started, rebalancing, ...
         log.debug("consumer lag unavailable: %s", exc)
+    for name, c in rp.consumers.items():  # the ingest and sink consumer groups
+        try:
+            for tp in c.assignment():
+                hw = c.highwater(tp)
+                state = c._subscription.subscription.assignment.state_value(tp)
+                if hw is None or not state.has_valid_position:
+                    continue
+                out[(tp.topic, tp.partition)] = max(0, int(hw) - int(state.position))
+        except Exception as exc:
+            log.debug("%s consumer lag unavailable: %s", name, exc)
     return out
 
 

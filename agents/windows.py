@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from agents.ingest import dead_letter
-from schemas import Rejection, encode
-from streams.envelope import unpack
+from schemas import DeadLetter, Rejection, encode
+from schemas.decode import excerpt
+from streams.envelope import EventEnv, pack, unpack
 
 if TYPE_CHECKING:
     from streams.app import Repricer
@@ -69,6 +71,25 @@ class Staged(MutableMapping[str, Any]):
         for key, value in self.writes.items():
             self.table[key] = value
         self.writes.clear()
+
+
+def late_letter(late: EventEnv) -> bytes:
+    """The dead letter of a late event, located at the event's own source partition and offset
+    (many late events can share one batch envelope; each keeps its own row downstream)."""
+    kind = type(late).__name__.removesuffix("Env").lower()
+    topic, _, partition = late.src.rpartition("/")
+    return encode(
+        DeadLetter(
+            reason="late_event",
+            detail=f"{kind} for {late.sku} at ts={late.ts} from {late.src}@{late.off} "
+            f"after its window closed",
+            source_topic=topic,
+            source_partition=int(partition) if partition.isdigit() else -1,
+            source_offset=late.off,
+            payload_excerpt=excerpt(pack(late)),
+            received_at=int(time.time() * 1000),
+        )
+    )
 
 
 def register(rp: Repricer) -> None:
@@ -130,14 +151,7 @@ def register(rp: Repricer) -> None:
             for price in out.prices:
                 sent.append(await t["prices"].send(key=price.sku.encode(), value=encode(price)))
             for late in out.late:
-                kind = type(late).__name__.removesuffix("Env").lower()
-                rej = Rejection(
-                    reason="late_event",
-                    detail=f"{kind} for {late.sku} at ts={late.ts} from {late.src}@{late.off} "
-                    f"after its window closed",
-                )
-                dl = dead_letter(rej, msg, event.value)
-                sent.append(await t["dlq"].send(key=late.sku.encode(), value=encode(dl)))
+                sent.append(await t["dlq"].send(key=late.sku.encode(), value=late_letter(late)))
                 st.dlq["late_event"] += 1
             if sent:  # outputs acknowledged before the state that says they happened
                 await asyncio.gather(*sent)

@@ -45,6 +45,7 @@ class Stats:
     sink_last_ok_at: float = 0.0  # wall time of the last successful insert
     sink_pending_since: float = 0.0  # wall time pending rows went from 0 to > 0
     started_at: float = field(default_factory=time.time)
+    partitions: list[int] = field(default_factory=list)  # SKU partitions owned by this worker
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class Stats:
             "sink_last_batch_s": round(self.sink_last_batch_s, 4),
             "sink_last_ok_at": self.sink_last_ok_at,
             "uptime_s": round(time.time() - self.started_at, 1),
+            "partitions": self.partitions,
             "updated_at": time.time(),
         }
 
@@ -78,6 +80,7 @@ class Repricer:
     stats: Stats
 
     stats_path: Path
+    consumers: dict[str, Any] = field(default_factory=dict)  # ingest/sink aiokafka consumers
 
 
 def create_app(settings: Settings) -> Repricer:
@@ -164,6 +167,10 @@ def create_app(settings: Settings) -> Repricer:
 
     @app.timer(1.0)
     async def _write_stats() -> None:
+        sku_topic = topics["sku_events"].get_topic_name()
+        rp.stats.partitions = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == sku_topic
+        )
         tmp = rp.stats_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rp.stats.as_dict()))
         tmp.replace(rp.stats_path)

@@ -62,6 +62,14 @@ class ControlEnv(Struct, frozen=True, tag="ctl", array_like=True):
     why: str
 
 
+class BatchEnv(Struct, frozen=True, tag="b", array_like=True):
+    """Many SKUs' events for one partition in one message: the ingest hop sends these, so the
+    window agent pays Faust's per-message cost once per batch, not once per event. Each event
+    keeps its own source partition and offset, so replays are still dropped event by event."""
+
+    events: list[OrderEnv | ClickEnv]
+
+
 class WatermarkEnv(Struct, frozen=True, tag="wm", array_like=True):
     src: str  # source partition the mark speaks for, e.g. "clickstream/0"
     ts: int  # highest event time forwarded from that source partition
@@ -69,10 +77,17 @@ class WatermarkEnv(Struct, frozen=True, tag="wm", array_like=True):
 
 EventEnv = OrderEnv | ClickEnv | CountsEnv
 SkuEnvelope = OrderEnv | ClickEnv | CountsEnv | CatalogEnv | ControlEnv
-Envelope = OrderEnv | ClickEnv | CountsEnv | CatalogEnv | ControlEnv | WatermarkEnv
+Envelope = OrderEnv | ClickEnv | CountsEnv | CatalogEnv | ControlEnv | WatermarkEnv | BatchEnv
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Envelope)
+
+
+def sku_partition(sku: str, partitions: int) -> int:
+    """The SKU-events partition of ``sku``: Kafka's default partitioner (murmur2 of the key)."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(sku.encode()) & 0x7FFFFFFF) % partitions
 
 
 def pack(env: Envelope) -> bytes:

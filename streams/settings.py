@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     )
 
     # --- ClickHouse sink ---------------------------------------------------------------
+    ingest_batch_events: int = Field(
+        5_000, ge=1, description="Input records decoded, forwarded and committed per batch at most."
+    )
     sink_batch_rows: int = Field(10_000, ge=1, description="Rows per ClickHouse insert at most.")
     sink_flush_s: float = Field(1.0, gt=0, description="Insert at least this often (seconds).")
     sink_retry_max_s: float = Field(

@@ -34,6 +34,7 @@ from models.guardrails import Bounds, GuardrailConfig, apply_guardrails
 from models.lstm_features import window_features
 from schemas.events import ClicksWindow, Forecast, ForecastRow, PriceChange, PriceState, SalesWindow
 from streams.envelope import (
+    BatchEnv,
     CatalogEnv,
     ClickEnv,
     ControlEnv,
@@ -228,64 +229,18 @@ class WindowEngine:
             meta[pkey] = pm
             return out
 
+        if isinstance(env, BatchEnv):
+            for ev in env.events:
+                self._fold(ev, partition, offset, pm, skus, opens, out, batched=True)
+            return out
+        if isinstance(env, OrderEnv | ClickEnv | CountsEnv):
+            self._fold(env, partition, offset, pm, skus, opens, out)
+            return out
         st = skus.get(env.sku)
         new = st is None
         if st is None:
             st = _new_state(partition)
             st["next"] = pm.get("b")
-        if isinstance(env, OrderEnv | ClickEnv | CountsEnv):
-            # the hot path: only the SKU's small record of open windows is written
-            op = opens.get(env.sku) or _new_open()
-            if self.dedupe and (offset <= op["off"] or env.off <= op["src"].get(env.src, -1)):
-                out.skipped_replay = True  # a replay of the SKU topic or of the ingest hop
-                return out
-            op["src"][env.src] = env.off
-            op["off"] = offset
-            ws = self.window_of(env.ts)
-            if st["n"] == 0:
-                # Nothing closed yet: the SKU's windows start at its earliest on-time event
-                # (events reach a new SKU out of order across source partitions), never before
-                # the partition's boundary (earlier windows are closed for everyone).
-                b = pm.get("b")
-                first = ws if b is None else max(ws, b)
-                open_before = any(int(k) < first for k in op["w"])
-                if (
-                    st["next"] is None
-                    or (first < st["next"])
-                    or (
-                        first > st["next"]
-                        and not open_before
-                        and not any(int(k) >= st["next"] for k in op["w"])
-                    )
-                ):
-                    st["next"] = first
-                    new = True
-            if ws < st["next"]:
-                op["late"] += 1
-                out.late.append(env)
-            elif (
-                isinstance(env, OrderEnv)
-                and self.dedupe
-                and not _first_time(op, str(ws), env.order_id)
-            ):
-                out.duplicate_orders += 1  # the same order again: counted once
-            else:
-                w = op["w"].setdefault(str(ws), [0, 0, 0.0, 0, 0, 0])
-                if isinstance(env, OrderEnv):
-                    w[0] += 1
-                    w[1] += env.qty
-                    w[2] += env.qty * env.price
-                elif isinstance(env, CountsEnv):
-                    for i, n in enumerate(
-                        (env.orders, env.units, env.revenue, env.views, env.carts, env.removes)
-                    ):
-                        w[i] += n
-                else:
-                    w[_CLICK_SLOT[env.kind]] += 1
-            if new:
-                skus[env.sku] = st
-            opens[env.sku] = op
-            return out
         if not new and offset <= st["off"]:
             out.skipped_replay = True
             return out
@@ -320,6 +275,79 @@ class WindowEngine:
         st["off"] = offset
         skus[env.sku] = st
         return out
+
+    def _fold(
+        self,
+        env: EventEnv,
+        partition: int,
+        offset: int,
+        pm: State,
+        skus: MutableMapping[str, State],
+        opens: MutableMapping[str, State],
+        out: Outputs,
+        *,
+        batched: bool = False,
+    ) -> None:
+        """Fold one order, click or window count into its SKU's open window.
+
+        Replays are dropped by the event's source partition offset (and, for a lone envelope,
+        by its SKU-topic offset; the events of one batch share that offset)."""
+        st = skus.get(env.sku)
+        new = st is None
+        if st is None:
+            st = _new_state(partition)
+            st["next"] = pm.get("b")
+        # the hot path: only the SKU's small record of open windows is written
+        op = opens.get(env.sku) or _new_open()
+        if self.dedupe and (
+            (not batched and offset <= op["off"]) or env.off <= op["src"].get(env.src, -1)
+        ):
+            out.skipped_replay = True  # a replay of the SKU topic or of the ingest hop
+            return
+        op["src"][env.src] = env.off
+        op["off"] = offset
+        ws = self.window_of(env.ts)
+        if st["n"] == 0:
+            # Nothing closed yet: the SKU's windows start at its earliest on-time event
+            # (events reach a new SKU out of order across source partitions), never before
+            # the partition's boundary (earlier windows are closed for everyone).
+            b = pm.get("b")
+            first = ws if b is None else max(ws, b)
+            open_before = any(int(k) < first for k in op["w"])
+            if (
+                st["next"] is None
+                or (first < st["next"])
+                or (
+                    first > st["next"]
+                    and not open_before
+                    and not any(int(k) >= st["next"] for k in op["w"])
+                )
+            ):
+                st["next"] = first
+                new = True
+        if ws < st["next"]:
+            op["late"] += 1
+            out.late.append(env)
+        elif (
+            isinstance(env, OrderEnv) and self.dedupe and not _first_time(op, str(ws), env.order_id)
+        ):
+            out.duplicate_orders += 1  # the same order again: counted once
+        else:
+            w = op["w"].setdefault(str(ws), [0, 0, 0.0, 0, 0, 0])
+            if isinstance(env, OrderEnv):
+                w[0] += 1
+                w[1] += env.qty
+                w[2] += env.qty * env.price
+            elif isinstance(env, CountsEnv):
+                for i, n in enumerate(
+                    (env.orders, env.units, env.revenue, env.views, env.carts, env.removes)
+                ):
+                    w[i] += n
+            else:
+                w[_CLICK_SLOT[env.kind]] += 1
+        if new:
+            skus[env.sku] = st
+        opens[env.sku] = op
 
     # -- closing -------------------------------------------------------------------------
     @staticmethod
@@ -414,6 +442,7 @@ class WindowEngine:
                 [self._units_of(op, pend["ws"]) for _, op, pend in labelled], dtype=np.float64
             )
             self.decider.learn_pooled(views, prices, units)
+            pm["labels"] = int(pm.get("labels", 0)) + len(labelled)  # ever (fault-test audit)
             out_model = self.decider.snapshot()
             if out_model is not None:
                 pm["model"] = out_model
@@ -508,6 +537,7 @@ class WindowEngine:
             return
         view = self._saved_view(st, pend)
         self.decider.learn_local(view, pend, float(units))
+        st["labels"] = int(st.get("labels", 0)) + 1  # labels learned, ever (fault-test audit)
         for model, predicted in pend["pred"].items():
             if not model.startswith("_"):
                 out.forecasts.append(

@@ -4,6 +4,11 @@ It knows the exact events that were sent, computes the expected per-window aggre
 and compares them with ClickHouse (read with FINAL) and with the ``price-changes`` topic:
 no loss, no double count, duplicates only with an equal ``event_id``, and every SKU's price
 changes forming one unbroken chain (a lost decision or a decision taken twice breaks it).
+Decisions: every forecast row (the decision taken one window earlier) carries the true units of
+its window as its label, every price change has its forecast row, and a window closed while no
+worker was running gets no decision (the catch-up tick decides once, for the window still open).
+Learning: the labels each SKU and the shared model learned (read back from the state
+changelogs) must equal the labelled windows: a lost or repeated ``learn_one`` shows up.
 """
 
 from __future__ import annotations
@@ -50,6 +55,46 @@ class Expected:
 
 
 @dataclass
+class LearnedLabels:
+    """Labels learned, as recorded in the state changelogs (per SKU, and by the shared model)."""
+
+    per_sku: dict[str, int]
+    pooled: int
+
+
+def read_learned_labels(bootstrap: str, app_id: str, partitions: int) -> LearnedLabels:
+    """The latest SKU and partition records from the changelog topics (read, not consumed)."""
+    import json
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    latest: dict[str, dict[str, Any]] = {}
+    for table in ("sku-state", "partition-state"):
+        topic = f"{app_id}-{table}-changelog"
+        c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            end = c.end_offsets(tps)
+            values: dict[str, Any] = {}
+            while any(c.position(tp) < end[tp] for tp in tps):
+                for msgs in c.poll(timeout_ms=1000).values():
+                    for m in msgs:
+                        values[json.loads(m.key)] = json.loads(m.value) if m.value else None
+            latest[table] = values
+        finally:
+            c.close()
+    per_sku = {
+        k: int(v.get("labels", 0)) for k, v in latest["sku-state"].items() if isinstance(v, dict)
+    }
+    pooled = sum(
+        int(v.get("labels", 0)) for v in latest["partition-state"].values() if isinstance(v, dict)
+    )
+    return LearnedLabels(per_sku=per_sku, pooled=pooled)
+
+
+@dataclass
 class Verdict:
     problems: list[str]
 
@@ -66,6 +111,8 @@ def check(
     *,
     initial_prices: dict[str, float],
     final: bool = True,
+    forecast_model: str | None = "ensemble",
+    learned: LearnedLabels | None = None,
 ) -> Verdict:
     """Compare ClickHouse and the price-change events with what the sent events imply."""
     db, fin = ch.database, " FINAL" if final else ""
@@ -99,6 +146,32 @@ def check(
                 problems.append(f"{name} {key}: got {rows[0]}, expected {row}")
         for key in got.keys() - exp.keys():
             problems.append(f"{name} {key}: unexpected row {got[key]}")
+    labelled: dict[str, set[int]] = defaultdict(set)
+    if forecast_model is not None:  # every label (the units of a decided window) is right
+        for sku, ws, actual in ch.query(
+            f"SELECT sku, toUInt64(window_start) * 1000, actual FROM {db}.forecasts{fin} "
+            f"WHERE model = %(model)s AND window_start < toDateTime(%(until)s)",
+            {"model": forecast_model, "until": closed_until // 1000},
+        ):
+            ws = int(ws)
+            labelled[sku].add(ws)
+            want = exp_sales.get((sku, ws))
+            if want is None or float(actual) != float(want[1]):
+                problems.append(f"forecasts {sku} {ws}: label {actual}, expected {want}")
+        for sku in expected.first:
+            n_windows = len(range(expected.first[sku], closed_until, expected.window_ms))
+            if len(labelled[sku]) < n_windows // 2:
+                problems.append(f"{sku}: only {len(labelled[sku])} of {n_windows} windows decided")
+    if learned is not None:  # each label learned exactly once, per SKU and by the shared model
+        for sku in expected.first:
+            if learned.per_sku.get(sku) != len(labelled[sku]):
+                problems.append(
+                    f"{sku}: learned {learned.per_sku.get(sku)} labels for "
+                    f"{len(labelled[sku])} labelled windows"
+                )
+        total = sum(len(v) for v in labelled.values())
+        if learned.pooled != total:
+            problems.append(f"shared model learned {learned.pooled} labels for {total} windows")
     # price changes: duplicates only with an equal event_id, and unbroken chains per SKU
     by_id: dict[str, dict[str, Any]] = {}
     for c in changes:
@@ -122,4 +195,7 @@ def check(
                     f"{sku}: change at {c['window_start']} starts from {c['old_price']}, price was {price}"
                 )
             price = c["new_price"]
+            nxt = c["window_start"] + expected.window_ms
+            if forecast_model is not None and nxt < closed_until and nxt not in labelled[sku]:
+                problems.append(f"{sku}: change at {c['window_start']} without its forecast row")
     return Verdict(problems)

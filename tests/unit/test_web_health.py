@@ -40,6 +40,7 @@ def fake_rp(lag: int = 0, *, members: tuple[Any, ...] = ()) -> Any:
         topics={"orders": topic},
         app=SimpleNamespace(consumer=consumer, monitor=SimpleNamespace(events_total=0)),
         engine=SimpleNamespace(decider=SimpleNamespace(members=members)),
+        consumers={},
     )
 
 

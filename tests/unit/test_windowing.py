@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from models.guardrails import GuardrailConfig
-from streams.envelope import CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
+from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
 from streams.testing import FixedDecider
 from streams.windowing import (
     ORDER_IDS_PER_WINDOW,
@@ -150,6 +150,29 @@ def test_replayed_envelopes_are_skipped() -> None:
     assert h.send(env, offset=101).skipped_replay  # replay of the ingest hop (same source offset)
     (row,) = h.mark(T0 + W + L).sales
     assert row.units == 1
+
+
+def test_batches_fold_every_event_once_however_replays_cut_them() -> None:
+    """Ingest sends many events per message; a replay after a crash may cut the batches
+    differently (and arrive at new SKU-topic offsets): each event still counts exactly once."""
+
+    def order(sku: str, off: int, qty: int) -> OrderEnv:
+        ts = T0 + 1000 + off
+        return OrderEnv(sku=sku, ts=ts, qty=qty, price=2.0, order_id=f"o{off}", src="o/0", off=off)
+
+    events = [order("A" if i % 3 else "B", i, i + 1) for i in range(12)]
+    h = Harness()
+    h.send(BatchEnv(events=events[:5]))
+    h.send(BatchEnv(events=events[5:8]))
+    # crash: ingest replays from offset 3, cut into different batches, some already folded
+    h.send(BatchEnv(events=events[3:10]))
+    h.send(BatchEnv(events=events[5:8]), offset=2)  # and a replay of the SKU topic itself
+    h.send(BatchEnv(events=events[10:]))
+    rows = {r.sku: r for r in h.mark(T0 + W + L).sales}
+    for sku in ("A", "B"):
+        mine = [e for e in events if e.sku == sku]
+        assert (rows[sku].orders, rows[sku].units) == (len(mine), sum(e.qty for e in mine))
+        assert rows[sku].revenue == sum(e.qty * e.price for e in mine)
 
 
 def test_decision_publishes_guarded_change_and_price_state() -> None:
