@@ -2,8 +2,8 @@
 
 One place turns the ``kafka_*`` settings into the options of each client library: the Faust
 app (:func:`faust_credentials`), aiokafka producers and consumers (:func:`aiokafka_config`:
-simulator, ``tail``) and kafka-python clients (:func:`kafka_python_config`: topic admin,
-``replay``, ``control``). All of them get the same protocol, SASL mechanism, user, password and
+the worker's ingest consumer group, simulator, ``tail``) and kafka-python clients
+(:func:`kafka_python_config`: topic admin, ``replay``, ``control``). All of them get the same protocol, SASL mechanism, user, password and
 TLS context, so no client can silently fall back to plaintext.
 
 The returned dicts hold the password as a ``str`` (the libraries need it) whose ``repr`` is
