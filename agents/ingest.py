@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
+from infra.kafka_client import aiokafka_config
 from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejection, decode, encode
 from schemas.decode import excerpt
 from schemas.events import ts_ms
@@ -92,7 +93,7 @@ def dead_letter(rej: Rejection, message: Any, value: bytes | None) -> DeadLetter
 
 
 def register(rp: Repricer) -> None:
-    from agents.sink import LogRebalance, kafka_consumer_kwargs
+    from agents.sink import LogRebalance
 
     s, t = rp.settings, rp.topics
     partitions = s.partitions
@@ -126,7 +127,7 @@ def register(rp: Repricer) -> None:
                 auto_offset_reset="earliest",
                 session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
                 heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000),
-                **kafka_consumer_kwargs(s),
+                **aiokafka_config(s),
             )
             await self.consumer.start()
             self.consumer.subscribe(list(kinds), listener=LogRebalance("ingest"))
@@ -158,12 +159,18 @@ def register(rp: Repricer) -> None:
             sends: list[Awaitable[Any]] = []
             per_partition: dict[int, list[OrderEnv | ClickEnv]] = {}
             newest: dict[str, int] = {}
+            not_after_ms = int((time.time() + s.max_event_lead_s) * 1000)
             for tp, records in batch.items():
                 topic_key, kind = kinds[tp.topic]
                 src = f"{tp.topic}/{tp.partition}"
                 for msg in records:
                     rp.stats.ingested[topic_key] += 1
-                    result = decode(msg.value, kind, max_bytes=s.max_payload_bytes)
+                    result = decode(
+                        msg.value,
+                        kind,
+                        max_bytes=s.max_payload_bytes,
+                        not_after_ms=not_after_ms,
+                    )
                     if isinstance(result, Rejection):
                         rp.stats.dlq[result.reason] += 1
                         dl = encode(dead_letter(result, msg, msg.value))
@@ -212,6 +219,13 @@ def register(rp: Repricer) -> None:
             return
         now = time.monotonic()
         caught_up: set[str] = set()
+        # Every partition of the event topics is announced, owned here or not (0 = "nothing
+        # forwarded yet"): a window must never close on the sources one worker happens to own
+        # while another source has no owner yet (a member that died before announcing its
+        # partitions, a group still joining). A 0 never lowers what the owner announced.
+        for topic in event_topics:
+            for p in consumer.partitions_for_topic(topic) or ():
+                forwarded.setdefault(f"{topic}/{p}", 0)
         # source partitions assigned here but silent since (re)start must not hold windows
         # open forever: once nothing is left to read in them, they become idle like any other
         for tp in consumer.assignment():

@@ -29,6 +29,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
 from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
+from infra.kafka_client import aiokafka_config
 from schemas import DeadLetter, PriceChange
 
 if TYPE_CHECKING:
@@ -190,18 +191,6 @@ def _tps(tps: Any) -> str:
     return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in tps)) or "none"
 
 
-def kafka_consumer_kwargs(settings: Any) -> dict[str, Any]:
-    """aiokafka connection options (security included) from the same settings as kafka-python."""
-    from infra.kafka_admin import client_kwargs
-
-    kw = dict(client_kwargs(settings))
-    if str(kw.get("security_protocol", "")).endswith("SSL"):
-        import ssl
-
-        kw["ssl_context"] = ssl.create_default_context()
-    return kw
-
-
 def register(rp: Repricer) -> None:
     s, t, stats = rp.settings, rp.topics, rp.stats
     to_rows: dict[str, Callable[[Sequence[bytes]], Rows]] = {
@@ -231,7 +220,7 @@ def register(rp: Repricer) -> None:
                 auto_offset_reset="earliest",
                 session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
                 heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000),
-                **kafka_consumer_kwargs(s),
+                **aiokafka_config(s),
             )
             await self.consumer.start()
             self.consumer.subscribe(list(to_rows), listener=LogRebalance("sink"))

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from faust import web as fweb
 
-from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
+from infra.clickhouse import ClickHouseBackend, ClickHouseError, check_ident, connect
 
 if TYPE_CHECKING:
     from streams.app import Repricer
@@ -346,7 +346,7 @@ class History:
 
     @property
     def db(self) -> str:
-        return self.ch.database
+        return check_ident(self.ch.database, "database")  # the only unparameterised SQL text
 
     @property
     def ch(self) -> ClickHouseBackend:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from infra.kafka_client import kafka_python_config
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,19 +26,8 @@ class TopicSpec:
     compact: bool = False
 
 
-def client_kwargs(settings: Settings) -> dict[str, object]:
-    """Connection options for kafka-python clients (security included)."""
-    kw: dict[str, object] = {
-        "bootstrap_servers": settings.bootstrap.split(","),
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_security_protocol.startswith("SASL"):
-        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        kw["sasl_plain_username"] = settings.kafka_username
-        kw["sasl_plain_password"] = (
-            settings.kafka_password.get_secret_value() if settings.kafka_password else None
-        )
-    return kw
+# The name callers used before infra.kafka_client existed; new code calls that module.
+client_kwargs = kafka_python_config
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -60,7 +50,7 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     while True:
         try:
             admin = KafkaAdminClient(
-                client_id=f"{settings.app_id}-admin", **client_kwargs(settings)
+                client_id=f"{settings.app_id}-admin", **kafka_python_config(settings)
             )
             break
         except KafkaError:

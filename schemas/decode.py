@@ -24,6 +24,8 @@ from schemas.events import (
 
 DEFAULT_MAX_BYTES = 64 * 1024
 EXCERPT_BYTES = 512
+# Our events are flat objects; a payload nesting arrays/objects deeper than this is hostile.
+MAX_DEPTH = 16
 
 T = TypeVar("T", Order, Click, CatalogItem, ControlCommand)
 
@@ -31,6 +33,32 @@ _decoders: dict[type, msgspec.json.Decoder] = {
     t: msgspec.json.Decoder(t) for t in (Order, Click, CatalogItem, ControlCommand)
 }
 _PATH = re.compile(r" - at `([^`]*)`$")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+_BAD_BYTE = re.compile(r"invalid character \(byte (\d+)\)")
+
+
+def _depth_exceeds(payload: bytes, limit: int) -> bool:
+    """True if arrays/objects nest deeper than ``limit`` (brackets inside strings do not count).
+
+    Cheap for real events: only payloads with more than ``limit`` brackets are scanned.
+    """
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return False
+    depth = 0
+    for m in _BRACKET.finditer(_STRING.sub(b'""', payload)):
+        depth += 1 if m.group() in (b"[", b"{") else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _non_finite_token(payload: bytes, message: str) -> bool:
+    """Did JSON decoding stop at ``NaN``/``Infinity`` (not JSON, but what some encoders emit)?"""
+    m = _BAD_BYTE.search(message)
+    if m is None:
+        return False
+    return payload[int(m.group(1)) :].lstrip(b"-").startswith((b"NaN", b"Infinity"))
 
 
 def _classify(message: str) -> str:
@@ -48,9 +76,18 @@ def _classify(message: str) -> str:
 
 
 def decode(
-    payload: bytes | None, kind: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES
+    payload: bytes | None,
+    kind: type[T],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    not_after_ms: int | None = None,
 ) -> T | Rejection:
     """Decode ``payload`` as ``kind``; return a :class:`Rejection` with a reason code if it is bad.
+
+    The size cap and the nesting cap apply before decoding. ``not_after_ms`` rejects event
+    times after it (``future_timestamp``): the ingest agent passes its wall clock plus the
+    allowed lead, so one event from the far future cannot drag the watermark ahead. Unknown
+    extra fields are ignored (forward compatibility), within the size and nesting caps.
 
     >>> decode(b'{"order_id":"o1","ts":1700000000000,"sku":"A","qty":2,"unit_price":9.5}', Order).qty
     2
@@ -65,19 +102,33 @@ def decode(
         payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection(reason="not_utf8", detail=str(exc)[:200])
+    if _depth_exceeds(payload, MAX_DEPTH):
+        return Rejection(reason="too_deep", detail=f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         event = _decoders[kind].decode(payload)
     except msgspec.ValidationError as exc:
         msg = str(exc)
         return Rejection(reason=_classify(msg), detail=msg[:300])
     except msgspec.DecodeError as exc:
-        return Rejection(reason="malformed_json", detail=str(exc)[:300])
+        msg = str(exc)
+        if _non_finite_token(payload, msg):
+            return Rejection(
+                reason="non_finite", detail=f"NaN/Infinity is not a JSON number: {msg}"
+            )
+        return Rejection(reason="malformed_json", detail=msg[:300])
     except RecursionError:
         return Rejection(reason="too_deep", detail="JSON nesting deeper than the decoder allows")
     ts = getattr(event, "ts", None)
     if ts is not None and not ts_in_range(ts_ms(ts)):
         return Rejection(
             reason="out_of_range", detail="timestamp outside 2000-01-01..2100-01-01 - at `$.ts`"
+        )
+    if ts is not None and not_after_ms is not None and ts_ms(ts) > not_after_ms:
+        ahead = (ts_ms(ts) - not_after_ms) / 1000
+        return Rejection(
+            reason="future_timestamp",
+            detail=f"event time {ahead:.0f} s beyond the allowed lead over the wall clock "
+            "- at `$.ts`",
         )
     if isinstance(event, CatalogItem):
         if event.min_price > event.max_price:

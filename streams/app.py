@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 
+from infra.kafka_client import faust_credentials
 from models.decider import default_decider
 from models.guardrails import GuardrailConfig
 from streams.settings import Settings
@@ -88,31 +89,13 @@ class Repricer:
     consumers: dict[str, Any] = field(default_factory=dict)  # ingest/sink aiokafka consumers
 
 
-def _broker_credentials(settings: Settings) -> Any:
-    proto = settings.kafka_security_protocol
-    if proto == "PLAINTEXT":
-        return None
-    import ssl
-
-    ssl_ctx = ssl.create_default_context() if proto.endswith("SSL") else None
-    if proto.startswith("SASL"):
-        password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
-        return faust.SASLCredentials(
-            username=settings.kafka_username or "",
-            password=password,
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=ssl_ctx,
-        )
-    return faust.SSLCredentials(ssl_ctx)
-
-
 def create_app(settings: Settings) -> Repricer:
     """Build a worker's Faust app with all topics, tables and agents registered."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
-        broker_credentials=_broker_credentials(settings),
+        broker_credentials=faust_credentials(settings),
         store=settings.store,
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,

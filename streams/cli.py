@@ -197,14 +197,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from infra.kafka_admin import client_kwargs
+    from infra.kafka_client import kafka_python_config
     from schemas import ControlCommand, encode
 
     settings = Settings()
     cmd = ControlCommand(
         sku=args.sku, action=args.action, price=args.price, who=args.who, why=args.why
     )
-    producer = KafkaProducer(**client_kwargs(settings))  # type: ignore[arg-type]
+    producer = KafkaProducer(**kafka_python_config(settings))
     producer.send(settings.topic_control, key=args.sku.encode(), value=encode(cmd))
     producer.flush()
     producer.close()

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.clickhouse import ClickHouseBackend
+from infra.clickhouse import ClickHouseBackend, check_ident
 
 TABLE_NAMES = ("sales_1m", "clicks_1m", "price_changes", "dead_letters", "forecasts")
 
 
+def _db(ch: ClickHouseBackend) -> str:
+    """The backend's database name, checked again right where it goes into SQL text."""
+    return check_ident(ch.database, "database")
+
+
 def row_counts(ch: ClickHouseBackend) -> dict[str, int]:
-    db = ch.database
+    db = _db(ch)
     return {t: int(ch.query(f"SELECT count() FROM {db}.{t} FINAL")[0][0]) for t in TABLE_NAMES}
 
 
@@ -18,7 +23,7 @@ def top_skus_by_revenue(ch: ClickHouseBackend, limit: int = 5) -> list[tuple[Any
     return ch.query(
         f"SELECT sku, sum(units) AS total_units, round(sum(revenue), 2) AS total_revenue, "
         f"round(sum(revenue) / greatest(sum(units), 1), 2) AS avg_price "
-        f"FROM {ch.database}.sales_1m FINAL GROUP BY sku ORDER BY total_revenue DESC, sku "
+        f"FROM {_db(ch)}.sales_1m FINAL GROUP BY sku ORDER BY total_revenue DESC, sku "
         f"LIMIT %(limit)s",
         {"limit": limit},
     )
@@ -26,20 +31,20 @@ def top_skus_by_revenue(ch: ClickHouseBackend, limit: int = 5) -> list[tuple[Any
 
 def dead_letters_by_reason(ch: ClickHouseBackend) -> list[tuple[Any, ...]]:
     return ch.query(
-        f"SELECT reason, count() AS n FROM {ch.database}.dead_letters FINAL "
+        f"SELECT reason, count() AS n FROM {_db(ch)}.dead_letters FINAL "
         f"GROUP BY reason ORDER BY n DESC, reason"
     )
 
 
 def price_changes_by_reason(ch: ClickHouseBackend) -> list[tuple[Any, ...]]:
     return ch.query(
-        f"SELECT arrayJoin(reasons) AS reason, count() AS n FROM {ch.database}.price_changes FINAL "
+        f"SELECT arrayJoin(reasons) AS reason, count() AS n FROM {_db(ch)}.price_changes FINAL "
         f"GROUP BY reason ORDER BY n DESC, reason"
     )
 
 
 def conversion_by_sku(ch: ClickHouseBackend, limit: int = 5) -> list[tuple[Any, ...]]:
-    db = ch.database
+    db = _db(ch)
     return ch.query(
         f"SELECT c.sku, sum(c.views) AS total_views, sum(s.units) AS total_units, "
         f"round(sum(s.units) / greatest(sum(c.views), 1), 4) AS units_per_view "
@@ -57,7 +62,7 @@ def forecast_accuracy(ch: ClickHouseBackend) -> list[dict[str, Any]]:
         f"sqrt(avg((predicted - actual) * (predicted - actual))) AS rmse, "
         f"avgIf(abs(predicted - actual) / actual, actual > 0) AS mape, "
         f"sum(abs(predicted - actual)) / greatest(sum(actual), 1e-9) AS wape "
-        f"FROM {ch.database}.forecasts FINAL GROUP BY model ORDER BY wape, model"
+        f"FROM {_db(ch)}.forecasts FINAL GROUP BY model ORDER BY wape, model"
     )
     return [
         {

@@ -9,8 +9,13 @@ from __future__ import annotations
 from typing import Literal, get_args, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PERCENT_ENCODE = (
+    "clickhouse_url does not parse as scheme://user:password@host:port/db: "
+    "percent-encode special characters (@ / ? # :) in the user name and password"
+)
 
 
 def mask_url(url: str) -> str:
@@ -29,7 +34,11 @@ def mask_url(url: str) -> str:
 class Settings(BaseSettings):
     """repricer configuration. Every field can be set as the env var ``REPRICER_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="REPRICER_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a ValidationError would otherwise echo the rejected value (a URL
+    # with its password, say) in its message
+    model_config = SettingsConfigDict(
+        env_prefix="REPRICER_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     # --- connections -------------------------------------------------------------------
     app_id: str = Field(
@@ -46,6 +55,23 @@ class Settings(BaseSettings):
     )
     kafka_username: str | None = Field(None, description="SASL user name.")
     kafka_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    kafka_ssl_cafile: str | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the brokers' certificates "
+        "(`SSL`/`SASL_SSL`); default: the system CAs.",
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Check that the broker's certificate matches its host name."
+    )
+    kafka_ssl_certfile: str | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS."
+    )
+    kafka_ssl_keyfile: str | None = Field(
+        None, description="Private key (PEM) of the client certificate."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of the client key file (never logged)."
+    )
     kafka_session_timeout_s: float = Field(
         30.0,
         gt=0,
@@ -53,7 +79,9 @@ class Settings(BaseSettings):
     )
     clickhouse_url: SecretStr = Field(
         SecretStr("chdb://.repricer/chdb"),
-        description="`clickhouse://user:pass@host:9000/db` or `chdb:///path` (embedded).",
+        description="`clickhouse://user:pass@host:9000/db`, "
+        "`clickhouses://user:pass@host:9440/db?ca_certs=/ca.pem` (TLS) or `chdb:///path` "
+        "(embedded). Percent-encode special characters of the password; never logged.",
     )
     store: str = Field("memory://", description="Faust table store (`memory://` or `rocksdb://`).")
     data_dir: str = Field(".repricer/faust", description="Faust data directory.")
@@ -93,7 +121,13 @@ class Settings(BaseSettings):
         4, ge=1, description="Partitions of repricer's own and internal topics."
     )
     max_payload_bytes: int = Field(
-        64 * 1024, ge=256, description="Payloads larger than this go to the DLQ."
+        64 * 1024, ge=256, description="Payloads larger than this go to the DLQ (not decoded)."
+    )
+    max_event_lead_s: float = Field(
+        300.0,
+        gt=0,
+        description="Events timestamped further ahead of the worker's wall clock go to the DLQ "
+        "(`future_timestamp`): one would drag the watermark ahead and make real events late.",
     )
 
     # --- windows ---------------------------------------------------------------------
@@ -157,6 +191,38 @@ class Settings(BaseSettings):
         if "://" not in v:
             v = "kafka://" + v
         return v
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _clickhouse_url_parses(cls, v: SecretStr) -> SecretStr:
+        # An unencoded `@`, `/`, `?` or `#` in the password would make the URL parse with part
+        # of the password in the host or path, where masking cannot find it.
+        url = v.get_secret_value()
+        scheme, sep, _ = url.partition("://")
+        if not sep or scheme.lower() not in ("clickhouse", "clickhouses", "chdb"):
+            raise ValueError(
+                "clickhouse_url must start with clickhouse://, clickhouses:// or chdb://"
+            )
+        if scheme.lower() != "chdb":
+            parts = urlsplit(url)
+            try:
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                raise ValueError(_PERCENT_ENCODE) from None
+            if "@" in url[len(scheme) + 3 + len(parts.netloc) :] or parts.netloc.count("@") > 1:
+                raise ValueError(_PERCENT_ENCODE)
+        return v
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_username and self.kafka_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs "
+                "kafka_username and kafka_password"
+            )
+        return self
 
     @property
     def bootstrap(self) -> str:

@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from infra.kafka_client import aiokafka_config
 from schemas import Order, PriceChange, encode
 from streams.settings import Settings
 from streams.simulator import Market
@@ -57,23 +57,6 @@ class SimReport:
         return self.orders + self.clicks + self.poison
 
 
-def _producer_kwargs(settings: Settings) -> dict[str, Any]:
-    from infra.kafka_admin import client_kwargs
-
-    kw = client_kwargs(settings)
-    out: dict[str, Any] = {
-        "bootstrap_servers": kw["bootstrap_servers"],
-        "security_protocol": kw["security_protocol"],
-    }
-    if "sasl_mechanism" in kw:
-        out.update(
-            sasl_mechanism=kw["sasl_mechanism"],
-            sasl_plain_username=kw["sasl_plain_username"],
-            sasl_plain_password=kw["sasl_plain_password"],
-        )
-    return out
-
-
 async def run_simulation(
     settings: Settings,
     *,
@@ -94,7 +77,7 @@ async def run_simulation(
     start = start_ms if start_ms is not None else default_start_ms()
     market = Market(n_skus=skus, seed=seed, start_ms=start)
     rep = SimReport(price_paths={s: [(start, market.price(s))] for s in list(market.truths)[:5]})
-    conn = _producer_kwargs(settings)
+    conn = aiokafka_config(settings)
     producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, **conn)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="latest", **conn)
     await producer.start()

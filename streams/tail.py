@@ -12,6 +12,7 @@ import sys
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
+from infra.kafka_client import aiokafka_config
 from schemas import PriceChange
 from streams.settings import Settings
 
@@ -27,10 +28,10 @@ async def tail(
     dec = msgspec.json.Decoder(PriceChange)
     consumer = AIOKafkaConsumer(
         settings.topic_price_changes,
-        bootstrap_servers=settings.bootstrap,
         group_id=group,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=True,
+        **aiokafka_config(settings),
     )
     await consumer.start()
     seen: set[str] = set()

@@ -6,6 +6,7 @@ Missing server binaries fail the run (never skip): `make test` installs them.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +18,30 @@ from infra.local.clickhouse_server import (
     start_clickhouse_server,
 )
 from infra.local.tansu import TansuBroker, find_tansu, start_tansu
+from tests.tls import self_signed_cert
 
 os.environ.setdefault("ORT_LOGGING_LEVEL", "3")
 
+# The password-protected ClickHouse user of the session server; its password is random per
+# session and has characters that must be percent-encoded in a URL.
+CLICKHOUSE_APP_USER = "repricer_app"
+
 
 @pytest.fixture(scope="session")
-def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
-    """Debian's clickhouse-server (18.16), started once per test session."""
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) of a self-signed certificate for 127.0.0.1; it is its own CA."""
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(
+    tmp_path_factory: pytest.TempPathFactory, tls_cert: tuple[Path, Path]
+) -> Iterator[ClickHouseServer]:
+    """Debian's clickhouse-server (18.16), started once per test session.
+
+    Besides the passwordless ``default`` user it has ``CLICKHOUSE_APP_USER`` with a password
+    (``server.users``) and a TLS native port (``server.tls_url``) with ``tls_cert``.
+    """
     binary = find_clickhouse_server()
     if binary is None:
         pytest.fail(
@@ -31,7 +49,12 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clic
             "$REPRICER_CLICKHOUSE_BIN or clickhouse-server on PATH); run `make deps`",
             pytrace=False,
         )
-    server = start_clickhouse_server(tmp_path_factory.mktemp("clickhouse-server"), binary=binary)
+    server = start_clickhouse_server(
+        tmp_path_factory.mktemp("clickhouse-server"),
+        binary=binary,
+        users={CLICKHOUSE_APP_USER: f"ch-{secrets.token_hex(8)}:@/%?#"},
+        tls=tls_cert,
+    )
     try:
         yield server
     finally:

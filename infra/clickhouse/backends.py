@@ -33,10 +33,12 @@ __all__ = [
     "DEFAULT_DATABASE",
     "TABLES",
     "ChdbBackend",
+    "ClickHouseAuthError",
     "ClickHouseBackend",
     "ClickHouseError",
     "ClickHouseUnavailable",
     "NativeBackend",
+    "check_ident",
     "connect",
     "load_schema",
     "mask_url",
@@ -119,6 +121,14 @@ class ClickHouseError(Exception):
     """Any failure reported by a ClickHouse backend."""
 
 
+class ClickHouseAuthError(ClickHouseError):
+    """The server refused the user or password: the configuration is wrong, not the network."""
+
+
+# UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED (newer servers)
+_AUTH_ERROR_CODES = frozenset({192, 193, 194, 516})
+
+
 class ClickHouseUnavailable(ClickHouseError):
     """The server cannot be reached (refused, timed out, dropped); safe to retry with backoff."""
 
@@ -151,7 +161,7 @@ class ClickHouseBackend(Protocol):
 
 def load_schema(database: str = DEFAULT_DATABASE) -> list[str]:
     """Return the schema.sql statements with the database name substituted."""
-    _check_ident(database, "database")
+    check_ident(database, "database")
     text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
     statements: list[str] = []
     current: list[str] = []
@@ -170,7 +180,18 @@ def load_schema(database: str = DEFAULT_DATABASE) -> list[str]:
     return statements
 
 
-def _check_ident(name: str, what: str) -> str:
+def check_ident(name: str, what: str = "identifier") -> str:
+    """``name`` if it is a plain SQL identifier (``^[A-Za-z_][A-Za-z0-9_]*$``), else ValueError.
+
+    The only thing ever put into SQL text unescaped; every value goes in as a parameter.
+
+    >>> check_ident("repricer", "database")
+    'repricer'
+    >>> check_ident("x; DROP TABLE y", "database")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid database name: 'x; DROP TABLE y'
+    """
     if not _IDENT_RE.match(name):
         raise ValueError(f"invalid {what} name: {name!r}")
     return name
@@ -361,7 +382,7 @@ class NativeBackend:
     ) -> None:
         from clickhouse_driver import Client
 
-        self.database = _check_ident(database, "database")
+        self.database = check_ident(database, "database")
         self.host = host
         self.port = port
         self.user = user
@@ -432,7 +453,11 @@ class NativeBackend:
             self._client.disconnect()
             raise ClickHouseUnavailable(f"{self!r}: {exc}") from exc
         except errors.Error as exc:
-            raise ClickHouseError(str(exc).split("Stack trace:")[0].strip()) from exc
+            # Server messages never carry the password; the masked repr says where and as whom.
+            msg = str(exc).split("Stack trace:")[0].strip()
+            if getattr(exc, "code", None) in _AUTH_ERROR_CODES:
+                raise ClickHouseAuthError(f"{self!r}: authentication failed: {msg}") from exc
+            raise ClickHouseError(msg) from exc
 
     def init(self) -> None:
         for stmt in load_schema(self.database):
@@ -558,7 +583,7 @@ class ChdbBackend:
     """Embedded ClickHouse via chdb, persisted in ``path`` (not thread-safe: calls are locked)."""
 
     def __init__(self, path: str | Path, *, database: str = DEFAULT_DATABASE) -> None:
-        self.database = _check_ident(database, "database")
+        self.database = check_ident(database, "database")
         self.path = Path(path)
         self._session: Any = None
 

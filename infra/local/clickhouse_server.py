@@ -2,19 +2,24 @@
 
 Used by the integration tests and local demos. Everything -- config.xml, users.xml, data,
 logs -- lives under one ``data_dir``; the server listens on 127.0.0.1 only, on free ports,
-with a passwordless ``default`` user. Runs fine as root (18.16 does not refuse to).
+with a passwordless ``default`` user and, optionally, password-protected users
+(``password_sha256_hex`` in users.xml, which 18.16 understands) and a TLS native port
+(``tcp_port_secure``) with a given certificate. Runs fine as root (18.16 does not refuse to).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from infra.local.process import terminate
@@ -44,7 +49,7 @@ _CONFIG_XML = """<?xml version="1.0"?>
     <tmp_path>{tmp_path}</tmp_path>
     <user_files_path>{user_files_path}</user_files_path>
     <format_schema_path>{format_schema_path}</format_schema_path>
-    <users_config>{users_config}</users_config>
+    <users_config>{users_config}</users_config>{tls}
     <default_profile>default</default_profile>
     <default_database>default</default_database>
     <timezone>UTC</timezone>
@@ -61,16 +66,7 @@ _USERS_XML = """<?xml version="1.0"?>
             <poll_interval>1</poll_interval>
         </default>
     </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>::1</ip>
-                <ip>127.0.0.1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
+    <users>{users}
     </users>
     <quotas>
         <default>
@@ -86,6 +82,44 @@ _USERS_XML = """<?xml version="1.0"?>
     </quotas>
 </yandex>
 """
+
+
+_USER_XML = """
+        <{name}>
+            {password}
+            <networks>
+                <ip>::1</ip>
+                <ip>127.0.0.1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </{name}>"""
+
+_TLS_XML = """
+    <tcp_port_secure>{tcp_port_secure}</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>{cert}</certificateFile>
+            <privateKeyFile>{key}</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>"""
+
+
+def _users_xml(users: Mapping[str, str]) -> str:
+    """users.xml with the passwordless ``default`` user plus ``users`` (name -> password)."""
+    xml = [_USER_XML.format(name="default", password="<password></password>")]
+    for name, password in users.items():
+        if not name.isidentifier() or name == "default":
+            raise ValueError(f"invalid ClickHouse user name: {name!r}")
+        sha = hashlib.sha256(password.encode()).hexdigest()
+        pw = f"<password_sha256_hex>{sha}</password_sha256_hex>"
+        xml.append(_USER_XML.format(name=name, password=pw))
+    return _USERS_XML.format(users="".join(xml))
 
 
 def _free_ports(count: int) -> list[int]:
@@ -130,6 +164,11 @@ class ClickHouseServer:
     data_dir: Path
     binary: str = _DEFAULT_BINARY
     timeout: float = 60.0
+    # name -> password of extra users; only their SHA-256 is written to disk
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # (certificate, private key) PEM files: serve native TLS on ``tcp_port_secure``
+    tls: tuple[Path, Path] | None = None
+    tcp_port_secure: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -144,8 +183,22 @@ class ClickHouseServer:
     def stdout_log(self) -> Path:
         return self.data_dir / "log" / "stdout.log"
 
-    def url(self, database: str = "repricer") -> str:
-        return f"clickhouse://default@{self.host}:{self.tcp_port}/{database}"
+    def url(self, database: str = "repricer", *, user: str = "default", password: str = "") -> str:
+        """``clickhouse://`` URL of ``database`` as ``user`` (password percent-encoded)."""
+        auth = user + (f":{quote(password, safe='')}" if password else "")
+        return f"clickhouse://{auth}@{self.host}:{self.tcp_port}/{database}"
+
+    def tls_url(
+        self, database: str, *, ca_certs: Path, user: str = "default", password: str = ""
+    ) -> str:
+        """``clickhouses://`` URL of the TLS port, verifying the server against ``ca_certs``."""
+        if self.tcp_port_secure is None:
+            raise RuntimeError("this server was started without TLS")
+        auth = user + (f":{quote(password, safe='')}" if password else "")
+        return (
+            f"clickhouses://{auth}@{self.host}:{self.tcp_port_secure}/{database}"
+            f"?ca_certs={quote(str(ca_certs), safe='/')}"
+        )
 
     @property
     def running(self) -> bool:
@@ -155,7 +208,15 @@ class ClickHouseServer:
         d = self.data_dir
         for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        (d / "users.xml").write_text(_USERS_XML, encoding="utf-8")
+        (d / "users.xml").write_text(_users_xml(self.users), encoding="utf-8")
+        tls = ""
+        if self.tls is not None:
+            cert, key = self.tls
+            tls = _TLS_XML.format(
+                tcp_port_secure=self.tcp_port_secure,
+                cert=escape(str(Path(cert).resolve())),
+                key=escape(str(Path(key).resolve())),
+            )
 
         def p(sub: str) -> str:
             return escape(str((d / sub).resolve())) + "/"
@@ -171,6 +232,7 @@ class ClickHouseServer:
                 user_files_path=p("user_files"),
                 format_schema_path=p("format_schemas"),
                 users_config=escape(str((d / "users.xml").resolve())),
+                tls=tls,
             ),
             encoding="utf-8",
         )
@@ -257,9 +319,18 @@ class ClickHouseServer:
 
 
 def start_clickhouse_server(
-    data_dir: Path, *, binary: str | None = None, timeout: float = 60
+    data_dir: Path,
+    *,
+    binary: str | None = None,
+    timeout: float = 60,
+    users: Mapping[str, str] | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> ClickHouseServer:
-    """Write a minimal config under ``data_dir``, start the server and wait until it answers."""
+    """Write a minimal config under ``data_dir``, start the server and wait until it answers.
+
+    ``users`` adds password-protected users (name -> password); ``tls`` = (certificate, key)
+    also serves the native protocol over TLS on :attr:`ClickHouseServer.tcp_port_secure`.
+    """
     exe = binary or find_clickhouse_server()
     if exe is None:
         raise FileNotFoundError(
@@ -270,7 +341,7 @@ def start_clickhouse_server(
         raise FileNotFoundError(f"clickhouse-server binary {exe!r} is missing or not executable")
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    tcp_port, http_port = _free_ports(2)
+    tcp_port, http_port, tcp_port_secure = _free_ports(3)
     server = ClickHouseServer(
         host="127.0.0.1",
         tcp_port=tcp_port,
@@ -278,6 +349,9 @@ def start_clickhouse_server(
         data_dir=data_dir,
         binary=exe,
         timeout=timeout,
+        users=dict(users or {}),
+        tls=tls,
+        tcp_port_secure=tcp_port_secure if tls is not None else None,
     )
     server.write_config()
     server.start()

@@ -61,6 +61,8 @@ class TansuBroker:
     workdir: Path
     binary: str
     host: str = "127.0.0.1"
+    # port clients are told to use in metadata (a TLS-terminating proxy's, say); default: port
+    advertised_port: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -83,7 +85,7 @@ class TansuBroker:
                 "--listener-url",
                 listener,
                 "--advertised-listener-url",
-                listener,
+                f"tcp://{self.host}:{self.advertised_port or self.port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -112,12 +114,22 @@ class TansuBroker:
 
 
 def start_tansu(
-    workdir: Path, *, port: int | None = None, binary: str | None = None
+    workdir: Path,
+    *,
+    port: int | None = None,
+    binary: str | None = None,
+    advertised_port: int | None = None,
 ) -> TansuBroker:
-    """Start Tansu on ``127.0.0.1:port`` (a free port by default) and wait until it listens."""
+    """Start Tansu on ``127.0.0.1:port`` (a free port by default) and wait until it listens.
+
+    ``advertised_port``: the port metadata sends clients to, when they reach the broker through
+    a proxy (Tansu 0.6 has no working TLS listener of its own).
+    """
     binary = binary or find_tansu()
     if not binary:
         raise RuntimeError(
             "tansu binary not found: install the project (`make install`) or set REPRICER_TANSU_BIN"
         )
-    return TansuBroker(port=port or free_port(), workdir=workdir, binary=binary).start()
+    return TansuBroker(
+        port=port or free_port(), workdir=workdir, binary=binary, advertised_port=advertised_port
+    ).start()

@@ -161,9 +161,13 @@ class FaultRun:
                 raise TimeoutError(f"partitions {got} are not split evenly over {n} workers")
             time.sleep(0.25)
 
-    def restart(self, i: int) -> None:
+    def restart(self, i: int, *, until_processing: bool = True) -> None:
+        """Start worker ``i`` again; with ``until_processing`` the next ``send_minute`` waits
+        until it processes new events (with a second worker, the survivor may have read them
+        all: then wait with ``wait_balanced`` instead)."""
         self.workers[i].start()
-        self._restarted.append((self.workers[i], time.time()))
+        if until_processing:
+            self._restarted.append((self.workers[i], time.time()))
 
     # -- finishing -----------------------------------------------------------------------
     def finish(self, *, timeout: float = 240) -> Result:

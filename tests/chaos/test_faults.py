@@ -61,7 +61,7 @@ def test_two_workers_one_killed_and_restarted(
     url = clickhouse_server.url(f"chaos_two_{uuid.uuid4().hex[:8]}")
     run = FaultRun(broker, url, tmp_path, seed=23, skus=20, partitions=4, workers=2)
     for _ in range(6):
-        run.send_minute()
+        run.send_minute(pause_s=1.0)
     run.wait_balanced(timeout=60)  # each worker owns two partitions
     run.kill(0, restart=False)
     t_kill = time.time()
@@ -72,15 +72,14 @@ def test_two_workers_one_killed_and_restarted(
     takeover_s = round(st["updated_at"] - t_kill, 1)
     for _ in range(3):
         run.send_minute()
-    run.restart(0)
-    for _ in range(3):
-        run.send_minute()
+    run.restart(0, until_processing=False)
+    t_restart = time.time()
     run.wait_balanced(timeout=120)  # and gives two back
+    rebalance_s = round(time.time() - t_restart, 1)
     for _ in range(3):
         run.send_minute()
     r = run.finish()
-    print(f"\n[chaos two workers] {r.summary()} takeover_s={takeover_s}")
-    assert len(r.recoveries_s) == 1
+    print(f"\n[chaos two workers] {r.summary()} takeover_s={takeover_s} rebalance_s={rebalance_s}")
     assert all(st.get("windows_closed", 0) > 0 for st in r.stats), "both workers must have worked"
     assert r.verdict.ok, "\n".join(r.verdict.problems[:30])
 

@@ -37,10 +37,16 @@ def enc(obj: object) -> bytes:
         (enc({**GOOD_ORDER, "unit_price": -1.5}), "out_of_range"),
         (enc({**GOOD_ORDER, "qty": "2"}), "wrong_type"),
         (enc({**GOOD_ORDER, "unit_price": "NaN"}), "wrong_type"),
+        (b'{"order_id":"o","ts":1767225600000,"sku":"A","qty":1,"unit_price":NaN}', "non_finite"),
         (
-            b'{"order_id":"o","ts":1767225600000,"sku":"A","qty":1,"unit_price":NaN}',
+            b'{"order_id":"o","ts":1767225600000,"sku":"A","qty":1,"unit_price":-Infinity}',
+            "non_finite",
+        ),
+        (
+            b'{"order_id":"o","ts":1767225600000,"sku":"A","qty":1,"unit_price":nope}',
             "malformed_json",
         ),
+        (enc({**GOOD_ORDER, "qty": 1e12}), "wrong_type"),
         (b'{"order_id":"o","ts":1767225600000,"sku":"A","qty":1,"unit_price":1e999}', "non_finite"),
         (enc({k: v for k, v in GOOD_ORDER.items() if k != "sku"}), "missing_field"),
         (enc({**GOOD_ORDER, "sku": ""}), "out_of_range"),
@@ -67,11 +73,22 @@ def test_deeply_nested_unknown_field_is_handled() -> None:
     nested = "[" * 5000 + "]" * 5000
     payload = enc(GOOD_ORDER)[:-1] + b', "extra": ' + nested.encode() + b"}"
     result = decode(payload, Order, max_bytes=1 << 20)
-    assert result == Rejection(
-        reason="too_deep", detail="JSON nesting deeper than the decoder allows"
-    )
+    assert result == Rejection(reason="too_deep", detail="JSON nested deeper than 16 levels")
     shallow = enc({**GOOD_ORDER, "extra": [[[{"a": [1]}]]]})
     assert isinstance(decode(shallow, Order), Order)
+    # 17 levels is too deep; brackets inside strings are text, not nesting
+    assert decode(enc({**GOOD_ORDER, "x": [[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]}), Order).reason == (  # type: ignore[union-attr]
+        "too_deep"
+    )
+    assert isinstance(decode(enc({**GOOD_ORDER, "x": "[" * 100, "y": '"{' * 50}), Order), Order)
+
+
+def test_events_from_beyond_the_allowed_lead_are_rejected() -> None:
+    at = 1_767_225_600_000
+    ok = decode(enc({**GOOD_ORDER, "ts": at}), Order, not_after_ms=at)
+    assert isinstance(ok, Order)
+    late = decode(enc({**GOOD_ORDER, "ts": at + 1}), Order, not_after_ms=at)
+    assert isinstance(late, Rejection) and late.reason == "future_timestamp"
 
 
 def test_timestamps_with_offset_and_epoch_ms_agree() -> None:

@@ -8,7 +8,12 @@ from typing import Any
 from models.guardrails import GuardrailConfig
 from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
 from streams.testing import FixedDecider
-from streams.windowing import Outputs, WindowEngine, advance_idle_sources
+from streams.windowing import (
+    ORDER_IDS_PER_WINDOW,
+    Outputs,
+    WindowEngine,
+    advance_idle_sources,
+)
 
 T0 = 1_767_225_600_000
 W = 60_000
@@ -37,11 +42,18 @@ class Harness:
         )
 
     def order(
-        self, sku: str, ts: int, qty: int = 1, price: float = 10.0, src: str = "orders/0"
+        self,
+        sku: str,
+        ts: int,
+        qty: int = 1,
+        price: float = 10.0,
+        src: str = "orders/0",
+        order_id: str | None = None,
     ) -> Outputs:
         off = self.src_off[src] = self.src_off.get(src, -1) + 1
+        oid = order_id or f"{src}@{off}"
         return self.send(
-            OrderEnv(sku=sku, ts=ts, qty=qty, price=price, order_id=f"o{off}", src=src, off=off)
+            OrderEnv(sku=sku, ts=ts, qty=qty, price=price, order_id=oid, src=src, off=off)
         )
 
     def click(self, sku: str, ts: int, kind: str = "view", src: str = "clickstream/0") -> Outputs:
@@ -277,3 +289,41 @@ def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
             crash_after
         )
         assert all(h2.skus[s]["m"]["local"] == 3 for s in skus), crash_after
+
+
+def test_an_order_id_counts_once_per_sku_window() -> None:
+    h = Harness()
+    h.order("A", T0 + 1_000, qty=2, order_id="dup")
+    # the same order again: at a later offset of the same source, from another source partition
+    # (a resend by a producer with another key), and with another timestamp in the same window
+    assert h.order("A", T0 + 1_000, qty=2, order_id="dup").duplicate_orders == 1
+    assert h.order("A", T0 + 1_000, qty=2, order_id="dup", src="orders/1").duplicate_orders == 1
+    assert h.order("A", T0 + 30_000, qty=2, order_id="dup").duplicate_orders == 1
+    h.order("A", T0 + 2_000, qty=1, order_id="other")
+    h.order("B", T0 + 1_000, qty=5, order_id="dup")  # per SKU: another SKU's line counts
+    out = h.mark(T0 + W + L, src="orders/0")
+    out.sales += h.mark(T0 + W + L, src="orders/1").sales
+    out.sales += h.mark(T0 + W + L).sales
+    got = {(r.sku, r.orders, r.units) for r in out.sales if r.window_start == T0}
+    assert got == {("A", 2, 3), ("B", 1, 5)}
+    # a closed window forgets its ids: the open record stays small
+    assert h.opens["A"].get("ids", {}) == {} and h.opens["B"].get("ids", {}) == {}
+
+
+def test_order_ids_remembered_per_window_are_bounded() -> None:
+    h = Harness()
+    for i in range(ORDER_IDS_PER_WINDOW + 10):
+        h.order("A", T0 + 1_000, order_id=f"o{i}")
+    assert len(h.opens["A"]["ids"][str(T0)]) == ORDER_IDS_PER_WINDOW
+    assert h.opens["A"]["w"][str(T0)][0] == ORDER_IDS_PER_WINDOW + 10  # all counted
+    assert h.order("A", T0 + 1_000, order_id="o0").duplicate_orders == 1
+    assert json.loads(json.dumps(h.opens["A"])) == h.opens["A"]  # changelog-serialisable
+
+
+def test_without_dedup_a_duplicate_order_counts_twice() -> None:
+    """The fault-injection switch turns this off too, so the checkers' negative control fails."""
+    h = Harness(dedupe=False)
+    h.order("A", T0 + 1_000, order_id="dup")
+    h.order("A", T0 + 1_000, order_id="dup")
+    [row] = h.mark(T0 + W + L).sales
+    assert row.orders == 2
