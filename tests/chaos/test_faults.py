@@ -26,7 +26,7 @@ def _kill_run(broker: TansuBroker, url: str, tmp: Path, *, dedupe: bool, seed: i
     run = FaultRun(broker, url, tmp, seed=seed, skus=30, dedupe=dedupe)
     kill_at = sorted(run.rng.sample(range(2, 19), 3))
     for minute in range(20):
-        run.send_minute()
+        run.send_minute(pause_s=1.0)
         if minute in kill_at:
             run.kill()
     return run
@@ -61,23 +61,23 @@ def test_two_workers_one_killed_and_restarted(
     url = clickhouse_server.url(f"chaos_two_{uuid.uuid4().hex[:8]}")
     run = FaultRun(broker, url, tmp_path, seed=23, skus=20, partitions=4, workers=2)
     for _ in range(6):
-        run.send_minute(pause_s=1.0)
+        run.send_minute(pause_s=2.5)  # time for a tick per window (sources idle after 2 s)
     run.wait_balanced(timeout=60)  # each worker owns two partitions
     run.kill(0, restart=False)
     t_kill = time.time()
     for _ in range(3):
-        run.send_minute()
+        run.send_minute(pause_s=2.5)
     # the survivor takes the dead worker's partitions over (after the session timeout)
     st = run.workers[1].wait_until(lambda st: st.get("partitions") == [0, 1, 2, 3], timeout=120)
     takeover_s = round(st["updated_at"] - t_kill, 1)
     for _ in range(3):
-        run.send_minute()
+        run.send_minute(pause_s=2.5)
     run.restart(0, until_processing=False)
     t_restart = time.time()
     run.wait_balanced(timeout=120)  # and gives two back
     rebalance_s = round(time.time() - t_restart, 1)
     for _ in range(3):
-        run.send_minute()
+        run.send_minute(pause_s=2.5)
     r = run.finish()
     print(f"\n[chaos two workers] {r.summary()} takeover_s={takeover_s} rebalance_s={rebalance_s}")
     assert all(st.get("windows_closed", 0) > 0 for st in r.stats), "both workers must have worked"

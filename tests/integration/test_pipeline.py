@@ -260,10 +260,23 @@ def test_pipeline_end_to_end(broker: TansuBroker, sink_url: str, tmp_path: Path)
         events, sales, clicks = make_events()
         payloads = [(t, json.dumps(body).encode()) for t, body in events]
         # poison goes in among the valid events; the stream must carry on around it
-        mixed = list(payloads)
+        mixed: list[tuple[str, bytes, int | None]] = [
+            (t, json.dumps(body).encode(), (body["ts"] - T0) // MIN) for t, body in events
+        ]
         for i, (topic, raw, _) in enumerate(POISON):
-            mixed.insert(1 + i * (len(payloads) // len(POISON)), (topic, raw))
-        for topic, raw in mixed:
+            mixed.insert(1 + i * (len(payloads) // len(POISON)), (topic, raw, None))
+        # one window at a time, the one before closed before the next is sent: a decision at
+        # every close
+        # (exploration is per SKU and window; how many windows one tick closes is timing)
+        window = 0
+        for topic, raw, w in mixed:
+            if w is not None and w > window:
+                producer.flush()
+                worker.wait_until(
+                    lambda st, n=(w - 1) * len(CATALOG): st.get("windows_closed", 0) >= n,
+                    timeout=60,
+                )
+                window = w
             producer.send(topics[topic], key=b"k" + raw[:8], value=raw)
         producer.flush()
         sent = len(mixed) + len(CATALOG)
