@@ -23,7 +23,7 @@ from models.decider import default_decider
 from models.guardrails import Bounds, GuardrailConfig, check_price
 from streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from streams.settings import Settings
-from streams.simulator import Market
+from streams.simulator import MEAN_QTY, QTY_PROBS, QTY_VALUES, Market
 from streams.windowing import WindowEngine
 
 DAY_MS = 86_400_000
@@ -42,6 +42,9 @@ class RunResult:
     guardrail_violations: int = 0
     forecasts: list[tuple[str, int, str, float, float]] = field(default_factory=list)
     units: dict[tuple[str, int], int] = field(default_factory=dict)
+    # hidden truth (benchmarks only, never shown to a model): expected units per (sku, window)
+    # at the price actually charged, the Poisson mean of the simulator's order count x MEAN_QTY
+    expected: dict[tuple[str, int], float] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -136,6 +139,14 @@ def run_market(
     day_windows = max(1, DAY_MS // w_ms)
     for w in range(windows):
         t0 = start_ms + w * w_ms
+        if keep_forecasts:
+            mid = t0 + w_ms // 2  # step_counts draws the window at its mid-point season
+            for sku in truths:
+                res.expected[(sku, t0)] = (
+                    market.expected_units_per_min(sku, market.price_at(sku, t0), mid)
+                    * w_ms
+                    / 60_000
+                )
         counts = market.step_counts(t0, t0 + w_ms)
         if pricing == "policy":
             for sku, (o, u, r, v, c, rm) in counts.items():
@@ -258,6 +269,27 @@ def wape(pred: np.ndarray, actual: np.ndarray) -> float:
     return float(np.abs(pred - actual).sum() / max(actual.sum(), 1e-9))
 
 
+def compound_poisson_median(mean_units: float) -> float:
+    """Median of the simulator's units in a window whose expected units are ``mean_units``.
+
+    Orders are Poisson with mean ``mean_units / MEAN_QTY`` and each order is 1, 2 or 3 units
+    (``QTY_PROBS``); the pmf of the compound sum comes from Panjer's recursion.
+    """
+    lam = max(float(mean_units), 0.0) / MEAN_QTY
+    g = [math.exp(-lam)]
+    cdf = g[0]
+    k = 0
+    while cdf < 0.5:
+        k += 1
+        g.append(
+            lam
+            / k
+            * sum(q * p * g[k - q] for q, p in zip(QTY_VALUES, QTY_PROBS, strict=True) if q <= k)
+        )
+        cdf += g[k]
+    return float(k)
+
+
 def forecast_bench(
     *,
     skus: int,
@@ -294,6 +326,18 @@ def forecast_bench(
     yest = [(p, a) for p, a in yest if math.isfinite(p)]
     if yest:
         by_model["same_window_yesterday"] = yest
+    # the attainable bound, from the hidden truth: the true expected units (what an unbiased
+    # model converges to) and its median (what minimises the expected absolute error, hence
+    # WAPE); no forecast from the observable past can do better than the better of the two
+    # in expectation. Neither is a model: nothing learns from them.
+    truth = [
+        (res.expected[(s, ws)], float(res.units[(s, ws)]))
+        for s, ws in keys["ensemble"]
+        if (s, ws) in res.expected
+    ]
+    if truth:
+        by_model["oracle_mean"] = truth
+        by_model["oracle_median"] = [(compound_poisson_median(m), a) for m, a in truth]
     scores = {
         m: round(wape(np.array([p for p, _ in v]), np.array([a for _, a in v])), 4)
         for m, v in by_model.items()
@@ -302,9 +346,13 @@ def forecast_bench(
     naive = [m for m in ("last_window", "moving_average", "same_window_yesterday") if m in scores]
     best_naive = min(naive, key=lambda m: scores[m])
     out: dict[str, Any] = {f"wape_{m}": s for m, s in scores.items()}
-    for m in ("ensemble", "river", "lstm"):
+    for m in ("ensemble", "river", "lstm", "oracle_mean", "oracle_median"):
         if m in scores:
             out[f"wape_ratio_{m}"] = round(scores[m] / scores[best_naive], 4)
+    if "oracle_mean" in scores:
+        out["wape_ratio_oracle"] = min(
+            out["wape_ratio_oracle_mean"], out["wape_ratio_oracle_median"]
+        )
     out["best_naive_baseline"] = best_naive
     out["labels_scored"] = len(by_model.get("ensemble", []))
     out["seconds"] = round(res.seconds, 1)
