@@ -13,14 +13,16 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from models.base import DemandModel
 from models.decider import default_decider
 from models.guardrails import Bounds, GuardrailConfig, check_price
+from models.quantiles import count_quantile, dispersion, update_dispersion
 from streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from streams.settings import Settings
 from streams.simulator import MEAN_QTY, QTY_PROBS, QTY_VALUES, Market
@@ -77,9 +79,14 @@ def run_market(
     lstm: bool = True,
     keep_forecasts: bool = False,
     markup: float | None = None,
+    extra_members: Sequence[Callable[[], DemandModel]] = (),
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run one pricing over ``days`` simulated days of ``skus`` SKUs; deterministic for a seed."""
+    """Run one pricing over ``days`` simulated days of ``skus`` SKUs; deterministic for a seed.
+
+    ``extra_members`` adds demand models to the default decider's ensemble (candidates not yet
+    wired into ``default_decider``, measured side by side).
+    """
     t_start = time.monotonic()
     # no stock-outs: the policy is not inventory-aware yet and the oracle ignores stock, so
     # stocked SKUs selling out would make the comparison meaningless
@@ -99,16 +106,19 @@ def run_market(
             market.apply_price(
                 sku, market.oracle_price(sku, objective=settings.objective), start_ms
             )
+    decider = default_decider(
+        max_step=settings.max_step,
+        objective=settings.objective,
+        lstm=lstm,
+        regressor=settings.river_regressor,
+    )
+    if extra_members:
+        decider = replace(decider, members=[*decider.members, *(f() for f in extra_members)])
     engine = WindowEngine(
         window_ms=w_ms,
         lateness_ms=0,
         guardrails=cfg,
-        decider=default_decider(
-            max_step=settings.max_step,
-            objective=settings.objective,
-            lstm=lstm,
-            regressor=settings.river_regressor,
-        ),
+        decider=decider,
         policy_version=settings.policy_version,
         rate_limit_per_tick=settings.rate_limit_per_window,
     )
@@ -290,6 +300,30 @@ def compound_poisson_median(mean_units: float) -> float:
     return float(k)
 
 
+def _p50_forecasts(
+    forecasts: Sequence[tuple[str, int, str, float, float]], since: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Per model, (median point forecast, actual) of every window from ``since`` on.
+
+    The median is the negative-binomial median of the recorded expected-units forecast, with
+    the dispersion of the model's residuals on that SKU *before* the window (causal: it uses
+    only labels the model had already seen).
+    """
+    states: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for sku, ws, model, pred, act in sorted(forecasts, key=lambda f: (f[1], f[0], f[2])):
+        st = states[(model, sku)]
+        if ws >= since:
+            rows[model].append((pred, dispersion(st, "d"), act))
+        update_dispersion(st, "d", pred, act)
+    out = {}
+    for model, r in rows.items():
+        arr = np.array(r, dtype=np.float64)
+        p50 = count_quantile(arr[:, 0], arr[:, 1])
+        out[model] = list(zip(p50.tolist(), arr[:, 2].tolist(), strict=True))
+    return out
+
+
 def forecast_bench(
     *,
     skus: int,
@@ -297,9 +331,18 @@ def forecast_bench(
     seed: int,
     settings: Settings,
     eval_days: float = 1.0,
+    extra_members: Sequence[Callable[[], DemandModel]] = (),
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """WAPE of every model on the last ``eval_days`` of a policy run, ÷ the best naive baseline."""
+    """WAPE of every model on the last ``eval_days`` of a policy run, ÷ the best naive baseline.
+
+    Models forecast expected units (what pricing needs); WAPE rewards the median. So besides
+    the recorded (mean) forecasts this also scores each model's median point forecast
+    (``wape_ratio_<model>_p50``: :func:`models.quantiles.count_quantile` of the recorded forecast
+    with the dispersion of that model's own past residuals on the SKU, learned causally), and
+    how far each mean forecast is from the true expected units (``truth_error_<model>``:
+    sum |forecast - true mean| / sum true mean, which only a simulator can measure).
+    """
     res = run_market(
         "policy",
         skus=skus,
@@ -307,6 +350,7 @@ def forecast_bench(
         seed=seed,
         settings=settings,
         keep_forecasts=True,
+        extra_members=extra_members,
         progress=progress,
     )
     w_ms = settings.window_ms
@@ -318,6 +362,7 @@ def forecast_bench(
         if ws >= since:
             by_model[model].append((pred, act))
             keys[model].append((sku, ws))
+    medians = _p50_forecasts(res.forecasts, since)
     # same window yesterday: a naive baseline computed from the sales series itself
     yest = [
         (float(res.units.get((s, ws - DAY_MS), math.nan)), float(res.units[(s, ws)]))
@@ -338,6 +383,7 @@ def forecast_bench(
     if truth:
         by_model["oracle_mean"] = truth
         by_model["oracle_median"] = [(compound_poisson_median(m), a) for m, a in truth]
+    by_model.update({f"{m}_p50": v for m, v in medians.items()})
     scores = {
         m: round(wape(np.array([p for p, _ in v]), np.array([a for _, a in v])), 4)
         for m, v in by_model.items()
@@ -346,14 +392,25 @@ def forecast_bench(
     naive = [m for m in ("last_window", "moving_average", "same_window_yesterday") if m in scores]
     best_naive = min(naive, key=lambda m: scores[m])
     out: dict[str, Any] = {f"wape_{m}": s for m, s in scores.items()}
-    for m in ("ensemble", "river", "lstm", "oracle_mean", "oracle_median"):
-        if m in scores:
+    for m in scores:
+        if m not in naive:
             out[f"wape_ratio_{m}"] = round(scores[m] / scores[best_naive], 4)
     if "oracle_mean" in scores:
         out["wape_ratio_oracle"] = min(
             out["wape_ratio_oracle_mean"], out["wape_ratio_oracle_median"]
         )
     out["best_naive_baseline"] = best_naive
+    for m in by_model:
+        if m.endswith("_p50") or m.startswith("oracle") or m == "same_window_yesterday":
+            continue
+        pairs = [
+            (p, res.expected[k])
+            for (p, _), k in zip(by_model[m], keys[m], strict=True)
+            if k in res.expected
+        ]
+        if pairs:
+            err = sum(abs(p - t) for p, t in pairs) / max(sum(t for _, t in pairs), 1e-9)
+            out[f"truth_error_{m}"] = round(err, 4)
     out["labels_scored"] = len(by_model.get("ensemble", []))
     out["seconds"] = round(res.seconds, 1)
     return out
