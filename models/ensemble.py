@@ -8,8 +8,12 @@ windows do, and exponential weights then concentrate on the member that is consi
 to the mean. Measured on simulator data (``repricer bench forecast``), this tracks the true
 expected units about twice as closely as the previous inverse-recent-error weighting (README).
 
-State: one float per member in ``SkuView.state["loss"]``, written by :func:`update_errors`
-atomically with the SKU's record.
+The combined forecast is *expected* units (pricing needs the mean). :func:`p50` turns it into
+the median, the point forecast WAPE rewards, with the dispersion of the ensemble's own residuals
+on the SKU (see :mod:`models.quantiles`).
+
+State: one float per member in ``SkuView.state["loss"]`` and two for the residual dispersion in
+``SkuView.state["ens_d"]``, written by :func:`update_errors` atomically with the SKU's record.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from models.base import SkuView
+from models.quantiles import count_quantile, dispersion, update_dispersion
 
 STATE_KEY = "loss"
+DISP_KEY = "ens_d"
 LOSS_FORGET = 0.998  # discounted loss: about the last 500 windows
 ETA = 0.2  # weight exp(-ETA · (L_m - min L)): a member 5 squared units worse weighs 1/e
 # measured alternatives (quick bench, ratio of ensemble p50 WAPE to best naive; README):
@@ -61,6 +67,13 @@ def update_errors(v: SkuView, predicted: Mapping[str, float], actual: float) -> 
     A member without a finite forecast for the window is charged the worst loss of the others,
     so skipping windows never makes a member look better.
     """
+    # the ensemble's own forecast of this window: the weights have not moved since it was made
+    # (this is their only writer), so combining the members' forecasts again reproduces it
+    names = list(predicted)
+    if names:
+        vals = np.array([[float(predicted[n])] for n in names], dtype=np.float64)[:, None, :]
+        ens = combine([v], {n: vals[i] for i, n in enumerate(names)})[0, 0]
+        update_dispersion(v.state, DISP_KEY, float(ens), actual)
     losses = dict(v.state.get(STATE_KEY) or {})
     v.state.pop("err", None)  # the previous weighting's state
     sq = {
@@ -73,3 +86,10 @@ def update_errors(v: SkuView, predicted: Mapping[str, float], actual: float) -> 
         prev = float(losses.get(name, 0.0))
         losses[name] = round(LOSS_FORGET * prev + sq.get(name, worst), 4)
     v.state[STATE_KEY] = losses
+
+
+def p50(views: Sequence[SkuView], mean: np.ndarray) -> np.ndarray:
+    """Median units per SKU given the ensemble's expected units ``mean`` ((N,) or (N, K))."""
+    m = np.asarray(mean, dtype=np.float64)
+    disp = np.array([dispersion(v.state, DISP_KEY) for v in views])
+    return count_quantile(m, disp.reshape((-1,) + (1,) * (m.ndim - 1)))

@@ -10,6 +10,7 @@ forecast`` scores the models' forecasts against naive baselines on the same kind
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter, defaultdict
@@ -47,6 +48,8 @@ class RunResult:
     # hidden truth (benchmarks only, never shown to a model): expected units per (sku, window)
     # at the price actually charged, the Poisson mean of the simulator's order count x MEAN_QTY
     expected: dict[tuple[str, int], float] = field(default_factory=dict)
+    # mean JSON bytes per SKU of each key of the models' per-SKU state at the end of the run
+    state_bytes: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -207,6 +210,12 @@ def run_market(
             prev = {s: dict(r) for s, r in now.items()}
             if progress:
                 progress(f"{pricing}: day {len(res.profit_by_day)} profit {day_profit:,.0f}")
+    if table:
+        sizes: Counter[str] = Counter()
+        for st in table.values():
+            for k, val in (st.get("m") or {}).items():
+                sizes[k] += len(json.dumps(val, separators=(",", ":")))
+        res.state_bytes = {k: round(n / len(table), 1) for k, n in sorted(sizes.items())}
     res.seconds = time.monotonic() - t_start
     return res
 
@@ -383,7 +392,9 @@ def forecast_bench(
     if truth:
         by_model["oracle_mean"] = truth
         by_model["oracle_median"] = [(compound_poisson_median(m), a) for m, a in truth]
-    by_model.update({f"{m}_p50": v for m, v in medians.items()})
+    for m, v in medians.items():
+        if not m.endswith("_p50"):
+            by_model.setdefault(f"{m}_p50", v)  # a recorded p50 row (if any) wins
     scores = {
         m: round(wape(np.array([p for p, _ in v]), np.array([a for _, a in v])), 4)
         for m, v in by_model.items()
@@ -411,6 +422,7 @@ def forecast_bench(
         if pairs:
             err = sum(abs(p - t) for p, t in pairs) / max(sum(t for _, t in pairs), 1e-9)
             out[f"truth_error_{m}"] = round(err, 4)
+    out["model_state_bytes_per_sku"] = res.state_bytes
     out["labels_scored"] = len(by_model.get("ensemble", []))
     out["seconds"] = round(res.seconds, 1)
     return out

@@ -31,3 +31,15 @@ def test_fresh_sku_averages_and_missing_members_are_left_out() -> None:
     np.testing.assert_allclose(out, [[2.0, 2.0]])
     out = combine([v], {"a": np.array([[math.nan]]), "b": np.array([[math.nan]])})
     assert math.isnan(out[0, 0])
+
+
+def test_p50_is_the_median_below_a_skewed_mean() -> None:
+    from models.ensemble import p50
+
+    rng = np.random.default_rng(1)
+    v = _view()
+    for _ in range(3000):  # over-dispersed counts: 1-3 units per order, like the simulator
+        units = float(rng.choice([1, 2, 3], rng.poisson(0.5), p=[0.85, 0.1, 0.05]).sum())
+        update_errors(v, {"a": 0.6, "b": 0.6}, units)
+    assert v.state["ens_d"][1] > 0  # the ensemble's own residuals were tracked
+    np.testing.assert_array_equal(p50([v], np.array([0.6, 1.5])), [0.0, 1.0])
