@@ -156,6 +156,20 @@ class SeasonalPoisson:
                 out[i] = np.exp(np.clip(z, -15.0, _MAX_Z))
         return clean(out)
 
+    def price_elasticity(self, views: Sequence[SkuView]) -> np.ndarray:
+        """(N,) each SKU's log-log price slope ``θ3`` (``d log E[units] / d log price``).
+
+        The prior slope for a SKU it knows nothing about. Unlike a slope of ``log1p(units)``
+        this does not depend on the demand level, so a level from any model (or the ensemble)
+        can be moved along it: ``q(p) = level · (p / price) ** elasticity``.
+        """
+        out = np.full(len(views), self.prior_slope)
+        for i, v in enumerate(views):
+            got = self.catch_up(v)
+            if got is not None:
+                out[i] = got[0][3]
+        return out
+
     def quantile(self, views: Sequence[SkuView], prices: np.ndarray, q: float = 0.5) -> np.ndarray:
         """Quantile ``q`` of units (the median for ``q = 0.5``), same shape as ``prices``."""
         mean = self.forecast(views, prices)

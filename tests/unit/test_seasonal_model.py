@@ -21,8 +21,11 @@ def _true_mean(ws: int, price: float) -> float:
     return 2.0 * (1.0 + 0.5 * math.sin(2 * math.pi * h / 24 + 1.0)) * (price / 10.0) ** -2.0
 
 
-def _run(model: SeasonalPoisson, windows: int, seed: int = 0) -> tuple[list[float], ...]:
-    """Feed a SKU window by window as the engine does; forecasts, truths and moving averages."""
+def _run(
+    model: SeasonalPoisson, windows: int, seed: int = 0
+) -> tuple[list[float], list[float], list[float], dict[str, object]]:
+    """Feed a SKU window by window as the engine does; forecasts, truths, moving averages and
+    the SKU's final model state."""
     rng = np.random.default_rng(seed)
     state: dict[str, object] = {}
     hist: list[list[float]] = []
@@ -51,15 +54,23 @@ def _run(model: SeasonalPoisson, windows: int, seed: int = 0) -> tuple[list[floa
         hist.append([float(x) for x in window_features(units, 40, 5, price, 10.0, ws)])
         del hist[:-23]
         ewma = float(units) if k == 0 else ewma + 0.3 * (units - ewma)
-    return preds, truth, mas
+    return preds, truth, mas, state
 
 
 def test_tracks_the_true_mean_far_better_than_a_moving_average() -> None:
-    preds, truth, mas = _run(SeasonalPoisson(), 2 * 1440)
+    preds, truth, mas, _ = _run(SeasonalPoisson(), 2 * 1440)
     p, t, m = (np.array(a[-600:]) for a in (preds, truth, mas))
     err = np.abs(p - t).sum() / t.sum()
     assert err < 0.08, err
     assert err < 0.5 * np.abs(m - t).sum() / t.sum()
+
+
+def test_learns_the_log_log_price_elasticity() -> None:
+    model = SeasonalPoisson(prior_slope=-1.0)
+    *_, state = _run(model, 2 * 1440)
+    v = SkuView("S", 10.0, 10.0, 5.0, T0 + 2 * 1440 * W, windows_seen=2 * 1440, state=state)
+    el = float(model.price_elasticity([v])[0])
+    assert -2.6 < el < -1.4, el  # true: -2.0, prior: -1.0
 
 
 def test_each_window_is_learned_once_and_state_survives_a_restart() -> None:
