@@ -123,12 +123,14 @@ def shipped_models() -> dict[str, Factory]:
     from models.baselines import LastWindow, MovingAverage
     from models.lstm_model import LstmDemand
     from models.river_model import RiverDemand
+    from models.seasonal_model import SeasonalPoisson
 
     return {
         "river-bayes": lambda: RiverDemand("bayes"),
         "river-linear": lambda: RiverDemand("linear"),
         "river-pa": lambda: RiverDemand("pa"),
         "lstm": LstmDemand,
+        "seasonal": SeasonalPoisson,
         "last_window": LastWindow,
         "moving_average": MovingAverage,
     }

@@ -10,20 +10,23 @@ forecast`` scores the models' forecasts against naive baselines on the same kind
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from models.base import DemandModel
 from models.decider import default_decider
 from models.guardrails import Bounds, GuardrailConfig, check_price
+from models.quantiles import count_quantile, dispersion, update_dispersion
 from streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from streams.settings import Settings
-from streams.simulator import Market
+from streams.simulator import MEAN_QTY, QTY_PROBS, QTY_VALUES, Market
 from streams.windowing import WindowEngine
 
 DAY_MS = 86_400_000
@@ -42,6 +45,11 @@ class RunResult:
     guardrail_violations: int = 0
     forecasts: list[tuple[str, int, str, float, float]] = field(default_factory=list)
     units: dict[tuple[str, int], int] = field(default_factory=dict)
+    # hidden truth (benchmarks only, never shown to a model): expected units per (sku, window)
+    # at the price actually charged, the Poisson mean of the simulator's order count x MEAN_QTY
+    expected: dict[tuple[str, int], float] = field(default_factory=dict)
+    # mean JSON bytes per SKU of each key of the models' per-SKU state at the end of the run
+    state_bytes: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -74,9 +82,14 @@ def run_market(
     lstm: bool = True,
     keep_forecasts: bool = False,
     markup: float | None = None,
+    extra_members: Sequence[Callable[[], DemandModel]] = (),
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run one pricing over ``days`` simulated days of ``skus`` SKUs; deterministic for a seed."""
+    """Run one pricing over ``days`` simulated days of ``skus`` SKUs; deterministic for a seed.
+
+    ``extra_members`` adds demand models to the default decider's ensemble (candidates not yet
+    wired into ``default_decider``, measured side by side).
+    """
     t_start = time.monotonic()
     # no stock-outs: the policy is not inventory-aware yet and the oracle ignores stock, so
     # stocked SKUs selling out would make the comparison meaningless
@@ -96,16 +109,19 @@ def run_market(
             market.apply_price(
                 sku, market.oracle_price(sku, objective=settings.objective), start_ms
             )
+    decider = default_decider(
+        max_step=settings.max_step,
+        objective=settings.objective,
+        lstm=lstm,
+        regressor=settings.river_regressor,
+    )
+    if extra_members:
+        decider = replace(decider, members=[*decider.members, *(f() for f in extra_members)])
     engine = WindowEngine(
         window_ms=w_ms,
         lateness_ms=0,
         guardrails=cfg,
-        decider=default_decider(
-            max_step=settings.max_step,
-            objective=settings.objective,
-            lstm=lstm,
-            regressor=settings.river_regressor,
-        ),
+        decider=decider,
         policy_version=settings.policy_version,
         rate_limit_per_tick=settings.rate_limit_per_window,
     )
@@ -136,6 +152,14 @@ def run_market(
     day_windows = max(1, DAY_MS // w_ms)
     for w in range(windows):
         t0 = start_ms + w * w_ms
+        if keep_forecasts:
+            mid = t0 + w_ms // 2  # step_counts draws the window at its mid-point season
+            for sku in truths:
+                res.expected[(sku, t0)] = (
+                    market.expected_units_per_min(sku, market.price_at(sku, t0), mid)
+                    * w_ms
+                    / 60_000
+                )
         counts = market.step_counts(t0, t0 + w_ms)
         if pricing == "policy":
             for sku, (o, u, r, v, c, rm) in counts.items():
@@ -186,6 +210,12 @@ def run_market(
             prev = {s: dict(r) for s, r in now.items()}
             if progress:
                 progress(f"{pricing}: day {len(res.profit_by_day)} profit {day_profit:,.0f}")
+    if table:
+        sizes: Counter[str] = Counter()
+        for st in table.values():
+            for k, val in (st.get("m") or {}).items():
+                sizes[k] += len(json.dumps(val, separators=(",", ":")))
+        res.state_bytes = {k: round(n / len(table), 1) for k, n in sorted(sizes.items())}
     res.seconds = time.monotonic() - t_start
     return res
 
@@ -258,6 +288,51 @@ def wape(pred: np.ndarray, actual: np.ndarray) -> float:
     return float(np.abs(pred - actual).sum() / max(actual.sum(), 1e-9))
 
 
+def compound_poisson_median(mean_units: float) -> float:
+    """Median of the simulator's units in a window whose expected units are ``mean_units``.
+
+    Orders are Poisson with mean ``mean_units / MEAN_QTY`` and each order is 1, 2 or 3 units
+    (``QTY_PROBS``); the pmf of the compound sum comes from Panjer's recursion.
+    """
+    lam = max(float(mean_units), 0.0) / MEAN_QTY
+    g = [math.exp(-lam)]
+    cdf = g[0]
+    k = 0
+    while cdf < 0.5:
+        k += 1
+        g.append(
+            lam
+            / k
+            * sum(q * p * g[k - q] for q, p in zip(QTY_VALUES, QTY_PROBS, strict=True) if q <= k)
+        )
+        cdf += g[k]
+    return float(k)
+
+
+def _p50_forecasts(
+    forecasts: Sequence[tuple[str, int, str, float, float]], since: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Per model, (median point forecast, actual) of every window from ``since`` on.
+
+    The median is the negative-binomial median of the recorded expected-units forecast, with
+    the dispersion of the model's residuals on that SKU *before* the window (causal: it uses
+    only labels the model had already seen).
+    """
+    states: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for sku, ws, model, pred, act in sorted(forecasts, key=lambda f: (f[1], f[0], f[2])):
+        st = states[(model, sku)]
+        if ws >= since:
+            rows[model].append((pred, dispersion(st, "d"), act))
+        update_dispersion(st, "d", pred, act)
+    out = {}
+    for model, r in rows.items():
+        arr = np.array(r, dtype=np.float64)
+        p50 = count_quantile(arr[:, 0], arr[:, 1])
+        out[model] = list(zip(p50.tolist(), arr[:, 2].tolist(), strict=True))
+    return out
+
+
 def forecast_bench(
     *,
     skus: int,
@@ -265,9 +340,18 @@ def forecast_bench(
     seed: int,
     settings: Settings,
     eval_days: float = 1.0,
+    extra_members: Sequence[Callable[[], DemandModel]] = (),
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """WAPE of every model on the last ``eval_days`` of a policy run, ÷ the best naive baseline."""
+    """WAPE of every model on the last ``eval_days`` of a policy run, ÷ the best naive baseline.
+
+    Models forecast expected units (what pricing needs); WAPE rewards the median. So besides
+    the recorded (mean) forecasts this also scores each model's median point forecast
+    (``wape_ratio_<model>_p50``: :func:`models.quantiles.count_quantile` of the recorded forecast
+    with the dispersion of that model's own past residuals on the SKU, learned causally), and
+    how far each mean forecast is from the true expected units (``truth_error_<model>``:
+    sum |forecast - true mean| / sum true mean, which only a simulator can measure).
+    """
     res = run_market(
         "policy",
         skus=skus,
@@ -275,6 +359,7 @@ def forecast_bench(
         seed=seed,
         settings=settings,
         keep_forecasts=True,
+        extra_members=extra_members,
         progress=progress,
     )
     w_ms = settings.window_ms
@@ -286,6 +371,7 @@ def forecast_bench(
         if ws >= since:
             by_model[model].append((pred, act))
             keys[model].append((sku, ws))
+    medians = _p50_forecasts(res.forecasts, since)
     # same window yesterday: a naive baseline computed from the sales series itself
     yest = [
         (float(res.units.get((s, ws - DAY_MS), math.nan)), float(res.units[(s, ws)]))
@@ -294,6 +380,21 @@ def forecast_bench(
     yest = [(p, a) for p, a in yest if math.isfinite(p)]
     if yest:
         by_model["same_window_yesterday"] = yest
+    # the attainable bound, from the hidden truth: the true expected units (what an unbiased
+    # model converges to) and its median (what minimises the expected absolute error, hence
+    # WAPE); no forecast from the observable past can do better than the better of the two
+    # in expectation. Neither is a model: nothing learns from them.
+    truth = [
+        (res.expected[(s, ws)], float(res.units[(s, ws)]))
+        for s, ws in keys["ensemble"]
+        if (s, ws) in res.expected
+    ]
+    if truth:
+        by_model["oracle_mean"] = truth
+        by_model["oracle_median"] = [(compound_poisson_median(m), a) for m, a in truth]
+    for m, v in medians.items():
+        if not m.endswith("_p50"):
+            by_model.setdefault(f"{m}_p50", v)  # a recorded p50 row (if any) wins
     scores = {
         m: round(wape(np.array([p for p, _ in v]), np.array([a for _, a in v])), 4)
         for m, v in by_model.items()
@@ -302,10 +403,26 @@ def forecast_bench(
     naive = [m for m in ("last_window", "moving_average", "same_window_yesterday") if m in scores]
     best_naive = min(naive, key=lambda m: scores[m])
     out: dict[str, Any] = {f"wape_{m}": s for m, s in scores.items()}
-    for m in ("ensemble", "river", "lstm"):
-        if m in scores:
+    for m in scores:
+        if m not in naive:
             out[f"wape_ratio_{m}"] = round(scores[m] / scores[best_naive], 4)
+    if "oracle_mean" in scores:
+        out["wape_ratio_oracle"] = min(
+            out["wape_ratio_oracle_mean"], out["wape_ratio_oracle_median"]
+        )
     out["best_naive_baseline"] = best_naive
+    for m in by_model:
+        if m.endswith("_p50") or m.startswith("oracle") or m == "same_window_yesterday":
+            continue
+        pairs = [
+            (p, res.expected[k])
+            for (p, _), k in zip(by_model[m], keys[m], strict=True)
+            if k in res.expected
+        ]
+        if pairs:
+            err = sum(abs(p - t) for p, t in pairs) / max(sum(t for _, t in pairs), 1e-9)
+            out[f"truth_error_{m}"] = round(err, 4)
+    out["model_state_bytes_per_sku"] = res.state_bytes
     out["labels_scored"] = len(by_model.get("ensemble", []))
     out["seconds"] = round(res.seconds, 1)
     return out

@@ -33,3 +33,26 @@ def test_backtest_report_has_the_contract_keys() -> None:
     ):
         assert key in r
     assert r["guardrail_violations"] == 0
+
+
+def test_compound_poisson_median_matches_simulated_draws() -> None:
+    import numpy as np
+
+    from streams.backtest import compound_poisson_median
+    from streams.simulator import MEAN_QTY, QTY_PROBS, QTY_VALUES
+
+    rng = np.random.default_rng(0)
+    assert compound_poisson_median(0.0) == 0.0
+    for mean in (0.3, 0.9, 2.0, 4.5, 9.0):
+        orders = rng.poisson(mean / MEAN_QTY, 20_000)
+        units = np.array([rng.choice(QTY_VALUES, n, p=QTY_PROBS).sum() for n in orders])
+        assert compound_poisson_median(mean) == float(np.median(units)), mean
+
+
+def test_forecast_bench_reports_the_oracle_bound() -> None:
+    from streams.backtest import forecast_bench
+
+    r = forecast_bench(skus=6, days=0.08, seed=2, settings=Settings(), eval_days=0.04)
+    # the median of the true distribution minimises expected absolute error: a bound
+    assert r["wape_ratio_oracle"] == min(r["wape_ratio_oracle_mean"], r["wape_ratio_oracle_median"])
+    assert 0 < r["wape_ratio_oracle"] < 2
