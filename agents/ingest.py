@@ -232,9 +232,8 @@ def register(rp: Repricer) -> None:
             if tp.topic not in event_topics:
                 continue
             src = f"{tp.topic}/{tp.partition}"
-            if src not in forwarded:
-                forwarded[src] = 0
-                last_event.setdefault(src, now)
+            forwarded.setdefault(src, 0)
+            last_event.setdefault(src, now)  # quiet since it was assigned here
             hw = consumer.highwater(tp)
             if hw is None or src in inflight:  # not fetched yet, or being forwarded: not idle
                 continue

@@ -148,6 +148,11 @@ def make_events(seed: int = 11) -> tuple[list[tuple[str, dict[str, Any]]], dict,
     return out, sales, clicks
 
 
+def _event_ms(ts: int | str) -> int:
+    """Epoch ms of a test event's ``ts`` (epoch ms or an ISO-8601 string with zone)."""
+    return ts if isinstance(ts, int) else int(datetime.fromisoformat(ts).timestamp() * 1000)
+
+
 def expected_rows(sales: dict, clicks: dict, closed_until: int) -> tuple[dict, dict]:
     """Every window of every SKU from its first event to the last closed one, zeros included."""
     first: dict[str, int] = {}
@@ -261,7 +266,8 @@ def test_pipeline_end_to_end(broker: TansuBroker, sink_url: str, tmp_path: Path)
         payloads = [(t, json.dumps(body).encode()) for t, body in events]
         # poison goes in among the valid events; the stream must carry on around it
         mixed: list[tuple[str, bytes, int | None]] = [
-            (t, json.dumps(body).encode(), (body["ts"] - T0) // MIN) for t, body in events
+            (t, json.dumps(body).encode(), (_event_ms(body["ts"]) - T0) // MIN)
+            for t, body in events
         ]
         for i, (topic, raw, _) in enumerate(POISON):
             mixed.insert(1 + i * (len(payloads) // len(POISON)), (topic, raw, None))
