@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from models.decider import ModelDecider
 from models.guardrails import GuardrailConfig
+from models.river_model import RiverDemand
 from streams.envelope import CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
 from streams.testing import FixedDecider
 from streams.windowing import Outputs, WindowEngine, advance_idle_sources
@@ -254,3 +256,42 @@ def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
             crash_after
         )
         assert all(h2.skus[s]["m"]["local"] == 3 for s in skus), crash_after
+
+
+def test_real_decider_state_after_a_crash_mid_tick_equals_an_uncrashed_run() -> None:
+    """Per-SKU elasticity and the pooled prior: each label learned once, whatever the crash."""
+    skus = ["A", "B", "C"]
+
+    def run(crash_after: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        h = Harness(decider=ModelDecider(members=[RiverDemand()]))
+        for s in skus:
+            h.catalog(s)
+        for w in range(4):
+            for i, s in enumerate(skus):
+                for k in range(3 + i):
+                    h.click(s, T0 + w * W + 10 + k)
+                h.order(s, T0 + w * W + 100, qty=1 + (w + i) % 3)
+            h.mark(T0 + (w + 1) * W + L)
+        persisted_meta = json.loads(json.dumps(h.meta))
+        for s in skus:
+            h.order(s, T0 + 4 * W + 1, qty=2)
+        persisted_skus = json.loads(json.dumps(h.skus))
+        mark = WatermarkEnv(src="clickstream/0", ts=T0 + 5 * W + L)
+        budget = [crash_after]
+        table = CrashingDict(persisted_skus, budget)
+        meta = CrashingDict(persisted_meta, budget)
+        opens = CrashingDict(h.opens, budget)
+        try:
+            h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta, opens=opens)
+        except RuntimeError:
+            pass
+        h2 = Harness(decider=ModelDecider(members=[RiverDemand()]))
+        h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
+        h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
+        pooled = json.loads(json.loads(h2.meta["0"]["model"])["_elasticity"])
+        return {s: h2.skus[s]["m"]["el"] for s in skus}, pooled
+
+    clean = run(10_000)
+    assert all(len(v) == 5 for v in clean[0].values())
+    for crash_after in range(0, 10):
+        assert run(crash_after) == clean, crash_after
