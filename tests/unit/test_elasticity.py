@@ -131,8 +131,10 @@ def test_decider_moves_toward_the_optimum_within_max_step_and_replays_identicall
     for p in a:
         assert p.price == pytest.approx(19.0)  # one max step (5%) down toward 15
         assert "profit_opt" in p.reasons and p.elasticity == pytest.approx(-3.0, abs=0.01)
-    near = [_view(f"S{i}", price=15.2) for i in range(20)]
-    assert all(p.price == pytest.approx(15.0, abs=0.05) for p in d.propose(near, bounds, 0.05))
+    close = [_view(f"S{i}", price=15.6) for i in range(20)]
+    assert all(p.price == pytest.approx(15.0, abs=0.1) for p in d.propose(close, bounds, 0.05))
+    near = [_view(f"S{i}", price=15.1) for i in range(20)]  # a 0.7% move gains < min_gain
+    assert all(p.price == 15.1 and "hold" in p.reasons for p in d.propose(near, bounds, 0.05))
 
 
 def test_uncertain_elasticity_explores_by_thompson_sampling() -> None:
