@@ -129,12 +129,9 @@ class ModelDecider:
     members: Sequence[DemandModel]
     objective: Objective = "profit"
     max_step: float = 0.05
-    explore_floor: float = 0.0  # extra ε-exploration: a random step of ±explore_step
-    explore_step: float = 0.033
     # hold unless the move gains this fraction of expected profit (under the drawn elasticity):
     # near the optimum, moves of a few tenths of a percent earn nothing and churn prices
     min_gain: float = 0.002
-    explore_decay_windows: float = 60.0
     thompson: float = 1.0  # scale of the posterior draw (0: certainty equivalence)
     # one posterior draw per SKU per hour of event time instead of one per decision: as much
     # profit with a fifth to a tenth of the price changes (measured, see the commit history)
@@ -192,20 +189,6 @@ class ModelDecider:
         explored = np.sign(np.clip(exploit, down, up) - cur) != np.sign(price - cur)
         gain = objective_ratio(price, cur, e_draw, cost, self.objective) - 1.0
         hold = ~(gain > max(self.min_gain, 1e-9))
-        if self.explore_floor > 0:
-            seen = np.array([v.windows_seen for v in views], dtype=np.float64)
-            eps = np.maximum(self.explore_floor, 1.0 / (1.0 + seen / self.explore_decay_windows))
-            u = np.array([_unit_random(v.sku, v.next_window_start) for v in views])
-            sign = np.array(
-                [
-                    1.0 if _unit_random(v.sku, v.next_window_start, "dir") < 0.5 else -1.0
-                    for v in views
-                ]
-            )
-            jump = u < eps
-            price = np.where(jump, cur * (1.0 + sign * self.explore_step), price)
-            explored |= jump
-            hold &= ~jump
         price = np.where(hold, cur, price)
         explored &= ~hold
         level = self.level(views)
