@@ -136,6 +136,8 @@ class ModelDecider:
     # one posterior draw per SKU per hour of event time instead of one per decision: as much
     # profit with a fifth to a tenth of the price changes (measured, see the commit history)
     thompson_hold_ms: int = 3_600_000
+    restock_windows: float = 0.0  # stock must cover this many windows of demand; 0: ignore stock
+    salvage: float = 1.0  # worth of a unit left over after restock_windows, fraction of cost
     elasticity: Elasticity = field(default_factory=Elasticity)
     baselines: Sequence[DemandModel] = (LastWindow(), MovingAverage())
     version: str = "model-v2"
@@ -184,14 +186,17 @@ class ModelDecider:
             e_draw = e_mean + self.thompson * e_sd * z
         target = optimal_price(e_draw, cost, lo, hi, self.objective)
         exploit = optimal_price(e_mean, cost, lo, hi, self.objective)
+        level = self.level(views)
+        stock_move = np.zeros(len(views), dtype=np.int8)
+        if self.restock_windows > 0:
+            target, stock_move = self._cover_stock(views, target, e_draw, level, cost, lo, hi)
         down, up = cur * (1.0 - self.max_step), cur * (1.0 + self.max_step)
         price = np.clip(target, down, up)
         explored = np.sign(np.clip(exploit, down, up) - cur) != np.sign(price - cur)
         gain = objective_ratio(price, cur, e_draw, cost, self.objective) - 1.0
-        hold = ~(gain > max(self.min_gain, 1e-9))
+        hold = ~(gain > max(self.min_gain, 1e-9)) & (stock_move == 0)
         price = np.where(hold, cur, price)
-        explored &= ~hold
-        level = self.level(views)
+        explored &= ~hold & (stock_move == 0)
         ok = np.isfinite(e_mean) & np.isfinite(price) & np.isfinite(level)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             q_new = np.maximum(level, 0.0) * (price / cur) ** e_mean
@@ -207,7 +212,11 @@ class ModelDecider:
                 continue
             e = float(e_mean[i])
             reasons: list[str] = []
-            if explored[i]:
+            if stock_move[i] > 0:
+                reasons.append("low_stock")
+            elif stock_move[i] < 0:
+                reasons.append("overstock")
+            elif explored[i]:
                 reasons.append("exploration")
             elif not hold[i]:
                 reasons.append("profit_opt" if self.objective == "profit" else "revenue_opt")
@@ -235,6 +244,38 @@ class ModelDecider:
                 )
             )
         return out
+
+    def _cover_stock(
+        self,
+        views: Sequence[SkuView],
+        target: np.ndarray,
+        e: np.ndarray,
+        level: np.ndarray,
+        cost: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Targets for SKUs with known stock, and +1/-1 where stock raised/lowered them.
+
+        Selling ``stock`` over the next ``restock_windows`` windows at price ``p``: while demand
+        at the profit optimum would sell out sooner, the best price is the one at which expected
+        demand over the horizon equals the stock (``p_cover``); when it would leave stock over,
+        units left are worth only ``salvage * cost``, so the optimum is ``p_cover`` but not below
+        the profit optimum at that lower unit cost. Both cases: ``max(p_cover, p*(salvage·c))``.
+        """
+        stock = np.array([math.nan if v.stock is None else v.stock for v in views])
+        known = np.isfinite(stock) & np.isfinite(e) & (e < 0) & np.isfinite(level) & (level > 0)
+        if not known.any():
+            return target, np.zeros(len(views), dtype=np.int8)
+        cur = np.array([v.price for v in views], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            demand = self.restock_windows * np.where(known, level, 1.0)
+            p_cover = cur * (np.maximum(stock, 0.0) / demand) ** (1.0 / np.where(known, e, -1.0))
+        p_low = optimal_price(e, self.salvage * cost, lo, hi, self.objective)
+        inv = np.minimum(np.maximum(np.maximum(p_cover, p_low), lo), np.maximum(hi, lo))
+        inv = np.where(known & np.isfinite(inv), inv, target)
+        move = np.where(inv > target * (1 + 1e-9), 1, np.where(inv < target * (1 - 1e-9), -1, 0))
+        return inv, move.astype(np.int8)
 
     def predict_at(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
         """(N,) forecasts of every model at one price per SKU, saved to learn and score later.
@@ -290,6 +331,8 @@ def default_decider(
     objective: Objective = "profit",
     lstm: bool = True,
     regressor: RegressorName = "bayes",
+    restock_windows: float = 0.0,
+    salvage: float = 1.0,
 ) -> ModelDecider:
     """River (+ the shipped ONNX LSTM when it loads) behind the ensemble."""
     members: list[DemandModel] = [RiverDemand(regressor)]
@@ -300,7 +343,13 @@ def default_decider(
             members.append(LstmDemand())
         except Exception as exc:  # no model file or no usable onnxruntime: River alone
             log.warning("LSTM unavailable, using River only: %s", exc)
-    return ModelDecider(members=members, objective=objective, max_step=max_step)
+    return ModelDecider(
+        members=members,
+        objective=objective,
+        max_step=max_step,
+        restock_windows=restock_windows,
+        salvage=salvage,
+    )
 
 
 def finite_or_none(values: Mapping[str, float]) -> dict[str, float]:

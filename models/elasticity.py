@@ -128,7 +128,8 @@ class Elasticity:
         """
         p = np.asarray(prices, dtype=np.float64)
         y = np.asarray(units, dtype=np.float64)
-        ok = np.isfinite(y) & (y >= 0) & np.isfinite(p) & (p > 0)
+        left = np.array([math.inf if v.stock is None else v.stock for v in views])
+        ok = np.isfinite(y) & (y >= 0) & np.isfinite(p) & (p > 0) & (y < left)
         if not ok.any():
             return
         vs = [v for v, k in zip(views, ok, strict=True) if k]
@@ -155,6 +156,8 @@ class Elasticity:
         """One IRLS step of the SKU's own likelihood for a label, at its current posterior."""
         if not (math.isfinite(price) and price > 0 and math.isfinite(units) and units >= 0):
             return
+        if view.stock is not None and units >= view.stock:
+            return  # sold out: demand was at least this, a censored label
         mean, _ = self.posterior([view])
         a, e = float(mean[0, 0]), float(mean[0, 1])
         x = float(_x([view], np.array([price]))[0])

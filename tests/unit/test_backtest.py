@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streams.backtest import backtest, run_market
 from streams.settings import Settings
+from streams.simulator import Market
 
 
 def test_policy_run_respects_guardrails_and_is_deterministic() -> None:
@@ -48,3 +49,23 @@ def test_policy_learns_to_beat_static_prices_within_half_a_day() -> None:
         po.profit,
         orc.profit,
     )
+
+
+def test_stock_aware_oracle_sells_the_stock_over_the_run_at_the_best_price() -> None:
+    from dataclasses import replace
+
+    from streams.backtest import oracle_price
+    from streams.simulator import MEAN_QTY, conversion, oracle_price_of
+
+    m = Market(n_skus=30, seed=2, start_ms=0, stocked_fraction=0.0)
+    for t in m.truths.values():
+        free = oracle_price_of(t)
+        assert oracle_price(t, 1440.0) == free
+        units_at_free = t.views_per_min * float(conversion(t, free)) * MEAN_QTY * 1440.0
+        short = replace(t, stock=int(units_at_free / 3))
+        p = oracle_price(short, 1440.0)
+        assert free < p <= t.max_price
+        sold = t.views_per_min * float(conversion(t, p)) * MEAN_QTY * 1440.0
+        assert p == t.max_price or abs(sold / short.stock - 1.0) < 0.01
+        plenty = replace(t, stock=int(units_at_free * 3))
+        assert oracle_price(plenty, 1440.0) == free

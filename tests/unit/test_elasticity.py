@@ -164,3 +164,43 @@ class _NanModel:
 
     def learn(self, views: list[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
         pass
+
+
+def _stock_views(stock: float | None, n: int = 10) -> list[SkuView]:
+    views = []
+    for i in range(n):
+        v = _view(f"S{i}", price=20.0)
+        v.units_ewma, v.windows_seen, v.stock = 2.0, 100, stock
+        v.state["err"] = {"river": 0.1}
+        views.append(v)
+    return views
+
+
+def test_inventory_raises_prices_before_a_sell_out_and_clears_overstock() -> None:
+    bounds = [Bounds(cost=10.0, min_price=10.5, max_price=40.0)] * 10
+    d = _decider()
+    d.elasticity.prior = PooledPrior(mean_e=-2.0, sd_e=0.01)  # optimum 20 = current price
+    d.thompson = 0.0
+    d.level = lambda views: np.full(len(views), 2.0)  # type: ignore[method-assign]
+    assert all(p.price == 20.0 for p in d.propose(_stock_views(5.0), bounds, 0.05))  # stock off
+    d.restock_windows = 100.0  # demand over the horizon at 20: 200 units
+    low = d.propose(_stock_views(50.0), bounds, 0.05)
+    assert all(p.price == pytest.approx(21.0) and "low_stock" in p.reasons for p in low)
+    short = d.propose(_stock_views(150.0), bounds, 0.05)  # 150 < 200: still short
+    assert all(p.price == pytest.approx(21.0) for p in short)
+    enough = d.propose(_stock_views(400.0), bounds, 0.05)
+    assert all(p.price == 20.0 and "hold" in p.reasons for p in enough)  # stock keeps its value
+    d.salvage = 0.5  # left-over units are worth half their cost: clear them
+    over = d.propose(_stock_views(400.0), bounds, 0.05)
+    assert all(p.price == pytest.approx(19.0) and "overstock" in p.reasons for p in over)
+    assert all(p.price == 20.0 for p in d.propose(_stock_views(None), bounds, 0.05))
+
+
+def test_sold_out_windows_do_not_teach_elasticity() -> None:
+    el = Elasticity()
+    v = _view("A")
+    v.stock = 2.0
+    el.learn_local(v, 20.0, 2.0)  # sold what was left: demand may have been higher
+    assert "el" not in v.state
+    el.learn_local(v, 20.0, 1.0)
+    assert "el" in v.state

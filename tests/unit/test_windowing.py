@@ -53,7 +53,9 @@ class Harness:
     def mark(self, ts: int, src: str = "clickstream/0") -> Outputs:
         return self.send(WatermarkEnv(src=src, ts=ts))
 
-    def catalog(self, sku: str, cost: float = 5.0, base: float = 10.0) -> Outputs:
+    def catalog(
+        self, sku: str, cost: float = 5.0, base: float = 10.0, stock: int | None = None
+    ) -> Outputs:
         return self.send(
             CatalogEnv(
                 sku=sku,
@@ -62,7 +64,7 @@ class Harness:
                 min_price=cost * 1.1,
                 max_price=cost * 5,
                 currency="EUR",
-                stock=None,
+                stock=stock,
             )
         )
 
@@ -295,3 +297,31 @@ def test_real_decider_state_after_a_crash_mid_tick_equals_an_uncrashed_run() -> 
     assert all(len(v) == 5 for v in clean[0].values())
     for crash_after in range(0, 10):
         assert run(crash_after) == clean, crash_after
+
+
+class _SeeingDecider(FixedDecider):
+    """Records the stock every decision saw."""
+
+    def __init__(self) -> None:
+        super().__init__(factor=1.0)
+        self.seen: list[float | None] = []
+
+    def propose(self, views: Any, bounds: Any, min_margin: float) -> Any:
+        self.seen.extend(v.stock for v in views)
+        return super().propose(views, bounds, min_margin)
+
+
+def test_decisions_see_catalog_stock_minus_units_sold_since() -> None:
+    d = _SeeingDecider()
+    h = Harness(decider=d)
+    h.catalog("A", stock=10)
+    h.order("A", T0 + 1, qty=3)
+    h.mark(T0 + W + L)
+    h.order("A", T0 + W + 1, qty=4)
+    h.mark(T0 + 2 * W + L)
+    h.catalog("A", stock=50)  # a restock: the catalog's count replaces ours
+    h.order("A", T0 + 2 * W + 1, qty=60)
+    h.mark(T0 + 3 * W + L)
+    h.catalog("B")
+    h.mark(T0 + 4 * W + L)
+    assert d.seen[:3] == [7.0, 3.0, 0.0] and d.seen[-1] is None
