@@ -155,15 +155,6 @@ class ModelDecider:
         cur = np.array([v.price for v in views], dtype=np.float64)[:, None]
         return combine(views, {m.name: m.forecast(views, cur) for m in self.members})[:, 0]
 
-    def price_response(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
-        """(N, K) expected units: the ensemble's level at the current price, moved along the
-        SKU's posterior-mean elasticity (every member forecasts the level; the elasticity —
-        identified by exploration — says how demand moves with price)."""
-        cur = np.array([v.price for v in views], dtype=np.float64)[:, None]
-        e, _ = self.elasticity.elasticity(views)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return np.maximum(self.level(views), 0.0)[:, None] * (prices / cur) ** e[:, None]
-
     def model_versions(self) -> dict[str, str]:
         return {m.name: m.version for m in self.members} | {
             "elasticity": self.elasticity.version,
