@@ -38,6 +38,7 @@ class SkuView:
     last_views: float = 0.0
     windows_seen: int = 0
     history: Sequence[Sequence[float]] = ()  # LSTM feature rows of closed windows, oldest first
+    stock: float | None = None  # units left (catalog stock minus units sold since); None: untracked
     state: dict[str, Any] = field(default_factory=dict)
 
 

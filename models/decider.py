@@ -1,11 +1,13 @@
-"""From forecasts to a proposed price: candidates, ensemble, objective, exploration, reasons.
+"""From forecasts to a proposed price: elasticity, objective, exploration, reasons.
 
-``ModelDecider.propose`` evaluates a grid of candidate prices around each SKU's current price
-with every demand model in one batch per model, combines them (``models.ensemble``), picks the
-candidate that maximises expected profit ``(p - cost) * q(p)`` (or revenue), and sometimes
-explores a neighbouring candidate so that price elasticity stays identifiable. Exploration is
-pseudo-random but deterministic per (SKU, window): a replay makes the same decision, so the
-PriceChange gets the same ``event_id``. The guardrails run after this and have the last word.
+``ModelDecider.propose`` decides every SKU of a tick in one vectorised pass: each SKU's
+elasticity posterior (``models.elasticity``) gives the price that maximises expected profit
+``(p - cost) * q(p)`` (or revenue), drawn by Thompson sampling so that elasticity stays
+identifiable while it is uncertain; the demand models (one batch per model, combined by
+``models.ensemble``) give the demand level, i.e. the forecast at the old and the new price.
+Draws are pseudo-random but deterministic per (SKU, window): a replay makes the same decision,
+so the PriceChange gets the same ``event_id``. The guardrails run after this and have the last
+word.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from models.base import DemandModel, SkuView
 from models.baselines import LastWindow, MovingAverage
+from models.elasticity import Elasticity
 from models.ensemble import combine, update_errors
 from models.guardrails import Bounds
 from models.river_model import RegressorName, RiverDemand
@@ -29,6 +33,7 @@ from models.river_model import RegressorName, RiverDemand
 log = logging.getLogger(__name__)
 Objective = Literal["profit", "revenue"]
 ENSEMBLE = "ensemble"
+_ELASTICITY = "_elasticity"  # key of the pooled elasticity prior in the snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +52,6 @@ class Proposal:
 def _unit_random(sku: str, window_start: int, salt: str = "") -> float:
     h = hashlib.blake2b(f"{sku}|{window_start}|{salt}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "big") / 2**64
-
-
-def grid_elasticity(prices: np.ndarray, units: np.ndarray) -> float:
-    """Least-squares slope of log units on log price over a candidate grid (nan if undefined)."""
-    ok = np.isfinite(units) & (units > 0) & (prices > 0)
-    if ok.sum() < 2:
-        return math.nan
-    lp, lq = np.log(prices[ok]), np.log(units[ok])
-    var = float(((lp - lp.mean()) ** 2).sum())
-    return float(((lp - lp.mean()) * (lq - lq.mean())).sum() / var) if var > 0 else math.nan
 
 
 class Decider(Protocol):
@@ -84,26 +79,68 @@ class Decider(Protocol):
     def restore(self, blob: str) -> None: ...
 
 
+def _unit_normals(views: Sequence[SkuView], salt: str, hold_ms: int) -> np.ndarray:
+    """(N,) standard normal draws, deterministic per SKU and ``hold_ms`` period of the window
+    start: a replay decides the same."""
+    nd = NormalDist()
+    u = [_unit_random(v.sku, v.next_window_start // hold_ms, salt) for v in views]
+    return np.array([nd.inv_cdf(min(max(x, 1e-12), 1 - 1e-12)) for x in u])
+
+
+def optimal_price(
+    e: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray, objective: Objective
+) -> np.ndarray:
+    """Price maximising ``(p - cost) * p**e`` (profit) or ``p**(1 + e)`` (revenue) on [lo, hi].
+
+    For constant elasticity ``e < -1`` the profit optimum is the markup rule ``cost * e/(e+1)``;
+    for ``e >= -1`` demand is too inelastic for an interior optimum and the ceiling wins.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if objective == "profit":
+            p = np.where(e < -1.0 - 1e-6, cost * e / (e + 1.0), np.inf)
+        else:
+            p = np.where(e < -1.0, -np.inf, np.inf)
+    return np.minimum(np.maximum(p, lo), np.maximum(hi, lo))
+
+
+def objective_ratio(
+    p: np.ndarray, cur: np.ndarray, e: np.ndarray, cost: np.ndarray, objective: Objective
+) -> np.ndarray:
+    """Expected objective at ``p`` ÷ at ``cur`` under elasticity ``e`` (the level cancels)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = (p / cur) ** e
+        if objective == "profit":
+            return np.where(cur > cost, r * (p - cost) / (cur - cost), np.inf)
+        return r * p / cur
+
+
 @dataclass
 class ModelDecider:
-    """Demand models + ensemble + objective + exploration."""
+    """Demand models (level) + per-SKU elasticity posterior + objective + exploration.
+
+    The price is chosen from the elasticity, not from a grid: with constant elasticity ``e`` the
+    expected profit ``(p - c)·q(p)`` peaks at ``c·e/(e+1)`` whatever the demand level, so the
+    policy moves toward that price, at most ``max_step`` per decision. Exploration is Thompson
+    sampling: ``e`` is drawn from the SKU's posterior (deterministically per SKU and window), so
+    a SKU explores while its elasticity is uncertain and settles as the posterior narrows. The
+    demand models give the level (forecast at the old and the new price, reason codes).
+    """
 
     members: Sequence[DemandModel]
     objective: Objective = "profit"
     max_step: float = 0.05
-    n_candidates: int = 7
-    explore_floor: float = 0.05
-    explore_steps: int = 2  # how many grid steps an exploration moves (measured: 2 > 1)
-    min_gain: float = 0.02  # hold unless the best candidate beats the current price by 2%
-    explore_decay_windows: float = 60.0
+    # hold unless the move gains this fraction of expected profit (under the drawn elasticity):
+    # near the optimum, moves of a few tenths of a percent earn nothing and churn prices
+    min_gain: float = 0.002
+    thompson: float = 1.0  # scale of the posterior draw (0: certainty equivalence)
+    # one posterior draw per SKU per hour of event time instead of one per decision: as much
+    # profit with a fifth to a tenth of the price changes (measured, see the commit history)
+    thompson_hold_ms: int = 3_600_000
+    restock_windows: float = 0.0  # stock must cover this many windows of demand; 0: ignore stock
+    salvage: float = 1.0  # worth of a unit left over after restock_windows, fraction of cost
+    elasticity: Elasticity = field(default_factory=Elasticity)
     baselines: Sequence[DemandModel] = (LastWindow(), MovingAverage())
-    version: str = "model-v1"
-
-    def candidates(self, views: Sequence[SkuView]) -> np.ndarray:
-        """(N, K) prices: log-spaced within ±max_step of the current price, current in the middle."""
-        steps = np.linspace(-self.max_step, self.max_step, self.n_candidates)
-        cur = np.array([v.price for v in views], dtype=np.float64)
-        return cur[:, None] * np.exp(np.log1p(steps))[None, :]
+    version: str = "model-v2"
 
     def forecasts(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
         """Every member's and baseline's forecast, plus the ensemble of the members."""
@@ -113,91 +150,123 @@ class ModelDecider:
             out[b.name] = b.forecast(views, prices)
         return out
 
-    def price_response(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
-        """(N, K) expected units: the ensemble's level at the current price, moved along River's
-        learned price response (the architecture's split: every member forecasts the level,
-        River's elasticity — identified by exploration — says how demand moves with price)."""
-        river = next((m for m in self.members if isinstance(m, RiverDemand)), None)
-        if river is None:
-            return self.forecasts(views, prices)[ENSEMBLE]
+    def level(self, views: Sequence[SkuView]) -> np.ndarray:
+        """(N,) the ensemble's forecast at the price in force."""
         cur = np.array([v.price for v in views], dtype=np.float64)[:, None]
-        level = combine(views, {m.name: m.forecast(views, cur) for m in self.members})[:, 0]
-        slope = river.price_slope(views)
-        d = np.log(prices / cur)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return np.expm1(np.log1p(np.maximum(level, 0.0))[:, None] + slope[:, None] * d)
+        return combine(views, {m.name: m.forecast(views, cur) for m in self.members})[:, 0]
 
     def model_versions(self) -> dict[str, str]:
-        return {m.name: m.version for m in self.members} | {"decider": self.version}
+        return {m.name: m.version for m in self.members} | {
+            "elasticity": self.elasticity.version,
+            "decider": self.version,
+        }
 
     def propose(
         self, views: Sequence[SkuView], bounds: Sequence[Bounds], min_margin: float
     ) -> list[Proposal]:
         if not views:
             return []
-        prices = self.candidates(views)
-        q = self.price_response(views, prices)
+        cur = np.array([v.price for v in views], dtype=np.float64)
+        cost = np.array([b.cost for b in bounds], dtype=np.float64)
+        lo = np.array([b.floor(min_margin) for b in bounds], dtype=np.float64)
+        hi = np.array([b.max_price for b in bounds], dtype=np.float64)
+        e_mean, e_sd = self.elasticity.elasticity(views)
+        e_draw = e_mean
+        if self.thompson > 0:
+            z = _unit_normals(views, "ts", max(1, self.thompson_hold_ms))
+            e_draw = e_mean + self.thompson * e_sd * z
+        target = optimal_price(e_draw, cost, lo, hi, self.objective)
+        exploit = optimal_price(e_mean, cost, lo, hi, self.objective)
+        level = self.level(views)
+        stock_move = np.zeros(len(views), dtype=np.int8)
+        if self.restock_windows > 0:
+            target, stock_move = self._cover_stock(views, target, e_draw, level, cost, lo, hi)
+        down, up = cur * (1.0 - self.max_step), cur * (1.0 + self.max_step)
+        price = np.clip(target, down, up)
+        explored = np.sign(np.clip(exploit, down, up) - cur) != np.sign(price - cur)
+        gain = objective_ratio(price, cur, e_draw, cost, self.objective) - 1.0
+        hold = ~(gain > max(self.min_gain, 1e-9)) & (stock_move == 0)
+        price = np.where(hold, cur, price)
+        explored &= ~hold & (stock_move == 0)
+        ok = np.isfinite(e_mean) & np.isfinite(price) & np.isfinite(level)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            q_new = np.maximum(level, 0.0) * (price / cur) ** e_mean
         versions = self.model_versions()
-        mid = self.n_candidates // 2
         out = []
-        for i, (v, bd) in enumerate(zip(views, bounds, strict=True)):
-            p, qi = prices[i], q[i]
-            if not np.isfinite(qi).any():
+        for i, v in enumerate(views):
+            if not ok[i]:
                 out.append(
                     Proposal(
                         math.nan, ("model_unavailable",), math.nan, math.nan, math.nan, versions
                     )
                 )
                 continue
-            margin = p - bd.cost if self.objective == "profit" else p
-            value = np.where(np.isfinite(qi), margin * qi, -np.inf)
-            inside = (p >= bd.floor(min_margin) - 1e-9) & (p <= bd.max_price + 1e-9)
-            if inside.any():
-                value = np.where(inside, value, -np.inf)
-            best = int(np.argmax(value))
-            if value[best] - value[mid] <= max(self.min_gain, 1e-9) * max(1e-9, abs(value[mid])):
-                best = mid  # no (significant) expected gain: hold
+            e = float(e_mean[i])
             reasons: list[str] = []
-            explored = False
-            eps = max(self.explore_floor, 1.0 / (1.0 + v.windows_seen / self.explore_decay_windows))
-            if _unit_random(v.sku, v.next_window_start) < eps:
-                step = (
-                    self.explore_steps
-                    if _unit_random(v.sku, v.next_window_start, "dir") < 0.5
-                    else -self.explore_steps
-                )
-                k = min(max(best + step, 0), self.n_candidates - 1)
-                if k != best and np.isfinite(value[k]):
-                    best, explored = k, True
-                    reasons.append("exploration")
-            e = grid_elasticity(p, qi)
-            if best != mid and not explored:
+            if stock_move[i] > 0:
+                reasons.append("low_stock")
+            elif stock_move[i] < 0:
+                reasons.append("overstock")
+            elif explored[i]:
+                reasons.append("exploration")
+            elif not hold[i]:
                 reasons.append("profit_opt" if self.objective == "profit" else "revenue_opt")
-            if math.isfinite(e):
-                if -1.0 < e <= 0.0 or e > 0:
-                    reasons.append("elasticity_low")
-                elif e < -3.0:
-                    reasons.append("elasticity_high")
-            q_now = qi[mid]
-            if math.isfinite(q_now) and v.windows_seen >= 3:
+            if -1.0 < e:
+                reasons.append("elasticity_low")
+            elif e < -3.0:
+                reasons.append("elasticity_high")
+            q_now = float(level[i])
+            if v.windows_seen >= 3:
                 if q_now > 1.25 * v.units_ewma + 0.5:
                     reasons.append("demand_up")
                 elif q_now < 0.75 * v.units_ewma - 0.5:
                     reasons.append("demand_down")
-            if best == mid:
+            if hold[i]:
                 reasons.append("hold")
             out.append(
                 Proposal(
-                    price=float(p[best]),
+                    price=float(price[i]),
                     reasons=tuple(reasons),
-                    forecast_at_old=float(q_now) if math.isfinite(q_now) else math.nan,
-                    forecast_at_new=float(qi[best]),
+                    forecast_at_old=q_now,
+                    forecast_at_new=float(q_new[i]),
                     elasticity=e,
                     model_versions=versions,
-                    explored=explored,
+                    explored=bool(explored[i]),
                 )
             )
         return out
+
+    def _cover_stock(
+        self,
+        views: Sequence[SkuView],
+        target: np.ndarray,
+        e: np.ndarray,
+        level: np.ndarray,
+        cost: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Targets for SKUs with known stock, and +1/-1 where stock raised/lowered them.
+
+        Selling ``stock`` over the next ``restock_windows`` windows at price ``p``: while demand
+        at the profit optimum would sell out sooner, the best price is the one at which expected
+        demand over the horizon equals the stock (``p_cover``); when it would leave stock over,
+        units left are worth only ``salvage * cost``, so the optimum is ``p_cover`` but not below
+        the profit optimum at that lower unit cost. Both cases: ``max(p_cover, p*(salvage·c))``.
+        """
+        stock = np.array([math.nan if v.stock is None else v.stock for v in views])
+        known = np.isfinite(stock) & np.isfinite(e) & (e < 0) & np.isfinite(level) & (level > 0)
+        if not known.any():
+            return target, np.zeros(len(views), dtype=np.int8)
+        cur = np.array([v.price for v in views], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            demand = self.restock_windows * np.where(known, level, 1.0)
+            p_cover = cur * (np.maximum(stock, 0.0) / demand) ** (1.0 / np.where(known, e, -1.0))
+        p_low = optimal_price(e, self.salvage * cost, lo, hi, self.objective)
+        inv = np.minimum(np.maximum(np.maximum(p_cover, p_low), lo), np.maximum(hi, lo))
+        inv = np.where(known & np.isfinite(inv), inv, target)
+        move = np.where(inv > target * (1 + 1e-9), 1, np.where(inv < target * (1 - 1e-9), -1, 0))
+        return inv, move.astype(np.int8)
 
     def predict_at(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
         """(N,) forecasts of every model at one price per SKU, saved to learn and score later.
@@ -218,6 +287,7 @@ class ModelDecider:
                 m.learn_pooled(views, prices, units)
             else:
                 m.learn(views, prices, units)
+        self.elasticity.learn_pooled(views, prices, units)
 
     def learn_local(self, view: SkuView, saved: Mapping[str, Any], units: float) -> None:
         preds = saved.get("pred") or {}
@@ -229,17 +299,21 @@ class ModelDecider:
                     np.array([units]),
                     np.array([preds["_river_z"]]),
                 )
+        self.elasticity.learn_local(view, float(saved["price"]), units)
         update_errors(view, {m.name: preds.get(m.name, math.nan) for m in self.members}, units)
 
     def snapshot(self) -> str | None:
         blobs = {m.name: m.snapshot() for m in self.members if isinstance(m, RiverDemand)}
-        return json.dumps(blobs) if blobs else None
+        blobs[_ELASTICITY] = self.elasticity.snapshot()
+        return json.dumps(blobs)
 
     def restore(self, blob: str) -> None:
         blobs = json.loads(blob)
         for m in self.members:
             if isinstance(m, RiverDemand) and m.name in blobs:
                 m.restore(blobs[m.name])
+        if _ELASTICITY in blobs:
+            self.elasticity.restore(blobs[_ELASTICITY])
 
 
 def default_decider(
@@ -248,6 +322,8 @@ def default_decider(
     objective: Objective = "profit",
     lstm: bool = True,
     regressor: RegressorName = "bayes",
+    restock_windows: float = 0.0,
+    salvage: float = 1.0,
 ) -> ModelDecider:
     """River (+ the shipped ONNX LSTM when it loads) behind the ensemble."""
     members: list[DemandModel] = [RiverDemand(regressor)]
@@ -258,7 +334,13 @@ def default_decider(
             members.append(LstmDemand())
         except Exception as exc:  # no model file or no usable onnxruntime: River alone
             log.warning("LSTM unavailable, using River only: %s", exc)
-    return ModelDecider(members=members, objective=objective, max_step=max_step)
+    return ModelDecider(
+        members=members,
+        objective=objective,
+        max_step=max_step,
+        restock_windows=restock_windows,
+        salvage=salvage,
+    )
 
 
 def finite_or_none(values: Mapping[str, float]) -> dict[str, float]:

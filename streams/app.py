@@ -149,6 +149,8 @@ def create_app(settings: Settings) -> Repricer:
             objective=settings.objective,
             lstm=settings.lstm,
             regressor=settings.river_regressor,
+            restock_windows=settings.restock_s / settings.window_s,
+            salvage=settings.salvage,
         ),
         policy_version=settings.policy_version,
         dedupe=not settings.unsafe_disable_replay_dedup,

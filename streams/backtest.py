@@ -26,7 +26,15 @@ from models.guardrails import Bounds, GuardrailConfig, check_price
 from models.quantiles import count_quantile, dispersion, update_dispersion
 from streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from streams.settings import Settings
-from streams.simulator import MEAN_QTY, QTY_PROBS, QTY_VALUES, Market
+from streams.simulator import (
+    MEAN_QTY,
+    QTY_PROBS,
+    QTY_VALUES,
+    Market,
+    Objective,
+    SkuTruth,
+    oracle_price_of,
+)
 from streams.windowing import WindowEngine
 
 DAY_MS = 86_400_000
@@ -83,37 +91,38 @@ def run_market(
     keep_forecasts: bool = False,
     markup: float | None = None,
     extra_members: Sequence[Callable[[], DemandModel]] = (),
+    stocked: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run one pricing over ``days`` simulated days of ``skus`` SKUs; deterministic for a seed.
 
     ``extra_members`` adds demand models to the default decider's ensemble (candidates not yet
     wired into ``default_decider``, measured side by side).
+    ``stocked`` is the share of SKUs with finite stock and no replenishment during the run; the
+    oracle prices those to sell their stock at best over the run (:func:`oracle_price`).
     """
     t_start = time.monotonic()
-    # no stock-outs: the policy is not inventory-aware yet and the oracle ignores stock, so
-    # stocked SKUs selling out would make the comparison meaningless
     market = Market(
         n_skus=skus,
         seed=seed,
         start_ms=start_ms,
         initial_markup=markup or 1.6,
-        stocked_fraction=0.0,
+        stocked_fraction=stocked,
     )
     w_ms = settings.window_ms
     windows = int(days * DAY_MS // w_ms)
     cfg = guardrail_config(settings)
     truths = market.truths
     if pricing == "oracle":
-        for sku in truths:
-            market.apply_price(
-                sku, market.oracle_price(sku, objective=settings.objective), start_ms
-            )
+        for sku, t in truths.items():
+            market.apply_price(sku, oracle_price(t, days * 1440, settings.objective), start_ms)
     decider = default_decider(
         max_step=settings.max_step,
         objective=settings.objective,
         lstm=lstm,
         regressor=settings.river_regressor,
+        restock_windows=settings.restock_s / settings.window_s,
+        salvage=settings.salvage,
     )
     if extra_members:
         decider = replace(decider, members=[*decider.members, *(f() for f in extra_members)])
@@ -220,6 +229,22 @@ def run_market(
     return res
 
 
+def oracle_price(truth: SkuTruth, minutes: float, objective: Objective = "profit") -> float:
+    """The best fixed price of a SKU over ``minutes``, knowing its hidden demand and stock.
+
+    Unlimited stock: the simulator's exact optimum. Finite stock without replenishment: never
+    below the price at which expected demand over the run equals the stock (selling out early
+    at a lower price earns less; unsold units cost nothing here), i.e. ``max(p*, p_cover)``.
+    """
+    p = oracle_price_of(truth, objective)
+    if truth.stock is None:
+        return p
+    per_min = truth.views_per_min * truth.conversion_at_base * MEAN_QTY  # at base, season 1
+    need = max(truth.stock, 0.5) / max(per_min * minutes, 1e-12)
+    p_cover = truth.base_price * need ** (1.0 / truth.elasticity)
+    return float(min(max(p, p_cover, truth.min_price), truth.max_price))
+
+
 def backtest(
     *,
     skus: int,
@@ -228,6 +253,7 @@ def backtest(
     settings: Settings,
     lstm: bool = True,
     markup: float = 2.0,
+    stocked: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Static vs policy vs oracle on one market and seed; the report ``repricer backtest`` prints."""
@@ -240,6 +266,7 @@ def backtest(
             settings=settings,
             lstm=lstm,
             markup=markup,
+            stocked=stocked,
             progress=progress,
         )
         for p in ("static", "policy", "oracle")
@@ -254,6 +281,8 @@ def backtest(
         "days": days,
         "seed": seed,
         "initial_price_rule": f"cost-plus: cost x {markup:g}",
+        "stocked_fraction": stocked,
+        "restock_s": settings.restock_s,
         "profit": {
             "static": round(st.profit, 2),
             "policy": round(po.profit, 2),

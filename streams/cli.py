@@ -155,13 +155,17 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         if not args.json:
             print(msg, file=sys.stderr, flush=True)
 
+    settings = Settings()
+    if args.restock_days is not None:
+        settings = Settings(restock_s=round(args.restock_days * 86_400))
     report = backtest(
         skus=args.skus,
         days=args.days,
         seed=args.seed,
-        settings=Settings(),
+        settings=settings,
         lstm=not args.no_lstm,
         markup=args.markup,
+        stocked=args.stocked,
         progress=progress,
     )
     print(json.dumps(report, indent=None if args.json else 2))
@@ -290,6 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=2.0,
         help="initial prices: cost x markup, a keystone rule by default (2.0)",
+    )
+    b.add_argument(
+        "--stocked",
+        type=float,
+        default=0.0,
+        help="share of SKUs with finite stock and no replenishment (default 0: none)",
+    )
+    b.add_argument(
+        "--restock-days",
+        type=float,
+        default=None,
+        help="inventory awareness: stock must cover this many days of demand "
+        "(default REPRICER_RESTOCK_S; 0 ignores stock)",
     )
     b.add_argument("--no-lstm", action="store_true", help="River only (faster)")
     b.add_argument("--json", action="store_true", help="one-line JSON report")

@@ -169,7 +169,20 @@ class Settings(BaseSettings):
         ge=0,
         description="At most this many price changes per closed window tick per worker.",
     )
-    policy_version: str = Field("model-v1", description="Recorded in every PriceChange.")
+    policy_version: str = Field("model-v2", description="Recorded in every PriceChange.")
+    restock_s: int = Field(
+        0,
+        ge=0,
+        description="Inventory awareness: price SKUs with known stock so it covers this many "
+        "seconds of demand (raise before selling out, lower to clear overstock); 0 ignores stock.",
+    )
+    salvage: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Worth of a unit still unsold after restock_s, as a fraction of its cost "
+        "(1: stock keeps, so overstock is not cleared below the profit optimum).",
+    )
     lstm: bool = Field(True, description="Score the ONNX LSTM alongside River (ensemble).")
     river_regressor: Literal["bayes", "linear", "pa"] = Field(
         "bayes", description="Pooled River regressor (see `repricer bench forecast`)."

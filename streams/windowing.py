@@ -168,7 +168,7 @@ class WindowEngine:
         lateness_ms: int,
         guardrails: GuardrailConfig,
         decider: Decider | None = None,
-        policy_version: str = "model-v1",
+        policy_version: str = "model-v2",
         rate_limit_per_tick: int = 10_000,
         history_len: int = 23,
         dedupe: bool = True,
@@ -254,6 +254,7 @@ class WindowEngine:
                 "currency": env.currency,
                 "stock": env.stock,
             }
+            st["sold"] = 0  # units sold since this catalog record (its stock is the count then)
             if st["price"] is None:
                 st["price"] = env.base_price
                 st["since"] = pm["wm"] or 0
@@ -472,6 +473,7 @@ class WindowEngine:
             last_views=pend["lv"],
             windows_seen=pend["n"],
             state=st.setdefault("m", {}),
+            stock=_stock_left(st),
         )
 
     def _close_until(
@@ -518,6 +520,7 @@ class WindowEngine:
             )
             op["late"] = 0
             self._score_pending(sku, st, ws, units, out)
+            st["sold"] = st.get("sold", 0) + units
             if cat is not None and self.history_len > 0:
                 hist = st.setdefault("hist", [])
                 row = window_features(units, views, carts, price, cat["base_price"], ws)
@@ -578,6 +581,7 @@ class WindowEngine:
             windows_seen=st["n"],
             history=st.get("hist") or (),
             state=st.setdefault("m", {}),
+            stock=_stock_left(st),
         )
 
     def _decide(
@@ -672,6 +676,11 @@ class WindowEngine:
                 sku=sku, price=g.price, currency=cat["currency"], since=now, version=st["ver"]
             )
         )
+
+
+def _stock_left(st: State) -> float | None:
+    stock = (st["cat"] or {}).get("stock")
+    return None if stock is None else float(max(stock - st.get("sold", 0), 0))
 
 
 def _finite(x: float) -> float:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from models.decider import ModelDecider
 from models.guardrails import GuardrailConfig
+from models.river_model import RiverDemand
 from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
 from streams.testing import FixedDecider
 from streams.windowing import (
@@ -63,7 +65,9 @@ class Harness:
     def mark(self, ts: int, src: str = "clickstream/0") -> Outputs:
         return self.send(WatermarkEnv(src=src, ts=ts))
 
-    def catalog(self, sku: str, cost: float = 5.0, base: float = 10.0) -> Outputs:
+    def catalog(
+        self, sku: str, cost: float = 5.0, base: float = 10.0, stock: int | None = None
+    ) -> Outputs:
         return self.send(
             CatalogEnv(
                 sku=sku,
@@ -72,7 +76,7 @@ class Harness:
                 min_price=cost * 1.1,
                 max_price=cost * 5,
                 currency="EUR",
-                stock=None,
+                stock=stock,
             )
         )
 
@@ -327,3 +331,70 @@ def test_without_dedup_a_duplicate_order_counts_twice() -> None:
     h.order("A", T0 + 1_000, order_id="dup")
     [row] = h.mark(T0 + W + L).sales
     assert row.orders == 2
+
+
+def test_real_decider_state_after_a_crash_mid_tick_equals_an_uncrashed_run() -> None:
+    """Per-SKU elasticity and the pooled prior: each label learned once, whatever the crash."""
+    skus = ["A", "B", "C"]
+
+    def run(crash_after: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        h = Harness(decider=ModelDecider(members=[RiverDemand()]))
+        for s in skus:
+            h.catalog(s)
+        for w in range(4):
+            for i, s in enumerate(skus):
+                for k in range(3 + i):
+                    h.click(s, T0 + w * W + 10 + k)
+                h.order(s, T0 + w * W + 100, qty=1 + (w + i) % 3)
+            h.mark(T0 + (w + 1) * W + L)
+        persisted_meta = json.loads(json.dumps(h.meta))
+        for s in skus:
+            h.order(s, T0 + 4 * W + 1, qty=2)
+        persisted_skus = json.loads(json.dumps(h.skus))
+        mark = WatermarkEnv(src="clickstream/0", ts=T0 + 5 * W + L)
+        budget = [crash_after]
+        table = CrashingDict(persisted_skus, budget)
+        meta = CrashingDict(persisted_meta, budget)
+        opens = CrashingDict(h.opens, budget)
+        try:
+            h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta, opens=opens)
+        except RuntimeError:
+            pass
+        h2 = Harness(decider=ModelDecider(members=[RiverDemand()]))
+        h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
+        h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
+        pooled = json.loads(json.loads(h2.meta["0"]["model"])["_elasticity"])
+        return {s: h2.skus[s]["m"]["el"] for s in skus}, pooled
+
+    clean = run(10_000)
+    assert all(len(v) == 5 for v in clean[0].values())
+    for crash_after in range(0, 10):
+        assert run(crash_after) == clean, crash_after
+
+
+class _SeeingDecider(FixedDecider):
+    """Records the stock every decision saw."""
+
+    def __init__(self) -> None:
+        super().__init__(factor=1.0)
+        self.seen: list[float | None] = []
+
+    def propose(self, views: Any, bounds: Any, min_margin: float) -> Any:
+        self.seen.extend(v.stock for v in views)
+        return super().propose(views, bounds, min_margin)
+
+
+def test_decisions_see_catalog_stock_minus_units_sold_since() -> None:
+    d = _SeeingDecider()
+    h = Harness(decider=d)
+    h.catalog("A", stock=10)
+    h.order("A", T0 + 1, qty=3)
+    h.mark(T0 + W + L)
+    h.order("A", T0 + W + 1, qty=4)
+    h.mark(T0 + 2 * W + L)
+    h.catalog("A", stock=50)  # a restock: the catalog's count replaces ours
+    h.order("A", T0 + 2 * W + 1, qty=60)
+    h.mark(T0 + 3 * W + L)
+    h.catalog("B")
+    h.mark(T0 + 4 * W + L)
+    assert d.seen[:3] == [7.0, 3.0, 0.0] and d.seen[-1] is None

@@ -1,0 +1,176 @@
+"""Per-SKU price elasticity: a Bayesian Poisson regression per SKU with a pooled prior.
+
+Units sold in a window are counts, so the elasticity is learned on the count scale, not on
+``log1p(units)`` (which biases slopes toward zero when counts are small). Per SKU::
+
+    units ~ Poisson(exposure * exp(a + e * log(price / ref_price)))
+
+where ``exposure`` is the product-page traffic expected in the window (the views EWMA saved at
+decision time: traffic does not depend on our price, so it carries the time-of-day level and
+leaves ``a`` — units per view at the reference price — and ``e`` — the elasticity — stationary).
+
+Each SKU keeps the Gaussian (Laplace) approximation of *its own likelihood* in information form,
+five floats in ``SkuView.state["el"]``: the 2x2 precision ``J`` and the vector ``h = J·θ``. One
+iteratively-reweighted-least-squares step per label, linearised at the current posterior mean,
+adds that label's curvature and score (an online Newton / extended-Kalman update). The prior is
+*not* stored per SKU: it is the pooled population prior (mean elasticity and mean level learned
+across all SKUs in ``learn_pooled``), combined with the SKU's likelihood whenever the posterior
+is needed. So a new or slow SKU starts from what all SKUs taught, and improves with the pool.
+
+Learning keeps the engine's exactly-once split: ``learn_pooled`` updates the shared prior and
+the dispersion (snapshotted with the offsets it covers), ``learn_local`` only the SKU's record.
+Everything the decision needs is vectorised over SKUs (2x2 algebra in numpy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from models.base import SkuView
+
+_MAX_ETA = 12.0  # exp(12) ≈ 160k units per window: beyond that the linearisation is meaningless
+_MIN_EXPOSURE = 0.5  # views; a SKU nobody looked at recently still has a finite offset
+
+
+@dataclass
+class PooledPrior:
+    """The shared part: population prior of (level, elasticity) and the count dispersion."""
+
+    mean_a: float = -3.0  # log units per view at the reference price (≈ 5% conversion)
+    mean_e: float = -2.0  # the elasticity a keystone (cost x 2) price is optimal for
+    sd_a: float = 1.5
+    sd_e: float = 0.75
+    dispersion: float = 1.0  # Var(units) ÷ mean (several units per order make it > 1)
+    n: int = 0  # labels the pool has seen
+
+
+def _state(views: Sequence[SkuView]) -> np.ndarray:
+    """(N, 5) per-SKU likelihood in information form: J00, J01, J11, h0, h1."""
+    out = np.zeros((len(views), 5))
+    for i, v in enumerate(views):
+        got = v.state.get("el")
+        if got and len(got) == 5:
+            out[i] = got
+    return out
+
+
+def _x(views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
+    p = np.asarray(prices, dtype=np.float64)
+    ref = np.array([max(v.ref_price, 1e-9) for v in views], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.log(p / ref.reshape((-1,) + (1,) * (p.ndim - 1)))
+    return np.where(np.isfinite(x), x, 0.0)
+
+
+def _offset(views: Sequence[SkuView]) -> np.ndarray:
+    return np.log(np.array([max(v.views_ewma, 0.0) + _MIN_EXPOSURE for v in views]))
+
+
+class Elasticity:
+    """Posterior of each SKU's (level, elasticity); learns from labelled windows."""
+
+    version = "elasticity-poisson-1"
+
+    def __init__(self, *, forget: float = 1.0, prior: PooledPrior | None = None) -> None:
+        self.forget = forget
+        self.prior = prior or PooledPrior()
+        self.pool_rate = 0.02  # per tick: how fast the pooled prior follows the SKUs
+
+    # -- persistence of the pooled part (the per-SKU part lives in SkuView.state) -------------
+    def snapshot(self) -> str:
+        return json.dumps(asdict(self.prior))
+
+    def restore(self, blob: str) -> None:
+        self.prior = PooledPrior(**json.loads(blob))
+
+    # -- posterior -----------------------------------------------------------------------------
+    def posterior(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) posterior means of (a, e) and (N, 3) covariances (Saa, Sae, See)."""
+        s = _state(views)
+        pa, pe = 1.0 / self.prior.sd_a**2, 1.0 / self.prior.sd_e**2
+        j00, j01, j11 = s[:, 0] + pa, s[:, 1], s[:, 2] + pe
+        h0 = s[:, 3] + pa * self.prior.mean_a
+        h1 = s[:, 4] + pe * self.prior.mean_e
+        det = j00 * j11 - j01 * j01
+        mean = np.stack([(j11 * h0 - j01 * h1) / det, (j00 * h1 - j01 * h0) / det], axis=1)
+        cov = np.stack([j11 / det, -j01 / det, j00 / det], axis=1)
+        return mean, cov
+
+    def elasticity(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) posterior mean and standard deviation of each SKU's elasticity."""
+        mean, cov = self.posterior(views)
+        return mean[:, 1], np.sqrt(np.maximum(cov[:, 2], 0.0))
+
+    def expected_units(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
+        """Posterior-mean units at ``prices`` ((N,) or (N, K)) given the saved traffic."""
+        mean, _ = self.posterior(views)
+        p = np.asarray(prices, dtype=np.float64)
+        shape = (len(views),) + (1,) * (p.ndim - 1)
+        eta = (
+            _offset(views).reshape(shape)
+            + mean[:, 0].reshape(shape)
+            + mean[:, 1].reshape(shape) * _x(views, p)
+        )
+        return np.exp(np.clip(eta, -50.0, _MAX_ETA))
+
+    # -- learning --------------------------------------------------------------------------
+    def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        """Move the shared prior toward the SKUs' estimates; track the count dispersion.
+
+        The prior means follow the average of the SKUs' posterior means, each weighted by how
+        much the SKU's own data speaks (0: prior only, 1: data only), so SKUs without data do
+        not vote for the prior they were given.
+        """
+        p = np.asarray(prices, dtype=np.float64)
+        y = np.asarray(units, dtype=np.float64)
+        left = np.array([math.inf if v.stock is None else v.stock for v in views])
+        ok = np.isfinite(y) & (y >= 0) & np.isfinite(p) & (p > 0) & (y < left)
+        if not ok.any():
+            return
+        vs = [v for v, k in zip(views, ok, strict=True) if k]
+        p, y = p[ok], y[ok]
+        mean, _ = self.posterior(vs)
+        s = _state(vs)
+        pr = self.prior
+        w_a = s[:, 0] / (s[:, 0] + 1.0 / pr.sd_a**2)
+        w_e = s[:, 2] / (s[:, 2] + 1.0 / pr.sd_e**2)
+        if w_a.sum() > 1e-9:
+            target = float((w_a * mean[:, 0]).sum() / w_a.sum())
+            pr.mean_a += self.pool_rate * float(w_a.mean()) * (target - pr.mean_a)
+        if w_e.sum() > 1e-9:
+            target = float((w_e * mean[:, 1]).sum() / w_e.sum())
+            pr.mean_e += self.pool_rate * float(w_e.mean()) * (target - pr.mean_e)
+        lam = self.expected_units(vs, p)
+        big = lam > 0.5  # Pearson residuals of tiny means are mostly noise
+        if big.any():
+            pearson = float(np.mean((y[big] - lam[big]) ** 2 / lam[big]))
+            pr.dispersion += self.pool_rate * (min(max(pearson, 0.5), 5.0) - pr.dispersion)
+        pr.n += int(ok.sum())
+
+    def learn_local(self, view: SkuView, price: float, units: float) -> None:
+        """One IRLS step of the SKU's own likelihood for a label, at its current posterior."""
+        if not (math.isfinite(price) and price > 0 and math.isfinite(units) and units >= 0):
+            return
+        if view.stock is not None and units >= view.stock:
+            return  # sold out: demand was at least this, a censored label
+        mean, _ = self.posterior([view])
+        a, e = float(mean[0, 0]), float(mean[0, 1])
+        x = float(_x([view], np.array([price]))[0])
+        off = float(_offset([view])[0])
+        lam = math.exp(min(off + a + e * x, _MAX_ETA))
+        phi = max(self.prior.dispersion, 1e-3)
+        # curvature and score of this label at (a, e); h gains H·θ + g (information form)
+        w = lam / phi
+        g0, g1 = (units - lam) / phi, (units - lam) * x / phi
+        s = _state([view])[0] * self.forget
+        s[0] += w
+        s[1] += w * x
+        s[2] += w * x * x
+        s[3] += w * (a + e * x) + g0
+        s[4] += w * (a + e * x) * x + g1
+        view.state["el"] = [float(f"{v:.8g}") for v in s]
