@@ -144,6 +144,8 @@ def register(rp: Repricer) -> None:
             while not self.should_stop:
                 batch = await c.getmany(timeout_ms=200, max_records=s.ingest_batch_events)
                 if batch:
+                    if not rp.stats.first_read_at:
+                        rp.stats.first_read_at = time.time()
                     await self._forward(c, batch)
 
         async def _forward(self, c: AIOKafkaConsumer, batch: dict[TopicPartition, list]) -> None:

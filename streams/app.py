@@ -32,7 +32,8 @@ class Stats:
     ingested: Counter[str] = field(default_factory=Counter)
     dlq: Counter[str] = field(default_factory=Counter)
     events_folded: int = 0  # orders and clicks folded into windows by the window agent
-    first_fold_at: float = 0.0  # wall time of the first fold since start (for throughput)
+    first_read_at: float = 0.0  # wall time ingest first got records since start (throughput)
+    first_fold_at: float = 0.0  # wall time of the first fold since start
     last_fold_at: float = 0.0  # wall time of the latest fold
     windows_closed: int = 0
     labels: int = 0
@@ -56,6 +57,7 @@ class Stats:
             "events_processed": sum(self.ingested.values()),
             "dlq": dict(self.dlq),
             "events_folded": self.events_folded,
+            "first_read_at": self.first_read_at,
             "first_fold_at": self.first_fold_at,
             "last_fold_at": self.last_fold_at,
             "windows_closed": self.windows_closed,

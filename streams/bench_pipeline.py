@@ -200,7 +200,9 @@ def _run_pipeline_ingest(tmp: Path, broker_url: str, topic: str, n: int, i: int)
         last = worker.wait_until(lambda st: st.get("events_folded", 0) >= n, timeout=180)
     finally:
         worker.stop()
-    return float(last["events_folded"]) / max(1e-6, last["last_fold_at"] - last["first_fold_at"])
+    # from the moment ingest got its first records (decode and forward of the first batch
+    # included) to the N-th event folded into its window
+    return float(last["events_folded"]) / max(1e-6, last["last_fold_at"] - last["first_read_at"])
 
 
 def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
@@ -245,8 +247,8 @@ def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "ingest_note": (
             "pipeline = `repricer worker` (event loop "
             f"{Settings().event_loop}, chdb sink) rate of stats events_folded (decoded, "
-            "repartitioned and folded into windows), timed by the worker from its first fold "
-            "to the N-th; "
+            "repartitioned and folded into windows), timed by the worker from ingest's first "
+            "records to the N-th event folded; "
             "count-only = faust.Record JSON agent on the default asyncio loop, timed from its "
             "first event to the N-th; same pre-produced topic, fresh consumer groups, one broker "
             "(Tansu, memory storage) on this machine"
