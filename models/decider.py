@@ -300,7 +300,12 @@ class ModelDecider:
                     np.array([preds["_river_z"]]),
                 )
         self.elasticity.learn_local(view, float(saved["price"]), units)
-        update_errors(view, {m.name: preds.get(m.name, math.nan) for m in self.members}, units)
+        update_errors(
+            view,
+            {m.name: preds.get(m.name, math.nan) for m in self.members},
+            units,
+            preds.get(ENSEMBLE),
+        )
 
     def snapshot(self) -> str | None:
         blobs = {m.name: m.snapshot() for m in self.members if isinstance(m, RiverDemand)}

@@ -61,16 +61,21 @@ def combine(views: Sequence[SkuView], forecasts: Mapping[str, np.ndarray]) -> np
     return out
 
 
-def update_errors(v: SkuView, predicted: Mapping[str, float], actual: float) -> None:
+def update_errors(
+    v: SkuView, predicted: Mapping[str, float], actual: float, ensemble: float | None = None
+) -> None:
     """Fold one labelled window into the SKU's per-member discounted losses (in ``v.state``).
 
     A member without a finite forecast for the window is charged the worst loss of the others,
-    so skipping windows never makes a member look better.
+    so skipping windows never makes a member look better. ``ensemble`` is the combined forecast
+    recorded for the window, if any (saves recombining it).
     """
     # the ensemble's own forecast of this window: the weights have not moved since it was made
     # (this is their only writer), so combining the members' forecasts again reproduces it
     names = list(predicted)
-    if names:
+    if ensemble is not None and np.isfinite(ensemble):
+        update_dispersion(v.state, DISP_KEY, float(ensemble), actual)
+    elif names:
         vals = np.array([[float(predicted[n])] for n in names], dtype=np.float64)[:, None, :]
         ens = combine([v], {n: vals[i] for i, n in enumerate(names)})[0, 0]
         update_dispersion(v.state, DISP_KEY, float(ens), actual)
