@@ -24,7 +24,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
-from infra.kafka_client import aiokafka_config
 from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejection, decode, encode
 from schemas.decode import excerpt
 from schemas.events import ts_ms
@@ -93,7 +92,7 @@ def dead_letter(rej: Rejection, message: Any, value: bytes | None) -> DeadLetter
 
 
 def register(rp: Repricer) -> None:
-    from agents.sink import LogRebalance
+    from agents.sink import start_group_consumer
 
     s, t = rp.settings, rp.topics
     partitions = s.partitions
@@ -120,18 +119,7 @@ def register(rp: Repricer) -> None:
 
         async def on_start(self) -> None:
             await t["sku_events"].maybe_declare()
-            self.consumer = AIOKafkaConsumer(
-                group_id=f"{s.app_id}-ingest",
-                client_id=f"{s.app_id}-ingest",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
-                heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000),
-                **aiokafka_config(s),
-            )
-            await self.consumer.start()
-            self.consumer.subscribe(list(kinds), listener=LogRebalance("ingest"))
-            rp.consumers["ingest"] = self.consumer
+            self.consumer = await start_group_consumer(rp, "ingest", list(kinds))
 
         async def on_stop(self) -> None:
             if self.consumer is not None:

@@ -174,6 +174,25 @@ async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, flush_s: floa
     return batch
 
 
+async def start_group_consumer(rp: Repricer, role: str, topics: list[str]) -> AIOKafkaConsumer:
+    """A started aiokafka consumer in group ``<app_id>-<role>`` that commits only when told to
+    (ingest and sink own their offsets); assignments are logged and it is listed for /metrics."""
+    s = rp.settings
+    consumer = AIOKafkaConsumer(
+        group_id=f"{s.app_id}-{role}",
+        client_id=f"{s.app_id}-{role}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
+        heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000),
+        **aiokafka_config(s),
+    )
+    await consumer.start()
+    consumer.subscribe(topics, listener=LogRebalance(role))
+    rp.consumers[role] = consumer
+    return consumer
+
+
 class LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Log which partitions a consumer group member gets and gives up (operators need it)."""
 
@@ -213,18 +232,7 @@ def register(rp: Repricer) -> None:
                 s.clickhouse_url.get_secret_value(), retry_max_s=s.sink_retry_max_s
             )
             await t["aggregates"].maybe_declare()
-            self.consumer = AIOKafkaConsumer(
-                group_id=f"{s.app_id}-sink",
-                client_id=f"{s.app_id}-sink",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
-                heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000),
-                **aiokafka_config(s),
-            )
-            await self.consumer.start()
-            self.consumer.subscribe(list(to_rows), listener=LogRebalance("sink"))
-            rp.consumers["sink"] = self.consumer
+            self.consumer = await start_group_consumer(rp, "sink", list(to_rows))
 
         async def on_stop(self) -> None:
             if self.consumer is not None:

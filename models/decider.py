@@ -329,6 +329,7 @@ def default_decider(
     regressor: RegressorName = "bayes",
     restock_windows: float = 0.0,
     salvage: float = 1.0,
+    thompson_hold_ms: int = 3_600_000,
 ) -> ModelDecider:
     """River (+ the shipped ONNX LSTM when it loads) behind the ensemble."""
     members: list[DemandModel] = [RiverDemand(regressor)]
@@ -345,6 +346,7 @@ def default_decider(
         max_step=max_step,
         restock_windows=restock_windows,
         salvage=salvage,
+        thompson_hold_ms=thompson_hold_ms,
     )
 
 

@@ -153,6 +153,7 @@ def create_app(settings: Settings) -> Repricer:
             regressor=settings.river_regressor,
             restock_windows=settings.restock_s / settings.window_s,
             salvage=settings.salvage,
+            thompson_hold_ms=settings.thompson_hold_s * 1000,
         ),
         policy_version=settings.policy_version,
         dedupe=not settings.unsafe_disable_replay_dedup,

@@ -123,6 +123,7 @@ def run_market(
         regressor=settings.river_regressor,
         restock_windows=settings.restock_s / settings.window_s,
         salvage=settings.salvage,
+        thompson_hold_ms=settings.thompson_hold_s * 1000,
     )
     if extra_members:
         decider = replace(decider, members=[*decider.members, *(f() for f in extra_members)])

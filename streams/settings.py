@@ -176,6 +176,12 @@ class Settings(BaseSettings):
         description="Inventory awareness: price SKUs with known stock so it covers this many "
         "seconds of demand (raise before selling out, lower to clear overstock); 0 ignores stock.",
     )
+    thompson_hold_s: int = Field(
+        3600,
+        ge=1,
+        description="How long (event time) each SKU keeps one elasticity draw of the Thompson "
+        "sampler before drawing again: shorter explores more, longer changes prices less often.",
+    )
     salvage: float = Field(
         1.0,
         ge=0,

@@ -37,6 +37,7 @@ def test_freeze_stops_price_changes_for_that_sku(broker: TansuBroker, tmp_path: 
         cooldown_s=0,
         min_change=0.0001,
         sink_flush_s=0.2,
+        thompson_hold_s=60,  # a fresh elasticity draw every window: the policy keeps moving B
     )
     ensure_topics(settings)
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
@@ -46,8 +47,8 @@ def test_freeze_stops_price_changes_for_that_sku(broker: TansuBroker, tmp_path: 
     def send_windows(first: int, last: int, *, one_tick_each: bool = False) -> None:
         nonlocal sent
         for w in range(first, last + 1):
-            if one_tick_each and w > first + 1:  # window w-2 closed (by w-1) before w is sent
-                closed = 2 * (w - first - 1)
+            if one_tick_each and w >= 2:  # windows up to w-2 closed (by w-1) before w is sent
+                closed = 2 * (w - 1)
                 worker.wait_until(lambda st, n=closed: st.get("windows_closed", 0) >= n, timeout=60)
             for sku in ("A", "B"):
                 order = {
@@ -92,7 +93,7 @@ def test_freeze_stops_price_changes_for_that_sku(broker: TansuBroker, tmp_path: 
         sent += 1
         worker.wait_until(lambda st: st.get("ingested", {}).get("control", 0) >= 1, timeout=60)
         before = worker.stats()["price_changes"]
-        send_windows(11, 30)
+        send_windows(11, 30, one_tick_each=True)  # and after it: B decided at every close
         stats = worker.wait_until(drained(sent), timeout=120, stable_s=1.0)
         assert stats["price_changes"] > before, "B keeps being repriced"
     finally:
