@@ -2,8 +2,9 @@
 
 Durability order (at-least-once without losing outputs): the engine's table writes are staged;
 its outputs (aggregates, price changes, prices, dead letters) are sent and *acknowledged by the
-broker* first; on a tick, everything earlier is flushed, then the partition record (watermark,
-shared model) is written and flushed, then the SKU records. A crash
+broker* first; on a tick, everything earlier is flushed, then the phase-1 partition record
+(shared model learned, tick under way), then the SKU records, then the final partition record
+(tick done, this offset), each flushed before the next. A crash
 anywhere in between replays the envelope: outputs are re-sent with the same deterministic ids
 (harmless downstream), and state that did not reach its changelog is recomputed — a window is
 never marked closed before its rows are safely in Kafka.
@@ -156,14 +157,26 @@ def register(rp: Repricer) -> None:
             if sent:  # outputs acknowledged before the state that says they happened
                 await asyncio.gather(*sent)
             tick = bool(s_meta.writes and (s_skus.writes or s_opens.writes))
-            if tick:  # everything folded before this tick is durable before the tick is
-                await rp.app.producer.flush()
-            if s_meta.writes:
+            if tick:
+                # everything folded before this tick is durable before the tick is; then the
+                # partition record of phase 1 (shared model learned, tick under way), the SKU
+                # records, and only then the final partition record (tick done, offset): a
+                # crash anywhere replays this envelope and finishes the tick, learning nothing
+                # twice
+                producer = rp.app.producer
+                await producer.flush()
+                if out.tick_meta is not None:
+                    key, phase1 = out.tick_meta
+                    meta[key] = phase1
+                    await producer.flush()
+                s_skus.commit()
+                s_opens.commit()
+                await producer.flush()
                 s_meta.commit()
-                if tick:  # the partition's tick (and shared model) before its SKU records
-                    await rp.app.producer.flush()
-            s_skus.commit()
-            s_opens.commit()
+            else:
+                s_meta.commit()
+                s_skus.commit()
+                s_opens.commit()
             if out.folded:
                 st.last_fold_at = time.time()
                 if not st.events_folded:

@@ -19,6 +19,7 @@ retry, a resend at another offset -- adds nothing the second time.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -70,6 +71,10 @@ class Outputs:
     labels: int = 0
     folded: int = 0  # events folded into open windows
     skipped_replay: bool = False
+    # phase 1 of a tick: the partition record (shared model, learned_upto, closing) that must be
+    # durable before any SKU record of the tick, while the final one (closing done, offset) must
+    # come after them; a caller staging writes publishes this one first (agents/windows.py)
+    tick_meta: tuple[str, State] | None = None
     duplicate_orders: int = 0
 
 
@@ -400,7 +405,8 @@ class WindowEngine:
             elif st["next"] < b:
                 closing.append((sku, st, opens.get(sku) or _new_open()))
         if closing:
-            self._learn_pooled_once(closing, b, pm, partition, meta)
+            if self._learn_pooled_once(closing, b, pm, partition, meta):
+                out.tick_meta = (str(partition), copy.deepcopy(pm))
         deciding: list[tuple[str, State, tuple[int, int, int]]] = []
         for sku, st, op in closing:
             last = self._close_until(sku, st, op, b, out)
@@ -421,8 +427,9 @@ class WindowEngine:
         pm: State,
         partition: int,
         meta: MutableMapping[str, State],
-    ) -> None:
-        """Phase 1 of a tick: the shared (pooled) model learns this tick's labels exactly once.
+    ) -> bool:
+        """Phase 1 of a tick: the shared (pooled) model learns this tick's labels exactly once
+        (returns whether it did: the partition record then has to be made durable first).
 
         Its snapshot and the tick it covers are written to the partition record *before* any SKU
         record of the tick, so a replay after a crash skips it, while SKUs closed before the crash
@@ -434,7 +441,7 @@ class WindowEngine:
                 self.decider.restore(pm["model"])
             self._pooled_upto[partition] = pm.get("learned_upto")
         if (pm.get("learned_upto") or -1) >= b:
-            return
+            return False
         labelled = [
             (st, op, pend) for _, st, op in closing if (pend := st.get("pend")) and pend["ws"] < b
         ]
@@ -452,6 +459,7 @@ class WindowEngine:
         pm["learned_upto"] = b
         self._pooled_upto[partition] = b
         meta[str(partition)] = pm
+        return True
 
     def _units_of(self, op: State, ws: int) -> float:
         w = op["w"].get(str(ws))
