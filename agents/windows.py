@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -24,6 +24,7 @@ from agents.ingest import dead_letter
 from schemas import DeadLetter, Rejection, encode
 from schemas.decode import excerpt
 from streams.envelope import EventEnv, pack, unpack
+from streams.windowing import Outputs
 
 if TYPE_CHECKING:
     from streams.app import Repricer
@@ -93,6 +94,29 @@ def late_letter(late: EventEnv) -> bytes:
     )
 
 
+def durable_steps(
+    out: Outputs, s_meta: Staged, s_skus: Staged, s_opens: Staged, meta: MutableMapping[str, Any]
+) -> list[Callable[[], None]]:
+    """The table writes of one envelope, as steps; on a tick each is flushed before the next.
+
+    A tick: the phase-1 partition record (shared model learned, tick under way), then the SKU
+    records, then the final partition record (tick done, this envelope's offset). A crash
+    anywhere replays the envelope and finishes the tick without learning anything twice.
+    """
+
+    def skus_and_opens() -> None:
+        s_skus.commit()
+        s_opens.commit()
+
+    if not (s_meta.writes and (s_skus.writes or s_opens.writes)):
+        return [s_meta.commit, skus_and_opens]
+    steps: list[Callable[[], None]] = []
+    if out.tick_meta is not None:
+        key, phase1 = out.tick_meta
+        steps.append(lambda: meta.__setitem__(key, phase1))
+    return [*steps, skus_and_opens, s_meta.commit]
+
+
 def register(rp: Repricer) -> None:
     t, st = rp.topics, rp.stats
     skus, meta, opens = rp.tables["skus"], rp.tables["meta"], rp.tables["opens"]
@@ -157,26 +181,13 @@ def register(rp: Repricer) -> None:
             if sent:  # outputs acknowledged before the state that says they happened
                 await asyncio.gather(*sent)
             tick = bool(s_meta.writes and (s_skus.writes or s_opens.writes))
-            if tick:
-                # everything folded before this tick is durable before the tick is; then the
-                # partition record of phase 1 (shared model learned, tick under way), the SKU
-                # records, and only then the final partition record (tick done, offset): a
-                # crash anywhere replays this envelope and finishes the tick, learning nothing
-                # twice
-                producer = rp.app.producer
-                await producer.flush()
-                if out.tick_meta is not None:
-                    key, phase1 = out.tick_meta
-                    meta[key] = phase1
-                    await producer.flush()
-                s_skus.commit()
-                s_opens.commit()
-                await producer.flush()
-                s_meta.commit()
-            else:
-                s_meta.commit()
-                s_skus.commit()
-                s_opens.commit()
+            if tick:  # everything folded before this tick is durable before the tick is
+                await rp.app.producer.flush()
+            steps = durable_steps(out, s_meta, s_skus, s_opens, meta)
+            for i, step in enumerate(steps):
+                step()
+                if tick and i < len(steps) - 1:  # each step durable before the next
+                    await rp.app.producer.flush()
             if out.folded:
                 st.last_fold_at = time.time()
                 if not st.events_folded:

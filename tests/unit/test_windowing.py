@@ -398,3 +398,49 @@ def test_decisions_see_catalog_stock_minus_units_sold_since() -> None:
     h.catalog("B")
     h.mark(T0 + 4 * W + L)
     assert d.seen[:3] == [7.0, 3.0, 0.0] and d.seen[-1] is None
+
+
+def test_the_window_agents_write_order_learns_each_label_once_across_a_crash() -> None:
+    """The agent stages a tick's writes and makes them durable step by step (agents/windows.py):
+    wherever a crash cuts that sequence, replaying the envelope and carrying on learns every
+    label into the shared model exactly once."""
+    from agents.windows import Staged, durable_steps
+
+    def agent_handle(engine: WindowEngine, env: Any, offset: int, *tables: dict) -> None:  # type: ignore[type-arg]
+        skus_t, meta_t, opens_t = tables
+        s_skus, s_meta, s_opens = Staged(skus_t), Staged(meta_t), Staged(opens_t)
+        out = engine.handle(
+            env, partition=0, offset=offset, skus=s_skus, meta=s_meta, opens=s_opens
+        )
+        for step in durable_steps(out, s_meta, s_skus, s_opens, meta_t):
+            step()
+
+    skus = ["A", "B", "C", "D"]
+    for crash_after in range(0, 14):
+        h = Harness()
+        for s in skus:
+            h.catalog(s)
+        for w in range(3):
+            for s in skus:
+                h.order(s, T0 + w * W + 1, qty=w + 1)
+            h.mark(T0 + (w + 1) * W + L)
+        for s in skus:
+            h.order(s, T0 + 3 * W + 1, qty=7)
+        budget = [crash_after]
+        tables = [CrashingDict(t, budget) for t in (h.skus, h.meta, h.opens)]
+        mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
+        try:
+            agent_handle(h.engine, mark, 999, *tables)
+        except RuntimeError:
+            pass
+        # restart on what the changelogs held: the mark again, then the next window's mark
+        h2 = Harness(decider=FixedDecider())
+        durable = [t.persisted for t in tables]
+        agent_handle(h2.engine, mark, 999, *durable)
+        agent_handle(
+            h2.engine, WatermarkEnv(src="clickstream/0", ts=T0 + 5 * W + L), 1000, *durable
+        )
+        decider = FixedDecider()
+        decider.restore(durable[1]["0"]["model"])
+        learned = sorted((s, ws) for s, ws, _ in decider.pooled)
+        assert learned == sorted((s, T0 + w * W) for s in skus for w in (1, 2, 3, 4)), crash_after
