@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WATERMARK_FLUSH_S = 0.2
+FRESH_FETCH_S = 0.5  # an idle partition's "nothing new" must be this much newer than the frontier
 MAX_BATCH_EVENTS = 1000  # events per BatchEnv message (~60 KB)
 
 
@@ -109,6 +111,8 @@ def register(rp: Repricer) -> None:
     last_event: dict[str, float] = {}
     next_offset: dict[str, int] = {}
     inflight: set[str] = set()  # source partitions with a batch being forwarded right now
+    # (newest event time forwarded, wall time it got there): what an idle partition may join
+    frontier_moves: deque[tuple[int, float]] = deque(maxlen=4096)
     event_topics = {s.topic_orders, s.topic_clicks}
 
     @rp.app.service
@@ -218,6 +222,10 @@ def register(rp: Repricer) -> None:
                 forwarded.setdefault(f"{topic}/{p}", 0)
         # source partitions assigned here but silent since (re)start must not hold windows
         # open forever: once nothing is left to read in them, they become idle like any other
+        newest = max(forwarded.values(), default=0)
+        if newest and (not frontier_moves or newest > frontier_moves[-1][0]):
+            frontier_moves.append((newest, time.time()))
+        targets: dict[str, int] = {}
         for tp in consumer.assignment():
             if tp.topic not in event_topics:
                 continue
@@ -227,6 +235,19 @@ def register(rp: Repricer) -> None:
             hw = consumer.highwater(tp)
             if hw is None or src in inflight:  # not fetched yet, or being forwarded: not idle
                 continue
+            # An idle partition joins only the event time forwarded elsewhere *before* its own
+            # latest empty fetch: data produced together with newer events may not have been
+            # fetched here yet (a stale highwater would let it jump past its own new events).
+            polled = consumer.last_poll_timestamp(tp)
+            if polled is None:
+                continue
+            target = next(
+                (ts for ts, at in reversed(frontier_moves) if at + FRESH_FETCH_S <= polled / 1000),
+                0,
+            )
+            if target <= forwarded[src]:
+                continue
+            targets[src] = target
             pos = next_offset.get(src)
             if pos is None:  # nothing read since it was assigned: where reading starts
                 try:
@@ -239,7 +260,9 @@ def register(rp: Repricer) -> None:
                 caught_up.add(src)
             else:
                 last_event[src] = max(last_event.get(src, now), now - s.idle_source_s / 2)
-        moved = advance_idle_sources(forwarded, last_event, now, s.idle_source_s, caught_up)
+        moved = advance_idle_sources(
+            forwarded, last_event, now, s.idle_source_s, caught_up, targets=targets
+        )
         if moved:
             log.info(
                 "idle source partitions %s advanced to event time %s",
