@@ -62,7 +62,7 @@ integration: deps
 	$(VENV)/bin/pytest -q tests/integration
 
 test: deps lint typecheck  ## lint, type-check and the whole test suite (real broker + ClickHouse)
-	$(VENV)/bin/pytest -m "not known_failure"
+	$(VENV)/bin/pytest -m "not known_failure"  # known_failure: reproductions of open bugs
 
 chaos: deps  ## the fault-injection suite, printing each run's figures, incl. known-failing reproductions
 	$(VENV)/bin/pytest -q -s tests/chaos

@@ -100,21 +100,20 @@ def durable_steps(
     """The table writes of one envelope, as steps; on a tick each is flushed before the next.
 
     A tick: the phase-1 partition record (shared model learned, tick under way), then the SKU
-    records, then the final partition record (tick done, this envelope's offset). A crash
+    state records, then their open-window records, then the final partition record (tick done, this envelope's offset). A crash
     anywhere replays the envelope and finishes the tick without learning anything twice.
     """
 
-    def skus_and_opens() -> None:
-        s_skus.commit()
-        s_opens.commit()
-
     if not (s_meta.writes and (s_skus.writes or s_opens.writes)):
-        return [s_meta.commit, skus_and_opens]
+        return [s_meta.commit, s_skus.commit, s_opens.commit]
     steps: list[Callable[[], None]] = []
     if out.tick_meta is not None:
         key, phase1 = out.tick_meta
         steps.append(lambda: meta.__setitem__(key, phase1))
-    return [*steps, skus_and_opens, s_meta.commit]
+    # one table per step: records of different changelog topics are not delivered in order
+    # unless flushed in between, and a SKU's open-window record must never be ahead of its
+    # state record (it would re-emit a closed window without the events folded into it)
+    return [*steps, s_skus.commit, s_opens.commit, s_meta.commit]
 
 
 def register(rp: Repricer) -> None:

@@ -36,10 +36,11 @@ def _kill_run(broker: TansuBroker, url: str, tmp: Path, *, dedupe: bool, seed: i
 def test_kill_9_three_times_loses_and_doubles_nothing(
     broker: TansuBroker, clickhouse_server: ClickHouseServer, tmp_path: Path
 ) -> None:
-    """OPEN BUG (issue "nothing lost"): with seed 21 the window of minute 15 comes out partial
-    (orders and most clicks of that minute missing, none dead-lettered as late) after the third
-    kill -9; passed in some earlier runs, fails reproducibly at the session's last commit. Left
-    out of `make test` until fixed; `make chaos` runs it."""
+    """OPEN BUG. With seed 21 this found an ordering bug (a SKU's open-window record reaching
+    its changelog before its state record re-emitted a closed window without its events; fixed:
+    one table per flushed step). Still flaky after that fix: in 1 of 2 runs the first window
+    (minute 0) of several SKUs came out with zero orders. Left out of `make test` until fixed;
+    `make chaos` runs it."""
     url = clickhouse_server.url(f"chaos_{uuid.uuid4().hex[:8]}")
     r = _kill_run(broker, url, tmp_path, dedupe=True, seed=21).finish()
     print(f"\n[chaos kill -9 x3] {r.summary()}")
@@ -65,8 +66,8 @@ def test_two_workers_one_killed_and_restarted(
 ) -> None:
     """Partitions move to the survivor when one worker dies, and back when it returns.
 
-    OPEN BUG, the same as the kill -9 test's: passed in most runs, but can come out with the
-    window before the kill partial (events lost between ingest and fold, none dead-lettered)."""
+    Passed in 4 of the last 5 runs; it kills a worker too, so until the kill -9 test's open bug
+    is fixed it is left out of `make test` with it (`make chaos` runs it)."""
     url = clickhouse_server.url(f"chaos_two_{uuid.uuid4().hex[:8]}")
     run = FaultRun(broker, url, tmp_path, seed=23, skus=20, partitions=4, workers=2)
     for _ in range(6):
