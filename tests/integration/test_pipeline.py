@@ -301,9 +301,16 @@ def test_pipeline_end_to_end(broker: TansuBroker, sink_url: str, tmp_path: Path)
             producer.send(settings.topic_clicks, value=json.dumps(tick).encode(), partition=p)
         producer.flush()
         sent += settings.partitions
-        stats = worker.wait_until(drained(sent), timeout=120, stable_s=1.5)
         closed_until = T0 + (WINDOWS + 1) * MIN
         exp_sales, exp_clicks = expected_rows(sales, clicks, closed_until)
+        # drained: everything in and written out, *and* the tick's windows closed (ingest is
+        # batched now, so "all events processed" can hold before the tick's close is folded)
+        done = drained(sent)
+        stats = worker.wait_until(
+            lambda st: done(st) and st.get("windows_closed", 0) >= len(exp_sales),
+            timeout=120,
+            stable_s=1.5,
+        )
         assert stats["windows_closed"] == len(exp_sales)
         assert stats["late_events"] == 0
         n_changes = stats["price_changes"]
