@@ -252,20 +252,27 @@ class CrashingDict(dict):  # type: ignore[type-arg]
         self.persisted[key] = json.loads(json.dumps(value))
 
 
+def _tick_pending(skus: list[str]) -> Harness:
+    """Three closed windows of orders for ``skus`` and window 3's orders folded: the next
+    watermark (window 3's close) is a tick that learns labels and decides."""
+    h = Harness()
+    for s in skus:
+        h.catalog(s)
+    for w in range(3):
+        for s in skus:
+            h.order(s, T0 + w * W + 1, qty=w + 1)
+        h.mark(T0 + (w + 1) * W + L)
+    for s in skus:
+        h.order(s, T0 + 3 * W + 1, qty=7)
+    return h
+
+
 def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
     skus = ["A", "B", "C", "D"]
     for crash_after in range(0, 12):
-        h = Harness()
-        for s in skus:
-            h.catalog(s)
-        for w in range(3):
-            for s in skus:
-                h.order(s, T0 + w * W + 1, qty=w + 1)
-            h.mark(T0 + (w + 1) * W + L)
+        h = _tick_pending(skus)
         # the next tick (labels for window 2) crashes after `crash_after` table writes
         persisted_meta = json.loads(json.dumps(h.meta))
-        for s in skus:
-            h.order(s, T0 + 3 * W + 1, qty=7)
         persisted_skus = json.loads(json.dumps(h.skus))
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
         budget = [crash_after]
@@ -423,15 +430,7 @@ def test_the_window_agents_write_order_learns_each_label_once_across_a_crash() -
 
     skus = ["A", "B", "C", "D"]
     for crash_after in range(0, 14):
-        h = Harness()
-        for s in skus:
-            h.catalog(s)
-        for w in range(3):
-            for s in skus:
-                h.order(s, T0 + w * W + 1, qty=w + 1)
-            h.mark(T0 + (w + 1) * W + L)
-        for s in skus:
-            h.order(s, T0 + 3 * W + 1, qty=7)
+        h = _tick_pending(skus)
         budget = [crash_after]
         tables = [CrashingDict(t, budget) for t in (h.skus, h.meta, h.opens)]
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
