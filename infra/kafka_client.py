@@ -17,7 +17,13 @@ from typing import Any
 
 from streams.settings import Settings
 
-__all__ = ["aiokafka_config", "faust_credentials", "kafka_python_config", "ssl_context"]
+__all__ = [
+    "aiokafka_config",
+    "faust_credentials",
+    "kafka_python_config",
+    "producer_batch_bytes",
+    "ssl_context",
+]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -89,6 +95,16 @@ def kafka_python_config(settings: Settings) -> dict[str, Any]:
     kw = aiokafka_config(settings)
     kw["bootstrap_servers"] = settings.bootstrap.split(",")
     return kw
+
+
+def producer_batch_bytes(settings: Settings, default: int = 16384) -> int:
+    """Producer batch size in bytes: ``default``, or 1 (one record per batch: a batch always
+    takes its first record) with ``kafka_single_record_batches`` (see its description).
+
+    For ``AIOKafkaProducer(max_batch_size=...)``, ``KafkaProducer(batch_size=...)`` and Faust's
+    ``producer_max_batch_size``.
+    """
+    return 1 if settings.kafka_single_record_batches else default
 
 
 def faust_credentials(settings: Settings) -> Any:

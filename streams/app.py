@@ -16,9 +16,10 @@ from typing import Any
 
 import faust
 
-from infra.kafka_client import faust_credentials
+from infra.kafka_client import faust_credentials, producer_batch_bytes
 from models.decider import default_decider
 from models.guardrails import GuardrailConfig
+from streams.durable import AckedTable, make_flush_durable
 from streams.settings import Settings
 from streams.windowing import WindowEngine
 
@@ -109,11 +110,13 @@ def create_app(settings: Settings) -> Repricer:
         web_host="127.0.0.1",
         table_standby_replicas=0,
         producer_linger_ms=5,
+        producer_max_batch_size=producer_batch_bytes(settings),
         stream_buffer_maxsize=8192,
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         key_serializer="json",  # table keys (SKUs) round-trip as str; topics here set their own
         value_serializer="json",
+        Table=AckedTable,  # changelog writes the pre-commit flush waits for (streams/durable.py)
     )
 
     def topic(name: str, **kw: Any) -> faust.TopicT:
@@ -136,6 +139,7 @@ def create_app(settings: Settings) -> Repricer:
         "meta": app.Table("partition-state", default=None, partitions=p, key_type=str),
         "opens": app.Table("sku-open", default=None, partitions=p, key_type=str),
     }
+    make_flush_durable(app, tables.values())
     engine = WindowEngine(
         window_ms=settings.window_ms,
         lateness_ms=settings.lateness_ms,

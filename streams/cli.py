@@ -201,14 +201,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from infra.kafka_client import kafka_python_config
+    from infra.kafka_client import kafka_python_config, producer_batch_bytes
     from schemas import ControlCommand, encode
 
     settings = Settings()
     cmd = ControlCommand(
         sku=args.sku, action=args.action, price=args.price, who=args.who, why=args.why
     )
-    producer = KafkaProducer(**kafka_python_config(settings))
+    producer = KafkaProducer(
+        batch_size=producer_batch_bytes(settings), **kafka_python_config(settings)
+    )
     producer.send(settings.topic_control, key=args.sku.encode(), value=encode(cmd))
     producer.flush()
     producer.close()

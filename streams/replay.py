@@ -18,7 +18,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from infra.kafka_client import kafka_python_config
+from infra.kafka_client import kafka_python_config, producer_batch_bytes
 from schemas import Order, Rejection, decode, ts_ms
 from streams.settings import Settings
 
@@ -69,7 +69,9 @@ def replay(path: Path, *, speed: float, settings: Settings) -> dict[str, int]:
     rows, problems = read_orders(path)
     for p in problems[:20]:
         print(p, file=sys.stderr)
-    producer = KafkaProducer(linger_ms=5, **kafka_python_config(settings))
+    producer = KafkaProducer(
+        linger_ms=5, batch_size=producer_batch_bytes(settings), **kafka_python_config(settings)
+    )
     sent = 0
     try:
         for _ts, payload, key in pace(rows, speed):

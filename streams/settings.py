@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr | None = Field(
         None, description="Password of the client key file (never logged)."
     )
+    kafka_single_record_batches: bool = Field(
+        False,
+        description="Produce one record per Kafka record batch (slower). Only for brokers that "
+        "miscount a partition's end offset, like Tansu 0.6.0 (it reports the first offset of the "
+        "last batch + 1): Faust's table recovery stops there, so a restarted worker would restore "
+        "stale state. The fault tests set it; never needed with Apache Kafka.",
+    )
     kafka_session_timeout_s: float = Field(
         30.0,
         gt=0,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from infra.kafka_client import aiokafka_config
+from infra.kafka_client import aiokafka_config, producer_batch_bytes
 from schemas import Order, PriceChange, encode
 from streams.settings import Settings
 from streams.simulator import Market
@@ -78,7 +78,9 @@ async def run_simulation(
     market = Market(n_skus=skus, seed=seed, start_ms=start)
     rep = SimReport(price_paths={s: [(start, market.price(s))] for s in list(market.truths)[:5]})
     conn = aiokafka_config(settings)
-    producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, **conn)
+    producer = AIOKafkaProducer(
+        linger_ms=5, max_batch_size=producer_batch_bytes(settings, 256 * 1024), **conn
+    )
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="latest", **conn)
     await producer.start()
     await consumer.start()
