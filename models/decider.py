@@ -26,7 +26,7 @@ import numpy as np
 from models.base import DemandModel, SkuView
 from models.baselines import LastWindow, MovingAverage
 from models.elasticity import Elasticity
-from models.ensemble import combine, update_errors
+from models.ensemble import combine, update_errors, update_errors_batch
 from models.guardrails import Bounds
 from models.river_model import RegressorName, RiverDemand
 
@@ -59,7 +59,9 @@ class Decider(Protocol):
 
     Learning is split so that each label is learned exactly once across crashes: shared state
     (``learn_pooled``, persisted via ``snapshot``) once per tick and partition; per-SKU state
-    (``learn_local``, in ``SkuView.state``) atomically with the SKU's own record.
+    (``learn_local_batch``, in each ``SkuView.state``) atomically with the SKU's own record: the
+    engine calls it once per tick with that tick's labels (at most one per SKU) before it writes
+    any SKU record of the tick.
     """
 
     def propose(
@@ -72,7 +74,9 @@ class Decider(Protocol):
         self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray
     ) -> None: ...
 
-    def learn_local(self, view: SkuView, saved: Mapping[str, Any], units: float) -> None: ...
+    def learn_local_batch(
+        self, views: Sequence[SkuView], saveds: Sequence[Mapping[str, Any]], units: np.ndarray
+    ) -> None: ...
 
     def snapshot(self) -> str | None: ...
 
@@ -289,7 +293,44 @@ class ModelDecider:
                 m.learn(views, prices, units)
         self.elasticity.learn_pooled(views, prices, units)
 
+    def learn_local_batch(
+        self, views: Sequence[SkuView], saveds: Sequence[Mapping[str, Any]], units: np.ndarray
+    ) -> None:
+        """Learn one label per SKU into each SKU's state, vectorised over the SKUs.
+
+        ``saveds[i]`` is what the decision saved for ``views[i]`` (price and forecasts). The same
+        as :meth:`learn_local` label by label (tests/unit/test_decider_batch.py): no row reads
+        another SKU's state or anything this writes.
+        """
+        n = len(views)
+        if n == 0:
+            return
+        if len({id(v.state) for v in views}) != n:
+            raise ValueError("learn_local_batch takes at most one label per SKU")
+        y = np.asarray(units, dtype=np.float64).reshape(n)
+        preds = [s.get("pred") or {} for s in saveds]
+        prices = np.array([float(s["price"]) for s in saveds], dtype=np.float64)
+        for m in self.members:
+            if isinstance(m, RiverDemand):
+                has = [i for i, p in enumerate(preds) if "_river_z" in p]
+                if has:
+                    m.learn_local(
+                        [views[i] for i in has],
+                        prices[has],
+                        y[has],
+                        np.array([preds[i]["_river_z"] for i in has], dtype=np.float64),
+                    )
+        self.elasticity.learn_local_batch(views, prices, y)
+        nan = math.nan
+        update_errors_batch(
+            views,
+            {m.name: np.array([p.get(m.name, nan) for p in preds]) for m in self.members},
+            y,
+            np.array([p.get(ENSEMBLE, nan) for p in preds], dtype=np.float64),
+        )
+
     def learn_local(self, view: SkuView, saved: Mapping[str, Any], units: float) -> None:
+        """One label of one SKU, learned by each part in turn (the reference for the batch)."""
         preds = saved.get("pred") or {}
         for m in self.members:
             if isinstance(m, RiverDemand) and "_river_z" in preds:

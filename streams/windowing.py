@@ -413,10 +413,21 @@ class WindowEngine:
             if self._learn_pooled_once(closing, b, pm, partition, meta):
                 out.tick_meta = (str(partition), copy.deepcopy(pm))
         deciding: list[tuple[str, State, tuple[int, int, int]]] = []
+        tick = _Tick()
         for sku, st, op in closing:
-            last = self._close_until(sku, st, op, b, out)
+            last = self._close_until(sku, st, op, b, out, tick)
             if st["cat"] is not None:
                 deciding.append((sku, st, last))
+        # phase 2 as arrays: the tick's labels (at most one per SKU) learned in one call, and
+        # the closed windows' LSTM feature rows in one; both only change the SKU records
+        # written below, so a crash before those writes replays the whole of it
+        if tick.labels:
+            self.decider.learn_local_batch(
+                [v for v, _, _ in tick.labels],
+                [pend for _, pend, _ in tick.labels],
+                np.array([u for _, _, u in tick.labels], dtype=np.float64),
+            )
+        self._append_history(tick.rows)
         self._decide(deciding, pm, out)
         # state before open windows: a crash in between leaves stale closed windows in the open
         # record (ignored and pruned), never a closed window that could close twice
@@ -490,9 +501,13 @@ class WindowEngine:
         )
 
     def _close_until(
-        self, sku: str, st: State, op: State, b: int, out: Outputs
+        self, sku: str, st: State, op: State, b: int, out: Outputs, tick: _Tick
     ) -> tuple[int, int, int]:
-        """Emit every window of ``sku`` that starts before ``b``; returns the last (start, units, views)."""
+        """Emit every window of ``sku`` that starts before ``b``; returns the last (start, units, views).
+
+        The label of the SKU's pending forecast and the windows' LSTM feature rows are left in
+        ``tick`` for the caller to learn and append for all SKUs at once.
+        """
         W = self.window_ms
         for k in [k for k in op["w"] if int(k) < st["next"]]:
             del op["w"][k]  # left over from a crash between the two writes of a close
@@ -532,13 +547,11 @@ class WindowEngine:
                 )
             )
             op["late"] = 0
-            self._score_pending(sku, st, ws, units, out)
+            self._score_pending(sku, st, ws, units, out, tick)
             st["sold"] = st.get("sold", 0) + units
             if cat is not None and self.history_len > 0:
                 hist = st.setdefault("hist", [])
-                row = window_features(units, views, carts, price, cat["base_price"], ws)
-                hist.append([round(float(x), 5) for x in row])
-                del hist[: -self.history_len]
+                tick.rows.append((hist, units, views, carts, price, cat["base_price"], ws))
             self._update_averages(st, units, views)
             last = (ws, units, views)
             st["next"] = ws + W
@@ -548,13 +561,15 @@ class WindowEngine:
             del ids[k]  # closed windows forget their order ids
         return last
 
-    def _score_pending(self, sku: str, st: State, ws: int, units: int, out: Outputs) -> None:
-        """Phase 2 for one label: per-SKU learning, model errors, and the forecast rows."""
+    def _score_pending(
+        self, sku: str, st: State, ws: int, units: int, out: Outputs, tick: _Tick
+    ) -> None:
+        """Phase 2 for one label: the forecast rows, and the label queued for per-SKU learning
+        (its view is taken now: stock left is before this window's units)."""
         pend = st.get("pend")
         if not pend or pend["ws"] != ws:
             return
-        view = self._saved_view(st, pend)
-        self.decider.learn_local(view, pend, float(units))
+        tick.labels.append((self._saved_view(st, pend), pend, float(units)))
         st["labels"] = int(st.get("labels", 0)) + 1  # labels learned, ever (fault-test audit)
         for model, predicted in pend["pred"].items():
             if not model.startswith("_"):
@@ -569,6 +584,24 @@ class WindowEngine:
                 )
         out.labels += 1
         st["pend"] = None
+
+    def _append_history(self, rows: list[_HistRow]) -> None:
+        """Append each closed window's LSTM feature row to its SKU's history, in close order."""
+        if not rows:
+            return
+        cols = np.array([r[1:6] for r in rows], dtype=np.float64)
+        feats = window_features(
+            cols[:, 0],
+            cols[:, 1],
+            cols[:, 2],
+            cols[:, 3],
+            cols[:, 4],
+            np.array([r[6] for r in rows], dtype=np.int64),
+        )
+        for r, row in zip(rows, feats.astype(np.float64).tolist(), strict=True):
+            hist = r[0]
+            hist.append([round(x, 5) for x in row])
+            del hist[: -self.history_len]
 
     @staticmethod
     def _update_averages(st: State, units: int, views: int) -> None:
@@ -689,6 +722,18 @@ class WindowEngine:
                 sku=sku, price=g.price, currency=cat["currency"], since=now, version=st["ver"]
             )
         )
+
+
+# a closed window's LSTM inputs: (its SKU's history, units, views, carts, price, base price, start)
+_HistRow = tuple[list[list[float]], int, int, int, float, float, int]
+
+
+@dataclass
+class _Tick:
+    """What a tick's windows leave to be done for all SKUs at once after closing them."""
+
+    labels: list[tuple[SkuView, dict[str, Any], float]] = field(default_factory=list)
+    rows: list[_HistRow] = field(default_factory=list)
 
 
 def _stock_left(st: State) -> float | None:
