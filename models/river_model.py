@@ -66,6 +66,18 @@ def _rls(views: Sequence[SkuView]) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(len(views), 5)
 
 
+_POOLED_FEATURES = (*CONTEXT_FEATURES, "log_price_change")
+
+
+def _frames(x: np.ndarray, y: list[float]) -> tuple[Any, Any] | None:
+    """The pooled rows as a pandas DataFrame and Series (River's batch input), or None."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas comes with chdb
+        return None
+    return pd.DataFrame(x, columns=list(_POOLED_FEATURES)), pd.Series(y, dtype=np.float64)
+
+
 class RiverDemand:
     """Pooled River regressor + per-SKU RLS correction, as a :class:`DemandModel`."""
 
@@ -147,14 +159,31 @@ class RiverDemand:
     # -- learning --------------------------------------------------------------------------
     def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
         lpr = log_price_change(np.asarray(prices, dtype=np.float64), views)
-        ctx = context_matrix(views).tolist()
-        for row, r, y in zip(ctx, lpr.tolist(), np.asarray(units).tolist(), strict=True):
-            if not (math.isfinite(r) and math.isfinite(y) and y >= 0):
-                continue
-            x = dict(zip(CONTEXT_FEATURES, row, strict=True))
-            x["log_price_change"] = r
-            self.pooled.learn_one(x, math.log1p(float(y)) - PRIOR_SLOPE * float(r))
-            self.n_learned += 1
+        y = np.asarray(units, dtype=np.float64).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(lpr) & np.isfinite(y) & (y >= 0)
+        idx = np.flatnonzero(ok).tolist()
+        if not idx:
+            return
+        x = np.column_stack([context_matrix([views[i] for i in idx]), lpr[idx]])
+        target = [
+            math.log1p(u) - PRIOR_SLOPE * r
+            for u, r in zip(y[idx].tolist(), lpr[idx].tolist(), strict=True)
+        ]
+        reg = self.pooled
+        batch = (
+            _frames(x, target)
+            if isinstance(reg, linear_model.BayesianLinearRegression) and hasattr(reg, "learn_many")
+            else None
+        )
+        if batch is not None:
+            # River's closed form of the batch (row k weighted by its smoothing s^(N-1-k)): the
+            # posterior of learn_one row by row, without a 9x9 inverse per row
+            reg.learn_many(*batch)
+        else:
+            for row, t in zip(x.tolist(), target, strict=True):
+                self.pooled.learn_one(dict(zip(_POOLED_FEATURES, row, strict=True)), t)
+        self.n_learned += len(idx)
 
     def learn_local(
         self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray, pooled_z: np.ndarray

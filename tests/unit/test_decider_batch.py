@@ -222,3 +222,25 @@ def test_pooled_prediction_equals_river_predict_one() -> None:
         slope = m.pooled.predict_one(x) - z0 + PRIOR_SLOPE
         want = z0 + slope * np.log(prices[i] / v.price)
         np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-12)
+
+
+def test_pooled_model_learns_a_batch_as_row_by_row() -> None:
+    """The pooled regressor learns a tick's labels in River's closed form (learn_many); the
+    posterior is the one learn_one reaches row by row."""
+    views = _views(400, seed=11)
+    prices = np.array([v.price * (1.0 + 0.05 * ((i % 3) - 1)) for i, v in enumerate(views)])
+    units = (np.arange(400) % 7).astype(np.float64)
+    units[5] = math.nan  # skipped by both
+    batch, loop = RiverDemand(), RiverDemand()
+    batch.learn_pooled(views[:200], prices[:200], units[:200])
+    batch.learn_pooled(views[200:], prices[200:], units[200:])
+    lpr = np.log(prices / np.array([v.price for v in views]))
+    for v, r, y in zip(views, lpr, units, strict=True):
+        if math.isfinite(y):
+            x = context_features(v)
+            x["log_price_change"] = float(r)
+            loop.pooled.learn_one(x, math.log1p(float(y)) - PRIOR_SLOPE * float(r))
+    assert batch.n_learned == 399
+    got = batch.pooled_z(views, prices)
+    want = loop.pooled_z(views, prices)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
