@@ -145,6 +145,12 @@ class ModelDecider:
     elasticity: Elasticity = field(default_factory=Elasticity)
     baselines: Sequence[DemandModel] = (LastWindow(), MovingAverage())
     version: str = "model-v2"
+    # the members' forecasts at the price in force from the last ``level`` (``propose``), kept
+    # for one ``predict_at`` on the same views: SKUs whose price did not move are not forecast
+    # twice (forecasts are per row: scoring a subset gives the same numbers)
+    _at_cur: tuple[Sequence[SkuView], np.ndarray, dict[str, np.ndarray]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def forecasts(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
         """Every member's and baseline's forecast, plus the ensemble of the members."""
@@ -156,8 +162,25 @@ class ModelDecider:
 
     def level(self, views: Sequence[SkuView]) -> np.ndarray:
         """(N,) the ensemble's forecast at the price in force."""
-        cur = np.array([v.price for v in views], dtype=np.float64)[:, None]
-        return combine(views, {m.name: m.forecast(views, cur) for m in self.members})[:, 0]
+        cur = np.array([v.price for v in views], dtype=np.float64)
+        at = {m.name: m.forecast(views, cur[:, None])[:, 0] for m in self.members}
+        self._at_cur = (views, cur, at)
+        return combine(views, {k: a[:, None] for k, a in at.items()})[:, 0]
+
+    def _members_at(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
+        """(N,) each member's forecast at ``prices``, reusing ``level``'s where nothing moved."""
+        memo, self._at_cur = self._at_cur, None
+        if memo is not None and memo[0] is views:
+            cur = np.array([v.price for v in views], dtype=np.float64)
+            if np.array_equal(cur, memo[1]) and set(memo[2]) == {m.name for m in self.members}:
+                moved = np.flatnonzero(~(prices == cur))
+                out = {k: a.copy() for k, a in memo[2].items()}
+                if moved.size:
+                    sub = [views[i] for i in moved.tolist()]
+                    for m in self.members:
+                        out[m.name][moved] = m.forecast(sub, prices[moved][:, None])[:, 0]
+                return out
+        return {m.name: m.forecast(views, prices[:, None])[:, 0] for m in self.members}
 
     def model_versions(self) -> dict[str, str]:
         return {m.name: m.version for m in self.members} | {
@@ -278,14 +301,18 @@ class ModelDecider:
         Keys starting with ``_`` are internal (the pooled River prediction the per-SKU part
         learns the residual of); the others become rows of the ``forecasts`` table.
         """
-        p = np.asarray(prices, dtype=np.float64)
-        out = {k: v[:, 0] for k, v in self.forecasts(views, p[:, None]).items()}
+        p = np.asarray(prices, dtype=np.float64).reshape(len(views))
+        out = self._members_at(views, p)
+        out[ENSEMBLE] = combine(views, {k: a[:, None] for k, a in out.items()})[:, 0]
+        for b in self.baselines:
+            out[b.name] = b.forecast(views, p[:, None])[:, 0]
         for m in self.members:
             if isinstance(m, RiverDemand):
                 out["_river_z"] = m.pooled_z(views, p)
         return out
 
     def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        self._at_cur = None
         for m in self.members:
             if isinstance(m, RiverDemand):
                 m.learn_pooled(views, prices, units)
@@ -302,6 +329,7 @@ class ModelDecider:
         as :meth:`learn_local` label by label (tests/unit/test_decider_batch.py): no row reads
         another SKU's state or anything this writes.
         """
+        self._at_cur = None
         n = len(views)
         if n == 0:
             return
@@ -354,6 +382,7 @@ class ModelDecider:
         return json.dumps(blobs)
 
     def restore(self, blob: str) -> None:
+        self._at_cur = None
         blobs = json.loads(blob)
         for m in self.members:
             if isinstance(m, RiverDemand) and m.name in blobs:

@@ -44,11 +44,18 @@ def member_losses(v: SkuView, names: Sequence[str]) -> np.ndarray:
     return np.array([float(got.get(n, 0.0)) for n in names])
 
 
+def _losses(views: Sequence[SkuView], names: Sequence[str]) -> np.ndarray:
+    """(N, M) :func:`member_losses` of every view."""
+    rows = [v.state.get(STATE_KEY) or {} for v in views]
+    out = np.array([[got.get(n, 0.0) for n in names] for got in rows], dtype=np.float64)
+    return out.reshape(len(views), len(names))
+
+
 def combine(views: Sequence[SkuView], forecasts: Mapping[str, np.ndarray]) -> np.ndarray:
     """Exponentially weighted mean per SKU; members returning ``nan`` are left out."""
     names = list(forecasts)
     stack = np.stack([forecasts[n] for n in names])  # (M, N, K)
-    loss = np.stack([member_losses(v, names) for v in views], axis=1)  # (M, N)
+    loss = _losses(views, names).T  # (M, N)
     ok = np.isfinite(stack)
     avail = ok.reshape((*ok.shape[:2], -1)).any(axis=2)  # (M, N): member has a forecast
     best = np.min(np.where(avail, loss, np.inf), axis=0, keepdims=True)
@@ -130,7 +137,7 @@ def update_errors_batch(
     fin = np.isfinite(pred)
     sq = np.where(fin, (pred - y[:, None]) ** 2, -np.inf)
     worst = np.where(fin.any(axis=1), sq.max(axis=1), 0.0)
-    prev = np.array([member_losses(v, names) for v in views]).reshape(n, len(names))
+    prev = _losses(views, names)
     new = LOSS_FORGET * prev + np.where(fin, sq, worst[:, None])
     for v, row in zip(views, new.tolist(), strict=True):
         losses = dict(v.state.get(STATE_KEY) or {})

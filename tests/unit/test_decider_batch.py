@@ -244,3 +244,30 @@ def test_pooled_model_learns_a_batch_as_row_by_row() -> None:
     got = batch.pooled_z(views, prices)
     want = loop.pooled_z(views, prices)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_forecasts_after_a_proposal_equal_forecasts_from_scratch() -> None:
+    """``predict_at`` reuses ``propose``'s forecasts for SKUs whose price did not move."""
+    from models.guardrails import Bounds
+    from models.lstm_model import LstmDemand
+
+    views = _views(120, seed=12)
+    rng = np.random.default_rng(13)
+    for v in views:
+        v.history = rng.normal(0, 1, (int(rng.integers(1, 24)), 6)).round(5).tolist()
+    river = RiverDemand()
+    river.learn_pooled(views, np.array([v.price for v in views]), np.arange(120) % 4)
+    d = ModelDecider(members=[river, LstmDemand()])
+    bounds = [Bounds(cost=v.cost, min_price=v.cost, max_price=v.ref_price * 3) for v in views]
+    props = d.propose(views, bounds, 0.05)
+    moved = [
+        p.price if i % 3 else v.price for i, (v, p) in enumerate(zip(views, props, strict=True))
+    ]
+    finals = np.array(moved)
+    assert 20 < int((finals != np.array([v.price for v in views])).sum()) < 100
+    got = d.predict_at(views, finals)
+    assert d._at_cur is None  # used once
+    want = d.predict_at(list(views), finals)  # another list: everything forecast again
+    assert list(got) == list(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
