@@ -20,10 +20,12 @@ retry, a resend at another offset -- adds nothing the second time.
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import logging
 import math
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,7 +232,8 @@ class WindowEngine:
                 out.skipped_replay = True
                 return out
             if isinstance(env, WatermarkEnv):
-                self._on_watermark(env, pm, partition, skus, meta, opens, out)
+                with _gc_paused():
+                    self._on_watermark(env, pm, partition, skus, meta, opens, out)
             else:
                 if env.action in ("freeze", "unfreeze"):
                     pm["frozen_all"] = env.action == "freeze"
@@ -667,6 +670,7 @@ class WindowEngine:
                 self._publish(sku, st, last[0], g, prop, now, out)
             finals.append(st["price"])
         preds = self.decider.predict_at(views, np.array(finals, dtype=np.float64))
+        cols = [(k, np.asarray(a, dtype=np.float64).tolist()) for k, a in preds.items()]
         for i, ((sku, st, _), v) in enumerate(zip(deciding, views, strict=True)):
             st["m"]["nd"] = int(st["m"].get("nd", 0)) + 1  # forecasts awaiting a label, ever
             st["pend"] = {
@@ -678,7 +682,7 @@ class WindowEngine:
                 "lu": v.last_units,
                 "lv": v.last_views,
                 "n": v.windows_seen,
-                "pred": {k: round(float(a[i]), 6) for k, a in preds.items() if np.isfinite(a[i])},
+                "pred": {k: round(a[i], 6) for k, a in cols if math.isfinite(a[i])},
             }
 
     def _publish(
@@ -734,6 +738,24 @@ class _Tick:
 
     labels: list[tuple[SkuView, dict[str, Any], float]] = field(default_factory=list)
     rows: list[_HistRow] = field(default_factory=list)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No automatic cyclic garbage collection during a tick.
+
+    A tick allocates a few hundred thousand short-lived containers (views, rows, forecasts),
+    freed by reference counting; they make the collector run hundreds of times per tick, and its
+    older-generation passes walk every SKU's state each time (measured at 10k SKUs: 0.3-0.5 s
+    of a 1 s tick). Paused, the collector runs after the tick on far fewer pending objects.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _stock_left(st: State) -> float | None:
