@@ -220,45 +220,54 @@ class ModelDecider:
             q_new = np.maximum(level, 0.0) * (price / cur) ** e_mean
         versions = self.model_versions()
         out = []
+        # per SKU from lists: indexing numpy arrays element by element costs more than the rest
+        ok_l, e_l, move_l, expl_l, hold_l = (
+            ok.tolist(),
+            e_mean.tolist(),
+            stock_move.tolist(),
+            explored.tolist(),
+            hold.tolist(),
+        )
+        level_l, price_l, q_new_l = level.tolist(), price.tolist(), q_new.tolist()
         for i, v in enumerate(views):
-            if not ok[i]:
+            if not ok_l[i]:
                 out.append(
                     Proposal(
                         math.nan, ("model_unavailable",), math.nan, math.nan, math.nan, versions
                     )
                 )
                 continue
-            e = float(e_mean[i])
+            e = e_l[i]
             reasons: list[str] = []
-            if stock_move[i] > 0:
+            if move_l[i] > 0:
                 reasons.append("low_stock")
-            elif stock_move[i] < 0:
+            elif move_l[i] < 0:
                 reasons.append("overstock")
-            elif explored[i]:
+            elif expl_l[i]:
                 reasons.append("exploration")
-            elif not hold[i]:
+            elif not hold_l[i]:
                 reasons.append("profit_opt" if self.objective == "profit" else "revenue_opt")
             if -1.0 < e:
                 reasons.append("elasticity_low")
             elif e < -3.0:
                 reasons.append("elasticity_high")
-            q_now = float(level[i])
+            q_now = level_l[i]
             if v.windows_seen >= 3:
                 if q_now > 1.25 * v.units_ewma + 0.5:
                     reasons.append("demand_up")
                 elif q_now < 0.75 * v.units_ewma - 0.5:
                     reasons.append("demand_down")
-            if hold[i]:
+            if hold_l[i]:
                 reasons.append("hold")
             out.append(
                 Proposal(
-                    price=float(price[i]),
+                    price=price_l[i],
                     reasons=tuple(reasons),
                     forecast_at_old=q_now,
-                    forecast_at_new=float(q_new[i]),
+                    forecast_at_new=q_new_l[i],
                     elasticity=e,
                     model_versions=versions,
-                    explored=bool(explored[i]),
+                    explored=expl_l[i],
                 )
             )
         return out
