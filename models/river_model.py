@@ -23,6 +23,11 @@ from typing import Any, Literal
 import numpy as np
 from river import linear_model, optim, preprocessing
 
+try:  # imported here, not in the first tick that learns (a third of a second)
+    import pandas as _pd
+except ImportError:  # pragma: no cover - pandas comes with chdb; without it, learn_one per row
+    _pd = None
+
 from models.base import (
     CONTEXT_FEATURES,
     SkuView,
@@ -71,11 +76,9 @@ _POOLED_FEATURES = (*CONTEXT_FEATURES, "log_price_change")
 
 def _frames(x: np.ndarray, y: list[float]) -> tuple[Any, Any] | None:
     """The pooled rows as a pandas DataFrame and Series (River's batch input), or None."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas comes with chdb
+    if _pd is None:  # pragma: no cover - pandas comes with chdb
         return None
-    return pd.DataFrame(x, columns=list(_POOLED_FEATURES)), pd.Series(y, dtype=np.float64)
+    return _pd.DataFrame(x, columns=list(_POOLED_FEATURES)), _pd.Series(y, dtype=np.float64)
 
 
 class RiverDemand:
