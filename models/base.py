@@ -81,6 +81,43 @@ def context_features(v: SkuView) -> dict[str, float]:
     }
 
 
+CONTEXT_FEATURES: tuple[str, ...] = (
+    "bias",
+    "log_units_ewma",
+    "log_views_ewma",
+    "log_last_units",
+    "log_last_views",
+    "hour_sin",
+    "hour_cos",
+    "log_price_level",
+)
+
+
+def context_matrix(views: Sequence[SkuView]) -> np.ndarray:
+    """(N, 8) :func:`context_features` of every view, columns in :data:`CONTEXT_FEATURES` order.
+
+    The same values as the per-view dicts (``math`` logs, not numpy's, which differ in the last
+    bit), built once per batch.
+    """
+    n = len(views)
+    raw = np.array(
+        [
+            (v.units_ewma, v.views_ewma, v.last_units, v.last_views, v.price, v.ref_price)
+            for v in views
+        ],
+        dtype=np.float64,
+    ).reshape(n, 6)
+    logs = [math.log1p(x) for x in np.maximum(raw[:, :4], 0.0).ravel().tolist()]
+    level = [math.log(p / r) if p > 0 and r > 0 else 0.0 for p, r in raw[:, 4:].tolist()]
+    hs, hc = hour_features(np.array([v.next_window_start for v in views], dtype=np.int64))
+    out = np.empty((n, len(CONTEXT_FEATURES)), dtype=np.float64)
+    out[:, 0] = 1.0
+    out[:, 1:5] = np.array(logs, dtype=np.float64).reshape(n, 4)
+    out[:, 5], out[:, 6] = hs, hc
+    out[:, 7] = level
+    return out
+
+
 def log_price_ratio(prices: np.ndarray, views: Sequence[SkuView]) -> np.ndarray:
     """``log(price / ref_price)`` per row, same shape as ``prices`` ((N,) or (N, K))."""
     ref = np.array([max(v.ref_price, 1e-9) for v in views], dtype=np.float64)

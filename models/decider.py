@@ -26,7 +26,7 @@ import numpy as np
 from models.base import DemandModel, SkuView
 from models.baselines import LastWindow, MovingAverage
 from models.elasticity import Elasticity
-from models.ensemble import combine, update_errors
+from models.ensemble import combine, update_errors, update_errors_batch
 from models.guardrails import Bounds
 from models.river_model import RegressorName, RiverDemand
 
@@ -59,7 +59,9 @@ class Decider(Protocol):
 
     Learning is split so that each label is learned exactly once across crashes: shared state
     (``learn_pooled``, persisted via ``snapshot``) once per tick and partition; per-SKU state
-    (``learn_local``, in ``SkuView.state``) atomically with the SKU's own record.
+    (``learn_local_batch``, in each ``SkuView.state``) atomically with the SKU's own record: the
+    engine calls it once per tick with that tick's labels (at most one per SKU) before it writes
+    any SKU record of the tick.
     """
 
     def propose(
@@ -72,7 +74,9 @@ class Decider(Protocol):
         self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray
     ) -> None: ...
 
-    def learn_local(self, view: SkuView, saved: Mapping[str, Any], units: float) -> None: ...
+    def learn_local_batch(
+        self, views: Sequence[SkuView], saveds: Sequence[Mapping[str, Any]], units: np.ndarray
+    ) -> None: ...
 
     def snapshot(self) -> str | None: ...
 
@@ -141,6 +145,12 @@ class ModelDecider:
     elasticity: Elasticity = field(default_factory=Elasticity)
     baselines: Sequence[DemandModel] = (LastWindow(), MovingAverage())
     version: str = "model-v2"
+    # the members' forecasts at the price in force from the last ``level`` (``propose``), kept
+    # for one ``predict_at`` on the same views: SKUs whose price did not move are not forecast
+    # twice (forecasts are per row: scoring a subset gives the same numbers)
+    _at_cur: tuple[Sequence[SkuView], np.ndarray, dict[str, np.ndarray]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def forecasts(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
         """Every member's and baseline's forecast, plus the ensemble of the members."""
@@ -152,8 +162,25 @@ class ModelDecider:
 
     def level(self, views: Sequence[SkuView]) -> np.ndarray:
         """(N,) the ensemble's forecast at the price in force."""
-        cur = np.array([v.price for v in views], dtype=np.float64)[:, None]
-        return combine(views, {m.name: m.forecast(views, cur) for m in self.members})[:, 0]
+        cur = np.array([v.price for v in views], dtype=np.float64)
+        at = {m.name: m.forecast(views, cur[:, None])[:, 0] for m in self.members}
+        self._at_cur = (views, cur, at)
+        return combine(views, {k: a[:, None] for k, a in at.items()})[:, 0]
+
+    def _members_at(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
+        """(N,) each member's forecast at ``prices``, reusing ``level``'s where nothing moved."""
+        memo, self._at_cur = self._at_cur, None
+        if memo is not None and memo[0] is views:
+            cur = np.array([v.price for v in views], dtype=np.float64)
+            if np.array_equal(cur, memo[1]) and set(memo[2]) == {m.name for m in self.members}:
+                moved = np.flatnonzero(~(prices == cur))
+                out = {k: a.copy() for k, a in memo[2].items()}
+                if moved.size:
+                    sub = [views[i] for i in moved.tolist()]
+                    for m in self.members:
+                        out[m.name][moved] = m.forecast(sub, prices[moved][:, None])[:, 0]
+                return out
+        return {m.name: m.forecast(views, prices[:, None])[:, 0] for m in self.members}
 
     def model_versions(self) -> dict[str, str]:
         return {m.name: m.version for m in self.members} | {
@@ -193,45 +220,54 @@ class ModelDecider:
             q_new = np.maximum(level, 0.0) * (price / cur) ** e_mean
         versions = self.model_versions()
         out = []
+        # per SKU from lists: indexing numpy arrays element by element costs more than the rest
+        ok_l, e_l, move_l, expl_l, hold_l = (
+            ok.tolist(),
+            e_mean.tolist(),
+            stock_move.tolist(),
+            explored.tolist(),
+            hold.tolist(),
+        )
+        level_l, price_l, q_new_l = level.tolist(), price.tolist(), q_new.tolist()
         for i, v in enumerate(views):
-            if not ok[i]:
+            if not ok_l[i]:
                 out.append(
                     Proposal(
                         math.nan, ("model_unavailable",), math.nan, math.nan, math.nan, versions
                     )
                 )
                 continue
-            e = float(e_mean[i])
+            e = e_l[i]
             reasons: list[str] = []
-            if stock_move[i] > 0:
+            if move_l[i] > 0:
                 reasons.append("low_stock")
-            elif stock_move[i] < 0:
+            elif move_l[i] < 0:
                 reasons.append("overstock")
-            elif explored[i]:
+            elif expl_l[i]:
                 reasons.append("exploration")
-            elif not hold[i]:
+            elif not hold_l[i]:
                 reasons.append("profit_opt" if self.objective == "profit" else "revenue_opt")
             if -1.0 < e:
                 reasons.append("elasticity_low")
             elif e < -3.0:
                 reasons.append("elasticity_high")
-            q_now = float(level[i])
+            q_now = level_l[i]
             if v.windows_seen >= 3:
                 if q_now > 1.25 * v.units_ewma + 0.5:
                     reasons.append("demand_up")
                 elif q_now < 0.75 * v.units_ewma - 0.5:
                     reasons.append("demand_down")
-            if hold[i]:
+            if hold_l[i]:
                 reasons.append("hold")
             out.append(
                 Proposal(
-                    price=float(price[i]),
+                    price=price_l[i],
                     reasons=tuple(reasons),
                     forecast_at_old=q_now,
-                    forecast_at_new=float(q_new[i]),
+                    forecast_at_new=q_new_l[i],
                     elasticity=e,
                     model_versions=versions,
-                    explored=bool(explored[i]),
+                    explored=expl_l[i],
                 )
             )
         return out
@@ -274,14 +310,18 @@ class ModelDecider:
         Keys starting with ``_`` are internal (the pooled River prediction the per-SKU part
         learns the residual of); the others become rows of the ``forecasts`` table.
         """
-        p = np.asarray(prices, dtype=np.float64)
-        out = {k: v[:, 0] for k, v in self.forecasts(views, p[:, None]).items()}
+        p = np.asarray(prices, dtype=np.float64).reshape(len(views))
+        out = self._members_at(views, p)
+        out[ENSEMBLE] = combine(views, {k: a[:, None] for k, a in out.items()})[:, 0]
+        for b in self.baselines:
+            out[b.name] = b.forecast(views, p[:, None])[:, 0]
         for m in self.members:
             if isinstance(m, RiverDemand):
                 out["_river_z"] = m.pooled_z(views, p)
         return out
 
     def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        self._at_cur = None
         for m in self.members:
             if isinstance(m, RiverDemand):
                 m.learn_pooled(views, prices, units)
@@ -289,7 +329,45 @@ class ModelDecider:
                 m.learn(views, prices, units)
         self.elasticity.learn_pooled(views, prices, units)
 
+    def learn_local_batch(
+        self, views: Sequence[SkuView], saveds: Sequence[Mapping[str, Any]], units: np.ndarray
+    ) -> None:
+        """Learn one label per SKU into each SKU's state, vectorised over the SKUs.
+
+        ``saveds[i]`` is what the decision saved for ``views[i]`` (price and forecasts). The same
+        as :meth:`learn_local` label by label (tests/unit/test_decider_batch.py): no row reads
+        another SKU's state or anything this writes.
+        """
+        self._at_cur = None
+        n = len(views)
+        if n == 0:
+            return
+        if len({id(v.state) for v in views}) != n:
+            raise ValueError("learn_local_batch takes at most one label per SKU")
+        y = np.asarray(units, dtype=np.float64).reshape(n)
+        preds = [s.get("pred") or {} for s in saveds]
+        prices = np.array([float(s["price"]) for s in saveds], dtype=np.float64)
+        for m in self.members:
+            if isinstance(m, RiverDemand):
+                has = [i for i, p in enumerate(preds) if "_river_z" in p]
+                if has:
+                    m.learn_local(
+                        [views[i] for i in has],
+                        prices[has],
+                        y[has],
+                        np.array([preds[i]["_river_z"] for i in has], dtype=np.float64),
+                    )
+        self.elasticity.learn_local_batch(views, prices, y)
+        nan = math.nan
+        update_errors_batch(
+            views,
+            {m.name: np.array([p.get(m.name, nan) for p in preds]) for m in self.members},
+            y,
+            np.array([p.get(ENSEMBLE, nan) for p in preds], dtype=np.float64),
+        )
+
     def learn_local(self, view: SkuView, saved: Mapping[str, Any], units: float) -> None:
+        """One label of one SKU, learned by each part in turn (the reference for the batch)."""
         preds = saved.get("pred") or {}
         for m in self.members:
             if isinstance(m, RiverDemand) and "_river_z" in preds:
@@ -313,6 +391,7 @@ class ModelDecider:
         return json.dumps(blobs)
 
     def restore(self, blob: str) -> None:
+        self._at_cur = None
         blobs = json.loads(blob)
         for m in self.members:
             if isinstance(m, RiverDemand) and m.name in blobs:

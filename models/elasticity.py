@@ -152,8 +152,46 @@ class Elasticity:
             pr.dispersion += self.pool_rate * (min(max(pearson, 0.5), 5.0) - pr.dispersion)
         pr.n += int(ok.sum())
 
+    def learn_local_batch(
+        self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray
+    ) -> None:
+        """:meth:`learn_local` for a batch of labels, one per SKU, in one vectorised pass.
+
+        Each row reads and writes only its own SKU's state and the prior does not move here,
+        so the batch is the same as learning the labels one by one (tests/unit/test_elasticity).
+        """
+        p = np.asarray(prices, dtype=np.float64).reshape(-1)
+        y = np.asarray(units, dtype=np.float64).reshape(-1)
+        left = np.array([math.inf if v.stock is None else v.stock for v in views])
+        with np.errstate(invalid="ignore"):
+            # a sold-out window is a censored label (demand was at least this): skipped
+            ok = np.isfinite(p) & (p > 0) & np.isfinite(y) & (y >= 0) & (y < left)
+        idx = np.flatnonzero(ok).tolist()
+        if not idx:
+            return
+        vs = [views[i] for i in idx]
+        p, y = p[idx], y[idx]
+        mean, _ = self.posterior(vs)
+        a, e = mean[:, 0], mean[:, 1]
+        x = _x(vs, p)
+        eta = np.minimum(_offset(vs) + a + e * x, _MAX_ETA)
+        lam = np.array([math.exp(t) for t in eta.tolist()])  # math.exp, as learn_local
+        phi = max(self.prior.dispersion, 1e-3)
+        w = lam / phi
+        g0, g1 = (y - lam) / phi, (y - lam) * x / phi
+        s = _state(vs) * self.forget
+        s[:, 0] += w
+        s[:, 1] += w * x
+        s[:, 2] += w * x * x
+        s[:, 3] += w * (a + e * x) + g0
+        s[:, 4] += w * (a + e * x) * x + g1
+        for v, row in zip(vs, s.tolist(), strict=True):
+            v.state["el"] = [float(f"{t:.8g}") for t in row]
+
     def learn_local(self, view: SkuView, price: float, units: float) -> None:
-        """One IRLS step of the SKU's own likelihood for a label, at its current posterior."""
+        """One IRLS step of the SKU's own likelihood for a label, at its current posterior.
+
+        The one-label form (the reference :meth:`learn_local_batch` is tested against)."""
         if not (math.isfinite(price) and price > 0 and math.isfinite(units) and units >= 0):
             return
         if view.stock is not None and units >= view.stock:

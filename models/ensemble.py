@@ -23,7 +23,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from models.base import SkuView
-from models.quantiles import count_quantile, dispersion, update_dispersion
+from models.quantiles import (
+    count_quantile,
+    dispersion,
+    update_dispersion,
+    update_dispersion_batch,
+)
 
 STATE_KEY = "loss"
 DISP_KEY = "ens_d"
@@ -39,11 +44,18 @@ def member_losses(v: SkuView, names: Sequence[str]) -> np.ndarray:
     return np.array([float(got.get(n, 0.0)) for n in names])
 
 
+def _losses(views: Sequence[SkuView], names: Sequence[str]) -> np.ndarray:
+    """(N, M) :func:`member_losses` of every view."""
+    rows = [v.state.get(STATE_KEY) or {} for v in views]
+    out = np.array([[got.get(n, 0.0) for n in names] for got in rows], dtype=np.float64)
+    return out.reshape(len(views), len(names))
+
+
 def combine(views: Sequence[SkuView], forecasts: Mapping[str, np.ndarray]) -> np.ndarray:
     """Exponentially weighted mean per SKU; members returning ``nan`` are left out."""
     names = list(forecasts)
     stack = np.stack([forecasts[n] for n in names])  # (M, N, K)
-    loss = np.stack([member_losses(v, names) for v in views], axis=1)  # (M, N)
+    loss = _losses(views, names).T  # (M, N)
     ok = np.isfinite(stack)
     avail = ok.reshape((*ok.shape[:2], -1)).any(axis=2)  # (M, N): member has a forecast
     best = np.min(np.where(avail, loss, np.inf), axis=0, keepdims=True)
@@ -91,6 +103,47 @@ def update_errors(
         prev = float(losses.get(name, 0.0))
         losses[name] = round(LOSS_FORGET * prev + sq.get(name, worst), 4)
     v.state[STATE_KEY] = losses
+
+
+def update_errors_batch(
+    views: Sequence[SkuView],
+    predicted: Mapping[str, np.ndarray],
+    actual: np.ndarray,
+    ensemble: np.ndarray | None = None,
+) -> None:
+    """:func:`update_errors` for one labelled window per SKU, vectorised over the SKUs.
+
+    ``predicted[name]`` is (N,) with ``nan`` where the member had no forecast, ``ensemble`` (N,)
+    with ``nan`` where none was recorded. Every view must be a different SKU.
+    """
+    n = len(views)
+    if n == 0:
+        return
+    names = list(predicted)
+    y = np.asarray(actual, dtype=np.float64).reshape(n)
+    ens = np.full(n, np.nan) if ensemble is None else np.asarray(ensemble, dtype=np.float64)
+    redo = np.flatnonzero(~np.isfinite(ens)).tolist()
+    if redo and names:
+        ens = ens.copy()
+        sub = [views[i] for i in redo]
+        ens[redo] = combine(sub, {k: np.asarray(predicted[k])[redo][:, None] for k in names})[:, 0]
+    update_dispersion_batch([v.state for v in views], DISP_KEY, ens, y)
+    if not names:
+        for v in views:
+            v.state[STATE_KEY] = dict(v.state.get(STATE_KEY) or {})
+            v.state.pop("err", None)
+        return
+    pred = np.stack([np.asarray(predicted[k], dtype=np.float64) for k in names], axis=1)
+    fin = np.isfinite(pred)
+    sq = np.where(fin, (pred - y[:, None]) ** 2, -np.inf)
+    worst = np.where(fin.any(axis=1), sq.max(axis=1), 0.0)
+    prev = _losses(views, names)
+    new = LOSS_FORGET * prev + np.where(fin, sq, worst[:, None])
+    for v, row in zip(views, new.tolist(), strict=True):
+        losses = dict(v.state.get(STATE_KEY) or {})
+        v.state.pop("err", None)  # the previous weighting's state
+        losses.update(zip(names, [round(x, 4) for x in row], strict=True))
+        v.state[STATE_KEY] = losses
 
 
 def p50(views: Sequence[SkuView], mean: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ floats of per-SKU state.
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -84,3 +84,29 @@ def update_dispersion(
     r2 = DISPERSION_FORGET * r2 + (actual - predicted) ** 2
     mu = DISPERSION_FORGET * mu + predicted
     state[key] = [round(r2, 4), round(mu, 4)]
+
+
+def update_dispersion_batch(
+    states: Sequence[MutableMapping[str, Any]],
+    key: str,
+    predicted: np.ndarray,
+    actual: np.ndarray,
+) -> None:
+    """:func:`update_dispersion` for one labelled forecast per state, vectorised."""
+    pred = np.asarray(predicted, dtype=np.float64).reshape(-1)
+    act = np.asarray(actual, dtype=np.float64).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(pred) & np.isfinite(act) & (pred >= 0)
+    idx = np.flatnonzero(ok).tolist()
+    if not idx:
+        return
+    sub = [states[i] for i in idx]
+    prev = np.array(
+        [got if (got := st.get(key)) and len(got) == 2 else (0.0, 0.0) for st in sub],
+        dtype=np.float64,
+    ).reshape(len(sub), 2)
+    pred, act = pred[idx], act[idx]
+    r2 = DISPERSION_FORGET * prev[:, 0] + (act - pred) ** 2
+    mu = DISPERSION_FORGET * prev[:, 1] + pred
+    for st, a, b in zip(sub, r2.tolist(), mu.tolist(), strict=True):
+        st[key] = [round(a, 4), round(b, 4)]

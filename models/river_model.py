@@ -23,7 +23,19 @@ from typing import Any, Literal
 import numpy as np
 from river import linear_model, optim, preprocessing
 
-from models.base import SkuView, clean, context_features, log_price_change
+try:  # imported here, not in the first tick that learns (a third of a second)
+    import pandas as _pd
+except ImportError:  # pragma: no cover - pandas comes with chdb; without it, learn_one per row
+    _pd = None
+
+from models.base import (
+    CONTEXT_FEATURES,
+    SkuView,
+    clean,
+    context_features,
+    context_matrix,
+    log_price_change,
+)
 
 RegressorName = Literal["bayes", "linear", "pa"]
 _MAX_Z = 12.0  # expm1(12) ≈ 160k units per window: beyond that a forecast is an error
@@ -50,11 +62,23 @@ def make_regressor(name: RegressorName = "bayes") -> Any:
     raise ValueError(f"unknown regressor {name!r}")
 
 
-def _rls(state: dict[str, Any]) -> list[float]:
-    got = state.get("rls")
-    if not got or len(got) != 5:
-        return [0.0, 0.0, _PRIOR[0], 0.0, _PRIOR[1]]  # theta0, theta1, P00, P01, P11
-    return [float(v) for v in got]
+_RLS_NEW = (0.0, 0.0, _PRIOR[0], 0.0, _PRIOR[1])  # theta0, theta1, P00, P01, P11
+
+
+def _rls(views: Sequence[SkuView]) -> np.ndarray:
+    """(N, 5) each SKU's correction: theta0, theta1, P00, P01, P11 (the prior if it has none)."""
+    rows = [got if (got := v.state.get("rls")) and len(got) == 5 else _RLS_NEW for v in views]
+    return np.array(rows, dtype=np.float64).reshape(len(views), 5)
+
+
+_POOLED_FEATURES = (*CONTEXT_FEATURES, "log_price_change")
+
+
+def _frames(x: np.ndarray, y: list[float]) -> tuple[Any, Any] | None:
+    """The pooled rows as a pandas DataFrame and Series (River's batch input), or None."""
+    if _pd is None:  # pragma: no cover - pandas comes with chdb
+        return None
+    return _pd.DataFrame(x, columns=list(_POOLED_FEATURES)), _pd.Series(y, dtype=np.float64)
 
 
 class RiverDemand:
@@ -90,27 +114,43 @@ class RiverDemand:
         (at ratio 0 and 1) give the whole candidate grid, however many candidates there are.
         """
         lpr = log_price_change(np.asarray(prices, dtype=np.float64), views)
+        z0, slope = self._pooled_parts(views)
+        shape = (len(views),) + (1,) * (lpr.ndim - 1)
+        return z0.reshape(shape) + slope.reshape(shape) * lpr
+
+    def _pooled_parts(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) pooled prediction at the price in force, and its slope on the log price change."""
+        reg = self.pooled
+        if isinstance(reg, linear_model.BayesianLinearRegression):
+            # linear without intercept: its weights are its predictions at unit vectors, and
+            # summing them feature by feature in the dict's order reproduces predict_one exactly
+            x = context_matrix(views)
+            acc = np.zeros(len(views))
+            for j, f in enumerate(CONTEXT_FEATURES):
+                acc = acc + reg.predict_one({f: 1.0}) * x[:, j]
+            w = reg.predict_one({"log_price_change": 1.0})
+            z0 = acc + w * 0.0
+            return z0, ((acc + w * 1.0) - z0) + PRIOR_SLOPE
         z0 = np.empty(len(views))
         slope = np.empty(len(views))
         for i, v in enumerate(views):
-            x = context_features(v)
-            x["log_price_change"] = 0.0
-            z0[i] = self.pooled.predict_one(x)
-            x["log_price_change"] = 1.0
-            slope[i] = self.pooled.predict_one(x) - z0[i] + PRIOR_SLOPE
-        shape = (len(views),) + (1,) * (lpr.ndim - 1)
-        return z0.reshape(shape) + slope.reshape(shape) * lpr
+            x_one = context_features(v)
+            x_one["log_price_change"] = 0.0
+            z0[i] = reg.predict_one(x_one)
+            x_one["log_price_change"] = 1.0
+            slope[i] = reg.predict_one(x_one) - z0[i] + PRIOR_SLOPE
+        return z0, slope
 
     def price_slope(self, views: Sequence[SkuView]) -> np.ndarray:
         """(N,) slope of log1p(units) on the log price change: pooled + prior + the SKU's own."""
         cur = np.array([v.price for v in views], dtype=np.float64)
         z = self.pooled_z(views, np.stack([cur, cur * math.e], axis=1))
-        local = np.array([_rls(v.state)[1] for v in views], dtype=np.float64)
+        local = _rls(views)[:, 1]
         return (z[:, 1] - z[:, 0]) + local
 
     def local_z(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
         lpr = log_price_change(prices, views)
-        th = np.array([_rls(v.state)[:2] for v in views], dtype=np.float64)
+        th = _rls(views)[:, :2]
         th = th.reshape((len(views),) + (1,) * (lpr.ndim - 1) + (2,))
         return th[..., 0] + th[..., 1] * lpr
 
@@ -122,39 +162,73 @@ class RiverDemand:
     # -- learning --------------------------------------------------------------------------
     def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
         lpr = log_price_change(np.asarray(prices, dtype=np.float64), views)
-        for v, r, y in zip(views, lpr, units, strict=True):
-            if not (math.isfinite(r) and math.isfinite(y) and y >= 0):
-                continue
-            x = context_features(v)
-            x["log_price_change"] = float(r)
-            self.pooled.learn_one(x, math.log1p(float(y)) - PRIOR_SLOPE * float(r))
-            self.n_learned += 1
+        y = np.asarray(units, dtype=np.float64).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(lpr) & np.isfinite(y) & (y >= 0)
+        idx = np.flatnonzero(ok).tolist()
+        if not idx:
+            return
+        x = np.column_stack([context_matrix([views[i] for i in idx]), lpr[idx]])
+        target = [
+            math.log1p(u) - PRIOR_SLOPE * r
+            for u, r in zip(y[idx].tolist(), lpr[idx].tolist(), strict=True)
+        ]
+        reg = self.pooled
+        batch = (
+            _frames(x, target)
+            if isinstance(reg, linear_model.BayesianLinearRegression) and hasattr(reg, "learn_many")
+            else None
+        )
+        if batch is not None:
+            # River's closed form of the batch (row k weighted by its smoothing s^(N-1-k)): the
+            # posterior of learn_one row by row, without a 9x9 inverse per row
+            reg.learn_many(*batch)
+        else:
+            for row, t in zip(x.tolist(), target, strict=True):
+                self.pooled.learn_one(dict(zip(_POOLED_FEATURES, row, strict=True)), t)
+        self.n_learned += len(idx)
 
     def learn_local(
         self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray, pooled_z: np.ndarray
     ) -> None:
-        """Update each SKU's correction with the residual of the pooled prediction it was given."""
+        """Update each SKU's correction with the residual of the pooled prediction it was given.
+
+        One RLS step per label, vectorised over the batch (one label per SKU: each row reads
+        and writes its own SKU's state).
+        """
         lpr = log_price_change(np.asarray(prices, dtype=np.float64), views)
-        for v, r, y, zp in zip(views, lpr, units, pooled_z, strict=True):
-            if not (math.isfinite(r) and math.isfinite(y) and math.isfinite(zp) and y >= 0):
-                continue
-            t0, t1, p00, p01, p11 = _rls(v.state)
-            resid = math.log1p(float(y)) - float(zp)
-            # RLS with forgetting for x = (1, r)
-            px0, px1 = p00 + p01 * r, p01 + p11 * r
-            denom = _FORGET + px0 + px1 * r
-            k0, k1 = px0 / denom, px1 / denom
-            err = resid - (t0 + t1 * r)
-            t0, t1 = t0 + k0 * err, t1 + k1 * err
-            p00, p01, p11 = (
-                (p00 - k0 * px0) / _FORGET,
-                (p01 - k0 * px1) / _FORGET,
-                (p11 - k1 * px1) / _FORGET,
-            )
-            # bounded: forgetting without excitation must not wind the covariance up
-            p00, p11 = min(p00, _PRIOR[0]), min(p11, _PRIOR[1])
-            p01 = max(-math.sqrt(p00 * p11), min(p01, math.sqrt(p00 * p11)))
-            v.state["rls"] = [round(t0, 6), round(t1, 6), p00, p01, p11]
+        y = np.asarray(units, dtype=np.float64).reshape(-1)
+        zp = np.asarray(pooled_z, dtype=np.float64).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(lpr) & np.isfinite(y) & np.isfinite(zp) & (y >= 0)
+        idx = np.flatnonzero(ok).tolist()
+        if not idx:
+            return
+        vs = [views[i] for i in idx]
+        r, y, zp = lpr[idx], y[idx], zp[idx]
+        t0, t1, p00, p01, p11 = _rls(vs).T
+        # math.log1p, as the pooled model's target (numpy's differs in the last bit)
+        resid = np.array([math.log1p(u) for u in y.tolist()]) - zp
+        # RLS with forgetting for x = (1, r)
+        px0, px1 = p00 + p01 * r, p01 + p11 * r
+        denom = _FORGET + px0 + px1 * r
+        k0, k1 = px0 / denom, px1 / denom
+        err = resid - (t0 + t1 * r)
+        t0, t1 = t0 + k0 * err, t1 + k1 * err
+        p00, p01, p11 = (
+            (p00 - k0 * px0) / _FORGET,
+            (p01 - k0 * px1) / _FORGET,
+            (p11 - k1 * px1) / _FORGET,
+        )
+        # bounded: forgetting without excitation must not wind the covariance up
+        p00, p11 = np.minimum(p00, _PRIOR[0]), np.minimum(p11, _PRIOR[1])
+        with np.errstate(invalid="ignore"):
+            lim = np.sqrt(p00 * p11)
+        p01 = np.maximum(-lim, np.minimum(p01, lim))
+        for v, a, b, c, d, e in zip(
+            vs, t0.tolist(), t1.tolist(), p00.tolist(), p01.tolist(), p11.tolist(), strict=True
+        ):
+            v.state["rls"] = [round(a, 6), round(b, 6), c, d, e]
             v.state["nl"] = int(v.state.get("nl", 0)) + 1  # labels learned by this SKU
 
     def learn(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:

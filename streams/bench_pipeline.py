@@ -370,6 +370,7 @@ def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "decisions_per_tick": decided,
         "price_changes_per_tick": changes,
         "decision_note": (
+            f"{n} SKUs per tick{' (--quick; the full run has 10000)' if quick else ''}; "
             "in process, one partition, dict tables: seconds of the WatermarkEnv that closes the "
             "window for every SKU at once (window close -> all price changes ready, before any "
             "Kafka send); p99 over only the timed windows (so effectively their max)"

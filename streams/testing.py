@@ -47,8 +47,11 @@ class FixedDecider:
             (v.sku, v.next_window_start, float(u)) for v, u in zip(views, units, strict=True)
         )
 
-    def learn_local(self, view: SkuView, saved: Mapping[str, Any], units: float) -> None:
-        view.state["local"] = view.state.get("local", 0) + 1
+    def learn_local_batch(
+        self, views: Sequence[SkuView], saveds: Sequence[Mapping[str, Any]], units: np.ndarray
+    ) -> None:
+        for v in views:
+            v.state["local"] = v.state.get("local", 0) + 1
 
     def snapshot(self) -> str | None:
         return json.dumps(self.pooled)

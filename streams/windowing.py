@@ -20,10 +20,12 @@ retry, a resend at another offset -- adds nothing the second time.
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import logging
 import math
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,7 +232,8 @@ class WindowEngine:
                 out.skipped_replay = True
                 return out
             if isinstance(env, WatermarkEnv):
-                self._on_watermark(env, pm, partition, skus, meta, opens, out)
+                with _gc_paused():
+                    self._on_watermark(env, pm, partition, skus, meta, opens, out)
             else:
                 if env.action in ("freeze", "unfreeze"):
                     pm["frozen_all"] = env.action == "freeze"
@@ -413,10 +416,21 @@ class WindowEngine:
             if self._learn_pooled_once(closing, b, pm, partition, meta):
                 out.tick_meta = (str(partition), copy.deepcopy(pm))
         deciding: list[tuple[str, State, tuple[int, int, int]]] = []
+        tick = _Tick()
         for sku, st, op in closing:
-            last = self._close_until(sku, st, op, b, out)
+            last = self._close_until(sku, st, op, b, out, tick)
             if st["cat"] is not None:
                 deciding.append((sku, st, last))
+        # phase 2 as arrays: the tick's labels (at most one per SKU) learned in one call, and
+        # the closed windows' LSTM feature rows in one; both only change the SKU records
+        # written below, so a crash before those writes replays the whole of it
+        if tick.labels:
+            self.decider.learn_local_batch(
+                [v for v, _, _ in tick.labels],
+                [pend for _, pend, _ in tick.labels],
+                np.array([u for _, _, u in tick.labels], dtype=np.float64),
+            )
+        self._append_history(tick.rows)
         self._decide(deciding, pm, out)
         # state before open windows: a crash in between leaves stale closed windows in the open
         # record (ignored and pruned), never a closed window that could close twice
@@ -490,9 +504,13 @@ class WindowEngine:
         )
 
     def _close_until(
-        self, sku: str, st: State, op: State, b: int, out: Outputs
+        self, sku: str, st: State, op: State, b: int, out: Outputs, tick: _Tick
     ) -> tuple[int, int, int]:
-        """Emit every window of ``sku`` that starts before ``b``; returns the last (start, units, views)."""
+        """Emit every window of ``sku`` that starts before ``b``; returns the last (start, units, views).
+
+        The label of the SKU's pending forecast and the windows' LSTM feature rows are left in
+        ``tick`` for the caller to learn and append for all SKUs at once.
+        """
         W = self.window_ms
         for k in [k for k in op["w"] if int(k) < st["next"]]:
             del op["w"][k]  # left over from a crash between the two writes of a close
@@ -532,13 +550,11 @@ class WindowEngine:
                 )
             )
             op["late"] = 0
-            self._score_pending(sku, st, ws, units, out)
+            self._score_pending(sku, st, ws, units, out, tick)
             st["sold"] = st.get("sold", 0) + units
             if cat is not None and self.history_len > 0:
                 hist = st.setdefault("hist", [])
-                row = window_features(units, views, carts, price, cat["base_price"], ws)
-                hist.append([round(float(x), 5) for x in row])
-                del hist[: -self.history_len]
+                tick.rows.append((hist, units, views, carts, price, cat["base_price"], ws))
             self._update_averages(st, units, views)
             last = (ws, units, views)
             st["next"] = ws + W
@@ -548,13 +564,15 @@ class WindowEngine:
             del ids[k]  # closed windows forget their order ids
         return last
 
-    def _score_pending(self, sku: str, st: State, ws: int, units: int, out: Outputs) -> None:
-        """Phase 2 for one label: per-SKU learning, model errors, and the forecast rows."""
+    def _score_pending(
+        self, sku: str, st: State, ws: int, units: int, out: Outputs, tick: _Tick
+    ) -> None:
+        """Phase 2 for one label: the forecast rows, and the label queued for per-SKU learning
+        (its view is taken now: stock left is before this window's units)."""
         pend = st.get("pend")
         if not pend or pend["ws"] != ws:
             return
-        view = self._saved_view(st, pend)
-        self.decider.learn_local(view, pend, float(units))
+        tick.labels.append((self._saved_view(st, pend), pend, float(units)))
         st["labels"] = int(st.get("labels", 0)) + 1  # labels learned, ever (fault-test audit)
         for model, predicted in pend["pred"].items():
             if not model.startswith("_"):
@@ -569,6 +587,24 @@ class WindowEngine:
                 )
         out.labels += 1
         st["pend"] = None
+
+    def _append_history(self, rows: list[_HistRow]) -> None:
+        """Append each closed window's LSTM feature row to its SKU's history, in close order."""
+        if not rows:
+            return
+        cols = np.array([r[1:6] for r in rows], dtype=np.float64)
+        feats = window_features(
+            cols[:, 0],
+            cols[:, 1],
+            cols[:, 2],
+            cols[:, 3],
+            cols[:, 4],
+            np.array([r[6] for r in rows], dtype=np.int64),
+        )
+        for r, row in zip(rows, feats.astype(np.float64).tolist(), strict=True):
+            hist = r[0]
+            hist.append([round(x, 5) for x in row])
+            del hist[: -self.history_len]
 
     @staticmethod
     def _update_averages(st: State, units: int, views: int) -> None:
@@ -634,6 +670,7 @@ class WindowEngine:
                 self._publish(sku, st, last[0], g, prop, now, out)
             finals.append(st["price"])
         preds = self.decider.predict_at(views, np.array(finals, dtype=np.float64))
+        cols = [(k, np.asarray(a, dtype=np.float64).tolist()) for k, a in preds.items()]
         for i, ((sku, st, _), v) in enumerate(zip(deciding, views, strict=True)):
             st["m"]["nd"] = int(st["m"].get("nd", 0)) + 1  # forecasts awaiting a label, ever
             st["pend"] = {
@@ -645,7 +682,7 @@ class WindowEngine:
                 "lu": v.last_units,
                 "lv": v.last_views,
                 "n": v.windows_seen,
-                "pred": {k: round(float(a[i]), 6) for k, a in preds.items() if np.isfinite(a[i])},
+                "pred": {k: round(a[i], 6) for k, a in cols if math.isfinite(a[i])},
             }
 
     def _publish(
@@ -689,6 +726,36 @@ class WindowEngine:
                 sku=sku, price=g.price, currency=cat["currency"], since=now, version=st["ver"]
             )
         )
+
+
+# a closed window's LSTM inputs: (its SKU's history, units, views, carts, price, base price, start)
+_HistRow = tuple[list[list[float]], int, int, int, float, float, int]
+
+
+@dataclass
+class _Tick:
+    """What a tick's windows leave to be done for all SKUs at once after closing them."""
+
+    labels: list[tuple[SkuView, dict[str, Any], float]] = field(default_factory=list)
+    rows: list[_HistRow] = field(default_factory=list)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No automatic cyclic garbage collection during a tick.
+
+    A tick allocates a few hundred thousand short-lived containers (views, rows, forecasts),
+    freed by reference counting; they make the collector run hundreds of times per tick, and its
+    older-generation passes walk every SKU's state each time (measured at 10k SKUs: 0.3-0.5 s
+    of a 1 s tick). Paused, the collector runs after the tick on far fewer pending objects.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _stock_left(st: State) -> float | None:
