@@ -331,7 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         "one bulk clickhouse-driver insert, rows/s; memory: state bytes per SKU; recovery: "
         "seconds to process again after kill -9; all: everything in one report",
     )
-    be.add_argument("--quick", action="store_true", help="a reduced run (under two minutes)")
+    be.add_argument(
+        "--quick",
+        action="store_true",
+        help="a reduced run (each benchmark about two minutes at most)",
+    )
     be.add_argument("--json", action="store_true", help="one-line JSON report")
     be.set_defaults(func=_cmd_bench)
 
