@@ -21,14 +21,16 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
+from msgspec import Struct
 
-from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
+from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect, row_type
 from infra.kafka_client import aiokafka_config
 from schemas import DeadLetter, PriceChange
 
@@ -36,75 +38,143 @@ if TYPE_CHECKING:
     from streams.app import Repricer
 
 log = logging.getLogger(__name__)
-Rows = dict[str, list[dict[str, Any]]]
 
+TableColumns = dict[str, list[Any]]
+"""One table's batch as columns: column name -> values in row order (DateTime as epoch ms)."""
+Batches = dict[str, TableColumns]
+"""Column batches by table."""
+
+
+# An ``aggregates`` message is ``{"t": table, "r": row}`` (the window agent encodes SalesWindow,
+# ClicksWindow and ForecastRow structs). Its rows are decoded against the table's own row type
+# (``infra.clickhouse.row_type``: every column typed and bounded like in ClickHouse), picked by
+# the tag: so decoding is the validation, in C, and builds no dict per row; a row that does not
+# fit its table fails to decode and is skipped with a warning instead of failing the insert.
+# ``version`` (the ReplacingMergeTree version) is taken from another column.
+_SalesRow = row_type("sales_1m")
+_ClicksRow = row_type("clicks_1m")
+_ForecastRow = row_type("forecasts")
+
+
+class _SalesMsg(Struct, frozen=True, gc=False, tag_field="t", tag="sales_1m"):
+    r: _SalesRow  # type: ignore[valid-type]
+
+
+class _ClicksMsg(Struct, frozen=True, gc=False, tag_field="t", tag="clicks_1m"):
+    r: _ClicksRow  # type: ignore[valid-type]
+
+
+class _ForecastMsg(Struct, frozen=True, gc=False, tag_field="t", tag="forecasts"):
+    r: _ForecastRow  # type: ignore[valid-type]
+
+
+_AggMsg = _SalesMsg | _ClicksMsg | _ForecastMsg
+_agg_dec = msgspec.json.Decoder(_AggMsg)
+_AGG_TABLES: dict[type[Struct], tuple[str, tuple[str, ...], str]] = {
+    _SalesMsg: ("sales_1m", _SalesRow.__struct_fields__, "window_end"),
+    _ClicksMsg: ("clicks_1m", _ClicksRow.__struct_fields__, "window_end"),
+    _ForecastMsg: ("forecasts", _ForecastRow.__struct_fields__, "window_start"),
+}
+# tables whose columns come only from rows decoded against their row_type
+_DECODED_TABLES = frozenset(table for table, _, _ in _AGG_TABLES.values())
 _change_dec = msgspec.json.Decoder(PriceChange)
 _dlq_dec = msgspec.json.Decoder(DeadLetter)
-_agg_dec = msgspec.json.Decoder(dict[str, Any])
 
 
-def aggregate_rows(values: Sequence[bytes]) -> Rows:
-    rows: Rows = {}
-    for v in values:
-        msg = _agg_dec.decode(v)
-        r = msg["r"]
-        r["version"] = r.get("window_end", r["window_start"])
-        rows.setdefault(msg["t"], []).append(r)
-    return rows
-
-
-def price_change_rows(values: Sequence[bytes]) -> Rows:
+def _decode_all(dec: msgspec.json.Decoder[Any], values: Sequence[bytes], what: str) -> list[Any]:
+    """Every value decoded; an undecodable one is logged and skipped (the rest still land)."""
+    try:
+        return list(map(dec.decode, values))  # the common case, without a Python-level loop
+    except msgspec.DecodeError:
+        pass
     out = []
     for v in values:
         try:
-            c = _change_dec.decode(v)
+            out.append(dec.decode(v))
         except msgspec.DecodeError as exc:
-            log.warning("skipping undecodable price change: %s", exc)
-            continue
-        out.append(
-            {
-                "event_id": c.event_id,
-                "sku": c.sku,
-                "old_price": c.old_price,
-                "new_price": c.new_price,
-                "currency": c.currency,
-                "decided_at": c.decided_at,
-                "effective_at": c.effective_at,
-                "window_start": c.window_start,
-                "reasons": list(c.reasons),
-                "forecast_old": c.forecast.units_at_old,
-                "forecast_new": c.forecast.units_at_new,
-                "elasticity": c.elasticity,
-                "model_versions": json.dumps(c.model_versions, sort_keys=True),
-                "guardrails": list(c.guardrails),
-                "policy_version": c.policy_version,
-                "version": c.decided_at,
-            }
-        )
-    return {"price_changes": out}
+            log.warning("skipping undecodable %s: %s", what, exc)
+    return out
 
 
-def dead_letter_rows(values: Sequence[bytes]) -> Rows:
-    out = []
-    for v in values:
-        try:
-            d = _dlq_dec.decode(v)
-        except msgspec.DecodeError as exc:
-            log.warning("skipping undecodable dead letter: %s", exc)
-            continue
-        out.append(
-            {
-                "source_topic": d.source_topic,
-                "source_partition": d.source_partition,
-                "source_offset": d.source_offset,
-                "reason": d.reason,
-                "detail": d.detail,
-                "payload_excerpt": d.payload_excerpt,
-                "received_at": d.received_at,
-                "version": d.received_at,
-            }
+def _columns(structs: Sequence[Struct], fields: Sequence[str]) -> TableColumns:
+    return {f: list(map(attrgetter(f), structs)) for f in fields}
+
+
+def aggregate_columns(values: Sequence[bytes]) -> Batches:
+    """Column batches by table from ``aggregates`` messages, without a dict per row."""
+    msgs: list[_AggMsg] = _decode_all(_agg_dec, values, "aggregate")
+    out: Batches = {}
+    kinds: set[type[Struct]] = set(map(type, msgs))
+    for kind in kinds:
+        table, fields, version = _AGG_TABLES[kind]
+        rows = (
+            [m.r for m in msgs] if len(kinds) == 1 else [m.r for m in msgs if m.__class__ is kind]
         )
-    return {"dead_letters": out}
+        cols = _columns(rows, fields)
+        cols["version"] = cols[version].copy()  # its own list: batches are extended
+        out[table] = cols
+    return out
+
+
+def price_change_columns(values: Sequence[bytes]) -> Batches:
+    changes = _decode_all(_change_dec, values, "price change")
+    cols = _columns(
+        changes,
+        (
+            "event_id",
+            "sku",
+            "old_price",
+            "new_price",
+            "currency",
+            "decided_at",
+            "effective_at",
+            "window_start",
+            "reasons",
+            "elasticity",
+            "guardrails",
+            "policy_version",
+        ),
+    )
+    cols["forecast_old"] = [c.forecast.units_at_old for c in changes]
+    cols["forecast_new"] = [c.forecast.units_at_new for c in changes]
+    cols["model_versions"] = [json.dumps(c.model_versions, sort_keys=True) for c in changes]
+    cols["version"] = cols["decided_at"].copy()
+    return {"price_changes": cols}
+
+
+def dead_letter_columns(values: Sequence[bytes]) -> Batches:
+    letters = _decode_all(_dlq_dec, values, "dead letter")
+    cols = _columns(
+        letters,
+        (
+            "source_topic",
+            "source_partition",
+            "source_offset",
+            "reason",
+            "detail",
+            "payload_excerpt",
+            "received_at",
+        ),
+    )
+    cols["version"] = cols["received_at"].copy()
+    return {"dead_letters": cols}
+
+
+def batch_rows(batches: Batches) -> dict[str, int]:
+    """Rows per table of column batches."""
+    return {table: len(next(iter(cols.values()), ())) for table, cols in batches.items()}
+
+
+def merge_batches(into: Batches, more: Batches) -> Batches:
+    """``more``'s columns appended to ``into``'s (table by table); returns ``into``."""
+    for table, cols in more.items():
+        have = into.get(table)
+        if have is None:
+            into[table] = cols
+        else:
+            for name, values in cols.items():
+                have[name].extend(values)
+    return into
 
 
 class ClickHouseSink:
@@ -116,21 +186,24 @@ class ClickHouseSink:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-sink")
         self.retry_max_s = retry_max_s
 
-    def _insert_sync(self, rows: Rows) -> int:
+    def _insert_sync(self, batches: Batches) -> int:
         if self._backend is None:
             backend = connect(self._url)
             backend.init()
             self._backend = backend
-        return sum(self._backend.insert(table, batch) for table, batch in rows.items() if batch)
+        return sum(
+            self._backend.insert_columns(table, cols, checked=table in _DECODED_TABLES)
+            for table, cols in batches.items()
+        )
 
     async def write(
         self,
-        rows: Rows,
+        batches: Batches,
         *,
         on_error: Callable[[Exception], None],
         wait: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> int:
-        """Insert ``rows``; returns only once they are written (retrying with backoff).
+        """Insert ``batches``; returns only once they are written (retrying with backoff).
 
         ``wait(seconds)`` spends the backoff (the consumer uses it to keep polling, paused).
         """
@@ -138,7 +211,7 @@ class ClickHouseSink:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                return await loop.run_in_executor(self._pool, self._insert_sync, rows)
+                return await loop.run_in_executor(self._pool, self._insert_sync, batches)
             except (ClickHouseError, OSError, EOFError) as exc:
                 on_error(exc)
                 log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
@@ -212,10 +285,10 @@ def _tps(tps: Any) -> str:
 
 def register(rp: Repricer) -> None:
     s, t, stats = rp.settings, rp.topics, rp.stats
-    to_rows: dict[str, Callable[[Sequence[bytes]], Rows]] = {
-        t["aggregates"].get_topic_name(): aggregate_rows,
-        s.topic_price_changes: price_change_rows,
-        s.topic_dlq: dead_letter_rows,
+    to_columns: dict[str, Callable[[Sequence[bytes]], Batches]] = {
+        t["aggregates"].get_topic_name(): aggregate_columns,
+        s.topic_price_changes: price_change_columns,
+        s.topic_dlq: dead_letter_columns,
     }
 
     def on_error(exc: Exception) -> None:
@@ -232,7 +305,7 @@ def register(rp: Repricer) -> None:
                 s.clickhouse_url.get_secret_value(), retry_max_s=s.sink_retry_max_s
             )
             await t["aggregates"].maybe_declare()
-            self.consumer = await start_group_consumer(rp, "sink", list(to_rows))
+            self.consumer = await start_group_consumer(rp, "sink", list(to_columns))
 
         async def on_stop(self) -> None:
             if self.consumer is not None:
@@ -259,17 +332,20 @@ def register(rp: Repricer) -> None:
                     await self._write(c, batch)
 
         async def _write(self, c: AIOKafkaConsumer, batch: Batch) -> None:
-            rows: Rows = {}
+            values: dict[str, list[bytes]] = {}
             for tp, records in batch.items():
-                for table, trows in to_rows[tp.topic]([r.value for r in records]).items():
-                    rows.setdefault(table, []).extend(trows)
-            n = sum(len(v) for v in rows.values())
+                values.setdefault(tp.topic, []).extend(r.value for r in records)
+            columns: Batches = {}
+            for topic, vs in values.items():  # one decode per topic, straight into columns
+                merge_batches(columns, to_columns[topic](vs))
+            rows = batch_rows(columns)
+            n = sum(rows.values())
             if stats.sink_pending == 0 and n:
                 stats.sink_pending_since = time.time()
             stats.sink_pending += n
             t0 = time.perf_counter()
             try:
-                await self.sink.write(rows, on_error=on_error, wait=self._paused_wait)
+                await self.sink.write(columns, on_error=on_error, wait=self._paused_wait)
             finally:
                 stats.sink_pending -= n
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
@@ -281,5 +357,5 @@ def register(rp: Repricer) -> None:
             stats.sink_last_batch_s = time.perf_counter() - t0
             stats.sink_last_ok_at = time.time()
             stats.sink_batches += 1
-            for table, trows in rows.items():
-                stats.sink_rows[table] += len(trows)
+            for table, k in rows.items():
+                stats.sink_rows[table] += k

@@ -1,4 +1,4 @@
-"""Pipeline benchmarks: ingest, decisions, sink, state size, crash recovery.
+"""Pipeline benchmarks: ingest, scale-out, decisions, sink, state size, crash recovery.
 
 Every benchmark measures a RATIO of two things run side by side in the same process or run, on
 the same data (what to compare across machines), with the absolute numbers alongside, labelled
@@ -256,6 +256,134 @@ def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- 1b. scale-out
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its reaped children, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _fold_run(
+    tmp: Path, broker: Any, topic: str, n: int, workers: int, tag: str, progress: Progress
+) -> dict[str, float]:
+    """``workers`` worker processes in one consumer group fold the ``n`` events of ``topic``.
+
+    Returns events/s from the first records read (by any worker) to the n-th event folded,
+    from the workers' stats files (group joins and rebalances included), and the CPU seconds
+    the workers and the broker used over about that span (sampled from /proc every 0.2 s).
+    """
+    from streams.runner import WorkerProcess
+
+    base = _bench_settings(tmp, broker.url, tag, topic_clicks=topic, idle_source_s=2)
+    procs = []
+    for i in range(workers):
+        ws = base.model_copy(
+            update={
+                "data_dir": str(tmp / f"faust-{tag}-{i}"),
+                "clickhouse_url": f"chdb://{tmp / f'chdb-{tag}-{i}'}?database=bench",
+            }
+        )
+        procs.append(WorkerProcess(ws, tmp / f"worker-{tag}-{i}.log", loglevel="warn"))
+    for w in procs:
+        w.start()
+    pids = [broker.process.pid] + [w.proc.pid for w in procs if w.proc is not None]
+    cpu: list[tuple[float, float]] = []  # (wall time, CPU seconds of broker + workers)
+    deadline = time.monotonic() + max(300.0, n / 500)
+    try:
+        while True:
+            cpu.append((time.time(), sum(_cpu_s(pid) for pid in pids)))
+            sts = [w.stats() for w in procs]
+            folded = sum(st.get("events_folded", 0) for st in sts)
+            if folded >= n:
+                break
+            for w in procs:
+                if not w.alive():
+                    raise RuntimeError(f"worker exited; see {w.log_path}:\n{w.tail_log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{workers} worker(s) folded {folded} of {n} events")
+            time.sleep(0.2)
+    finally:
+        for w in procs:
+            w.stop()
+    first = min(st["first_read_at"] for st in sts if st.get("first_read_at"))
+    last = max(st.get("last_fold_at", 0.0) for st in sts)
+    before = [c for c in cpu if c[0] <= first] or cpu[:1]
+    t0, c0 = before[-1]
+    t1, c1 = cpu[-1]
+    wall = last - first
+    _say(
+        progress,
+        f"[bench scaleout] {workers} worker(s): {n / wall:,.0f} ev/s "
+        f"({wall:.1f} s, {(c1 - c0) / max(1e-6, t1 - t0):.2f} cores busy)",
+    )
+    return {"rate": n / wall, "wall_s": wall, "cpu_s": c1 - c0, "cpu_span_s": t1 - t0}
+
+
+def scaleout(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
+    """Events/s of two workers in one consumer group ÷ one worker, same broker and events."""
+    from infra.kafka_admin import ensure_topics
+    from infra.local.tansu import start_tansu
+
+    n = 60_000 if quick else 150_000
+    partitions = 4
+    repeats = 1 if quick else 2
+    topic = f"bench-sclicks-{uuid.uuid4().hex[:6]}"
+    cores = os.cpu_count() or 1
+    runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    with _tmpdir("repricer-bench-scaleout-") as tmp:
+        broker = start_tansu(tmp / "tansu")
+        try:
+            ensure_topics(
+                _bench_settings(tmp, broker.url, "topics", topic_clicks=topic, partitions=4)
+            )
+            _say(progress, f"[bench scaleout] producing {n} clicks over {partitions} partitions")
+            _produce(broker.bootstrap, topic, _click_payloads(n, skus=4_000, minutes=10))
+            for i in range(repeats):
+                for workers in (1, 2) if i % 2 == 0 else (2, 1):
+                    runs[workers].append(
+                        _fold_run(tmp, broker, topic, n, workers, f"s{workers}w{i}", progress)
+                    )
+        finally:
+            broker.stop()
+    ratio = [b["rate"] / a["rate"] for a, b in zip(runs[1], runs[2], strict=True)]
+
+    def med(k: int, key: str) -> float:
+        return statistics.median(r[key] for r in runs[k])
+
+    def busy(k: int) -> float:  # cores kept busy by the broker and the workers
+        return statistics.median(r["cpu_s"] / r["cpu_span_s"] for r in runs[k])
+
+    return {
+        "machine": _machine(),
+        "scaleout_events": n,
+        "scaleout_partitions": partitions,
+        "scaleout_repeats": repeats,
+        "scaleout_ratio": round(statistics.median(ratio), 3),
+        "scaleout_ratio_min_median_max": _mmm(ratio),
+        "scaleout_events_per_s_one_worker": round(med(1, "rate")),
+        "scaleout_events_per_s_two_workers": round(med(2, "rate")),
+        "scaleout_cpu_cores": cores,
+        "scaleout_cpu_available_ratio": round(min(cores, 2) / 1, 2),
+        "scaleout_cores_busy": [round(busy(1), 2), round(busy(2), 2)],
+        "scaleout_note": (
+            f"same pre-produced topic ({n} clicks, {partitions} partitions, 4k SKUs), one "
+            "Tansu broker; each run a fresh app id (fresh consumer groups and state) with 1 or "
+            "2 `repricer worker` processes started together; scaleout_ratio = events/s of two "
+            "workers ÷ one, each from the first records read to the n-th event folded (from "
+            "the workers' stats files; group joins and rebalances included); "
+            "cpu_available_ratio = cores two workers can use ÷ cores one can (one Python "
+            "event loop each, capped by the machine's cores, which the broker shares); "
+            "cores_busy = [1, 2 workers] CPU seconds of broker + workers per wall second over "
+            "the run (sampled from /proc), out of scaleout_cpu_cores"
+        ),
+    }
+
+
 # --------------------------------------------------------------------------- 2. decisions
 
 
@@ -381,24 +509,68 @@ def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 3. sink
 
 
-def _sales_rows(n: int) -> list[dict[str, Any]]:
+def _sales_rows(n: int) -> list[Any]:
+    """``n`` SalesWindow rows: n/10 SKUs over 10 windows."""
+    from schemas import SalesWindow
+
     rows = []
     skus = max(1, n // 10)
     for i in range(n):
         ws = T0 + (i // skus) * MIN_MS
         rows.append(
-            {
-                "sku": f"SKU-{i % skus:06d}",
-                "window_start": ws,
-                "window_end": ws + MIN_MS,
-                "orders": i % 7,
-                "units": i % 11,
-                "revenue": round((i % 11) * 12.34, 2),
-                "price": 12.34,
-                "late_events": 0,
-            }
+            SalesWindow(
+                sku=f"SKU-{i % skus:06d}",
+                window_start=ws,
+                window_end=ws + MIN_MS,
+                orders=i % 7,
+                units=i % 11,
+                revenue=round((i % 11) * 12.34, 2),
+                price=12.34,
+                late_events=0,
+            )
         )
     return rows
+
+
+def _direct_columns(rows: list[Any], cols: tuple[str, ...]) -> list[list[Any]]:
+    """The rows as clickhouse-driver columns in their cheapest list form: DateTime as int epoch
+    seconds (sent as they are; ``datetime`` objects cost the driver a conversion per value)."""
+    out: list[list[Any]] = []
+    for c in cols:
+        if c == "version":
+            out.append([r.window_end for r in rows])
+        elif c in ("window_start", "window_end"):
+            out.append([getattr(r, c) // 1000 for r in rows])
+        else:
+            out.append([getattr(r, c) for r in rows])
+    return out
+
+
+def _project_sink(url: str, encoded: list[bytes], batch: int) -> float:
+    """Seconds for the sink's own path over ``encoded`` aggregate messages: per polled batch,
+    ``aggregate_columns`` (decode into columns) then ``ClickHouseSink.write`` (validation per
+    column, columnar insert in the sink's thread), as ``SinkService._write`` does after a poll."""
+    import asyncio
+
+    from agents.sink import ClickHouseSink, aggregate_columns
+
+    sink = ClickHouseSink(url)
+
+    async def run() -> float:
+        await sink.write({}, on_error=lambda exc: None)  # connect + schema, outside the timer
+        t = time.perf_counter()
+        for k in range(0, len(encoded), batch):
+            await sink.write(aggregate_columns(encoded[k : k + batch]), on_error=_raise)
+        return time.perf_counter() - t
+
+    try:
+        return asyncio.run(run())
+    finally:
+        sink.close()
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
@@ -408,68 +580,81 @@ def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     import msgspec
     from clickhouse_driver import Client
 
-    from agents.sink import aggregate_rows
     from infra.clickhouse import connect
     from infra.clickhouse.backends import TABLES
     from infra.local.clickhouse_server import start_clickhouse_server
 
     n = 30_000 if quick else 100_000
     batch = 10_000
-    repeats = 2 if quick else 3
+    repeats = 3 if quick else 5
     enc = msgspec.json.Encoder()
     rows = _sales_rows(n)
+    # exactly what the window agent sends on the aggregates topic
     encoded = [enc.encode({"t": "sales_1m", "r": r}) for r in rows]
     cols = TABLES["sales_1m"]
-    # the direct insert gets its columns prepared outside the timer: it is the lower bound
-    columnar: list[list[Any]] = []
-    for c in cols:
-        if c == "version":
-            columnar.append([r["window_end"] for r in rows])
-        elif c in ("window_start", "window_end"):
-            columnar.append([datetime.fromtimestamp(r[c] // 1000, UTC) for r in rows])
-        else:
-            columnar.append([r[c] for r in rows])
+    # the direct inserts get their columns built outside the timer: they are the lower bound
+    columnar = _direct_columns(rows, cols)
+    columnar_dt = [
+        [datetime.fromtimestamp(v, UTC) for v in col]
+        if c in ("window_start", "window_end")
+        else col
+        for c, col in zip(cols, columnar, strict=True)
+    ]
+    insert = f"INSERT INTO {{db}}.sales_1m ({', '.join(cols)}) VALUES"
     with _tmpdir("repricer-bench-sink-") as tmp:
         _say(progress, "[bench sink] starting clickhouse-server on 127.0.0.1")
         server = start_clickhouse_server(tmp / "ch")
         try:
-            version = Client(host="127.0.0.1", port=server.tcp_port).execute("SELECT version()")
-            proj_rates, direct_rates, ratios = [], [], []
+            client = Client(host="127.0.0.1", port=server.tcp_port)
+            version = client.execute("SELECT version()")
+            proj_rates, direct_rates, dt_rates, ratios = [], [], [], []
             for i in range(repeats):
-                url_p, url_d = server.url(f"bench_p{i}"), server.url(f"bench_d{i}")
-                bp, bd = connect(url_p), connect(url_d)
-                bp.init()
-                bd.init()
-                bd.close()
-                t = time.perf_counter()
-                for k in range(0, n, batch):
-                    for table, rs in aggregate_rows(encoded[k : k + batch]).items():
-                        bp.insert(table, rs)
-                p_rate = n / (time.perf_counter() - t)
-                bp.close()
-                client = Client(host="127.0.0.1", port=server.tcp_port)
-                t = time.perf_counter()
-                client.execute(
-                    f"INSERT INTO bench_d{i}.sales_1m ({', '.join(cols)}) VALUES",
-                    columnar,
-                    columnar=True,
-                )
-                d_rate = n / (time.perf_counter() - t)
+                dbs = {k: f"bench_{k}{i}" for k in ("p", "d", "t")}
+                for db in dbs.values():
+                    b = connect(server.url(db))
+                    b.init()
+                    b.close()
+                # alternate which goes first, so neither always gets the warmer server
+                order = ("p", "d", "t") if i % 2 == 0 else ("d", "t", "p")
+                rates: dict[str, float] = {}
+                for k in order:
+                    t = time.perf_counter()
+                    if k == "p":
+                        rates[k] = n / _project_sink(server.url(dbs["p"]), encoded, batch)
+                        continue
+                    client.execute(
+                        insert.format(db=dbs[k]),
+                        columnar if k == "d" else columnar_dt,
+                        columnar=True,
+                    )
+                    rates[k] = n / (time.perf_counter() - t)
                 got = client.execute(
-                    f"SELECT (SELECT count() FROM bench_p{i}.sales_1m), "
-                    f"(SELECT count() FROM bench_d{i}.sales_1m)"
+                    "SELECT "
+                    + ", ".join(f"(SELECT count() FROM {db}.sales_1m)" for db in dbs.values())
                 )[0]
-                client.disconnect()
-                if tuple(got) != (n, n):
-                    raise RuntimeError(f"sink bench row counts {got} != ({n}, {n})")
-                proj_rates.append(p_rate)
-                direct_rates.append(d_rate)
-                ratios.append(p_rate / d_rate)
+                # same rows: every database holds exactly the n rows, with the same content
+                sums = client.execute(
+                    "SELECT "
+                    + ", ".join(
+                        f"(SELECT sum(cityHash64(sku, window_start, window_end, orders, units, "
+                        f"revenue, price, late_events, version)) FROM {db}.sales_1m)"
+                        for db in dbs.values()
+                    )
+                )[0]
+                for db in dbs.values():
+                    client.execute(f"DROP DATABASE {db}")
+                if tuple(got) != (n, n, n) or len(set(sums)) != 1:
+                    raise RuntimeError(f"sink bench: row counts {got}, content hashes {sums}")
+                proj_rates.append(rates["p"])
+                direct_rates.append(rates["d"])
+                dt_rates.append(rates["t"])
+                ratios.append(rates["p"] / rates["d"])
                 _say(
                     progress,
-                    f"[bench sink] repeat {i + 1}: project {p_rate:,.0f} rows/s, "
-                    f"direct {d_rate:,.0f} rows/s",
+                    f"[bench sink] repeat {i + 1}: project {rates['p']:,.0f} rows/s, "
+                    f"direct {rates['d']:,.0f} rows/s (with datetime objects {rates['t']:,.0f})",
                 )
+            client.disconnect()
         finally:
             server.stop()
     return {
@@ -477,15 +662,24 @@ def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "clickhouse_server": version[0][0] if version else None,
         "sink_rows": n,
         "sink_batch_rows": batch,
+        "sink_repeats": repeats,
         "sink_ratio": round(statistics.median(ratios), 3),
         "sink_ratio_min_median_max": _mmm(ratios),
         "sink_rows_per_s_project": round(statistics.median(proj_rates)),
+        "sink_rows_per_s_project_min_median_max": _mmm(proj_rates, 0),
         "sink_rows_per_s_direct_bulk": round(statistics.median(direct_rates)),
+        "sink_rows_per_s_direct_bulk_min_median_max": _mmm(direct_rates, 0),
+        "sink_rows_per_s_direct_bulk_datetime_objects": round(statistics.median(dt_rates)),
         "sink_note": (
-            "project = agents.sink.aggregate_rows on msgspec-encoded aggregate messages + "
-            "infra.clickhouse NativeBackend.insert in batches of 10k (validation, coercion); "
-            "direct = one columnar clickhouse-driver INSERT of pre-built columns; sales_1m "
-            "ReplacingMergeTree from backend.init(), fresh database per repeat"
+            "project = the sink's path after a poll: agents.sink.aggregate_columns on the "
+            "aggregate messages the window agent sends ({'t': 'sales_1m', 'r': SalesWindow}, "
+            "msgspec JSON) + ClickHouseSink.write (NativeBackend.insert_columns in the sink "
+            f"thread: per-column validation, columnar insert) in batches of {batch}; "
+            "direct = one columnar clickhouse-driver INSERT of all rows from pre-built lists "
+            "with DateTime as int epoch seconds (its fastest list form; "
+            "*_datetime_objects = the same with datetime objects); same rows, same server, "
+            "fresh ReplacingMergeTree databases per repeat, order alternated, row counts and "
+            "content hashes checked equal"
         ),
     }
 
@@ -707,6 +901,7 @@ def recovery(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
 
 BENCHES: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest": ingest,
+    "scaleout": scaleout,
     "decisions": decisions,
     "sink": sink,
     "memory": memory,

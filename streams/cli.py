@@ -317,13 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="benchmarks (ratios measured side by side in one run)")
     be.add_argument(
         "what",
-        choices=["forecast", "ingest", "decisions", "sink", "memory", "recovery", "all"],
+        choices=[
+            "forecast",
+            "ingest",
+            "scaleout",
+            "decisions",
+            "sink",
+            "memory",
+            "recovery",
+            "all",
+        ],
         help="forecast: model WAPE vs naive baselines, LSTM batching; ingest: worker vs Faust "
-        "count-only events/s; decisions: SKUs decided/s at window close; sink: project insert "
-        "path vs bulk clickhouse-driver rows/s; memory: state bytes per SKU; recovery: seconds "
-        "to process again after kill -9; all: everything in one report",
+        "count-only events/s; scaleout: two workers in one consumer group vs one, events/s; "
+        "decisions: SKUs decided/s at window close; sink: the sink's decode + insert path vs "
+        "one bulk clickhouse-driver insert, rows/s; memory: state bytes per SKU; recovery: "
+        "seconds to process again after kill -9; all: everything in one report",
     )
-    be.add_argument("--quick", action="store_true", help="a reduced run (under two minutes)")
+    be.add_argument(
+        "--quick",
+        action="store_true",
+        help="a reduced run (each benchmark about two minutes at most)",
+    )
     be.add_argument("--json", action="store_true", help="one-line JSON report")
     be.set_defaults(func=_cmd_bench)
 

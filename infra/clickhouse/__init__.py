@@ -9,11 +9,14 @@ from infra.clickhouse.backends import (
     ClickHouseBackend,
     ClickHouseError,
     ClickHouseUnavailable,
+    Columns,
     NativeBackend,
     check_ident,
     connect,
     load_schema,
     mask_url,
+    row_type,
+    rows_to_columns,
     substitute_params,
 )
 
@@ -26,10 +29,13 @@ __all__ = [
     "ClickHouseBackend",
     "ClickHouseError",
     "ClickHouseUnavailable",
+    "Columns",
     "NativeBackend",
     "check_ident",
     "connect",
     "load_schema",
     "mask_url",
+    "row_type",
+    "rows_to_columns",
     "substitute_params",
 ]

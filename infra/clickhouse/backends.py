@@ -7,26 +7,31 @@ Two interchangeable backends behind one small protocol:
 * ``ChdbBackend`` -- embedded ClickHouse (chdb) persisted in a local directory,
   URL ``chdb:///abs/path`` or ``chdb://relative/path`` (optional ``?database=db``).
 
-Both accept rows as mappings of plain Python values (DateTime columns as int epoch
-milliseconds) and return query results as lists of tuples with identical Python types
+Both accept a batch either as columns (``insert_columns``: one sequence per column, validated
+once per column, which is what the sink uses) or as rows (``insert``: mappings, checked per row
+and then transposed), with DateTime values as int epoch milliseconds, and return query results as lists of tuples with identical Python types
 (ints, floats, str, lists, tz-aware UTC datetimes).  Query parameters use the
 ``%(name)s`` syntax and are escaped client-side by :func:`substitute_params`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import threading
+from array import array
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
+
+import msgspec
 
 __all__ = [
     "COLUMN_TYPES",
@@ -37,13 +42,18 @@ __all__ = [
     "ClickHouseBackend",
     "ClickHouseError",
     "ClickHouseUnavailable",
+    "Columns",
     "NativeBackend",
     "check_ident",
     "connect",
     "load_schema",
     "mask_url",
+    "row_type",
+    "rows_to_columns",
     "substitute_params",
 ]
+
+Columns = Mapping[str, Sequence[Any]]
 
 DEFAULT_DATABASE = "repricer"
 
@@ -145,6 +155,13 @@ class ClickHouseBackend(Protocol):
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert rows (dicts keyed by column name); returns the number of rows written."""
+        ...
+
+    def insert_columns(self, table: str, columns: Columns, *, checked: bool = False) -> int:
+        """Insert one batch given as columns: every column of ``table`` by name, each a sequence
+        of values in row order (all the same length). Validated once per column; with
+        ``checked=True`` the columns of ``row_type(table)`` are taken as already validated
+        (decoded against it). Returns the number of rows written."""
         ...
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -263,6 +280,17 @@ def substitute_params(sql: str, params: Mapping[str, Any] | None) -> str:
 
 # --------------------------------------------------------------------------- values in
 
+# Integer columns are range-checked by building a C array of the matching width once per column
+# (OverflowError names the problem; much cheaper than min() and max() over Python ints).
+_INT_ARRAY_CODES = {"UInt32": "I", "UInt64": "Q", "Int32": "i", "Int64": "q"}
+_INT_RANGES = {
+    "UInt32": (0, 2**32 - 1),
+    "UInt64": (0, 2**64 - 1),
+    "Int32": (-(2**31), 2**31 - 1),
+    "Int64": (-(2**63), 2**63 - 1),
+}
+assert all(array(c).itemsize * 8 == int(t[-2:]) for t, c in _INT_ARRAY_CODES.items())
+
 
 def _ms_to_seconds(value: Any, column: str) -> int:
     if isinstance(value, bool):
@@ -277,48 +305,155 @@ def _ms_to_seconds(value: Any, column: str) -> int:
     raise TypeError(f"{column}: expected epoch milliseconds (int), got {value!r}")
 
 
-def _coerce(value: Any, ch_type: str, column: str) -> Any:
-    """Normalise a Python row value for ``ch_type``; DateTime -> int epoch seconds."""
+def _first_bad(values: Sequence[Any], ok: Any) -> Any:
+    return next(v for v in values if not ok(v))
+
+
+def _check_range(values: Sequence[int], ch_type: str, column: str, what: str = "") -> None:
+    try:
+        array(_INT_ARRAY_CODES[ch_type], values)
+    except OverflowError:
+        lo, hi = _INT_RANGES[ch_type]
+        bad = _first_bad(values, lambda v: lo <= v <= hi)
+        raise ValueError(f"{column}: {bad!r} is outside {what or ch_type}") from None
+
+
+def _check_column(values: Sequence[Any], ch_type: str, column: str) -> list[Any]:
+    """One column normalised for ``ch_type`` (DateTime: int epoch seconds), checked as a whole.
+
+    The fast paths look at the set of value types once (``set(map(type, values))`` runs in C),
+    and at min/max for integer ranges; only a column that fails them is walked value by value,
+    to name the offending value.
+    """
+    types = set(map(type, values))
     if ch_type == "DateTime":
-        return _ms_to_seconds(value, column)
+        if types <= {int}:
+            seconds = [v // 1000 for v in values]
+        else:
+            seconds = [_ms_to_seconds(v, column) for v in values]
+        _check_range(seconds, "UInt32", column, "DateTime (epoch seconds)")
+        return seconds
     if ch_type == "String":
-        if not isinstance(value, str):
-            raise TypeError(f"{column}: expected str, got {type(value).__name__}")
-        return value
+        if types <= {str} or all(isinstance(v, str) for v in values):
+            return values if isinstance(values, list) else list(values)
+        bad = _first_bad(values, lambda v: isinstance(v, str))
+        raise TypeError(f"{column}: expected str, got {type(bad).__name__}")
     if ch_type == "Float64":
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise TypeError(f"{column}: expected a number, got {value!r}")
-        return float(value)
-    if ch_type.startswith(("UInt", "Int")):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{column}: expected int, got {value!r}")
-        return value
+        if types <= {float}:
+            return values if isinstance(values, list) else list(values)
+        if bool in types or not all(issubclass(t, int | float | Decimal) for t in types):
+            bad = _first_bad(
+                values, lambda v: isinstance(v, int | float | Decimal) and not isinstance(v, bool)
+            )
+            raise TypeError(f"{column}: expected a number, got {bad!r}")
+        return [float(v) for v in values]
+    if ch_type in _INT_RANGES:
+        if not types <= {int}:
+            bad = _first_bad(values, lambda v: type(v) is int)
+            raise TypeError(f"{column}: expected int, got {bad!r}")
+        _check_range(values, ch_type, column)
+        return values if isinstance(values, list) else list(values)
     if ch_type == "Array(String)":
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise TypeError(f"{column}: expected a list of str, got {value!r}")
-        items = list(value)
-        if not all(isinstance(v, str) for v in items):
-            raise TypeError(f"{column}: expected a list of str, got {value!r}")
-        return items
+        out = []
+        for value in values:
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise TypeError(f"{column}: expected a list of str, got {value!r}")
+            items = list(value)
+            if not all(isinstance(v, str) for v in items):
+                raise TypeError(f"{column}: expected a list of str, got {value!r}")
+            out.append(items)
+        return out
     raise TypeError(f"{column}: unsupported column type {ch_type}")  # pragma: no cover
 
 
-def _prepare_rows(table: str, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """Validate rows against the table and return them as value lists in DDL order."""
+def _seconds(values: Sequence[int]) -> list[int]:
+    return [v // 1000 for v in values]
+
+
+def _prepare_columns(
+    table: str, columns: Columns, *, checked: bool = False
+) -> tuple[int, list[list[Any]]]:
+    """Validate a column batch against the table: (rows, columns in DDL order, normalised).
+
+    ``checked``: the columns of ``row_type(table)`` were decoded against it, so they only
+    need converting (DateTime to seconds); the others are checked as usual.
+    """
     if table not in COLUMN_TYPES:
         raise ValueError(f"unknown table: {table!r}")
-    spec = COLUMN_TYPES[table]
     names = TABLES[table]
-    out: list[list[Any]] = []
+    if columns.keys() != set(names):
+        extra = sorted(set(columns) - set(names))
+        missing = [n for n in names if n not in columns]
+        raise ValueError(f"{table}: unknown columns {extra}, missing columns {missing}")
+    lengths = {len(columns[n]) for n in names}
+    if len(lengths) != 1:
+        raise ValueError(f"{table}: columns of different lengths {sorted(lengths)}")
+    n = lengths.pop()
+    trusted = row_type(table).__struct_fields__ if checked else ()
+    return n, [
+        (_seconds(columns[name]) if t == "DateTime" else list(columns[name]))
+        if name in trusted
+        else _check_column(columns[name], t, name)
+        for name, t in COLUMN_TYPES[table]
+    ]
+
+
+def _field_type(ch_type: str) -> Any:
+    if ch_type == "String":
+        return str
+    if ch_type == "Float64":
+        return float
+    if ch_type == "Array(String)":
+        return list[str]
+    if ch_type == "DateTime":  # epoch milliseconds, as every repricer timestamp
+        return Annotated[int, msgspec.Meta(ge=0, le=(2**32 - 1) * 1000 + 999)]
+    lo, hi = _INT_RANGES[ch_type]
+    if hi >= 2**63:  # msgspec bounds must fit an int64; its ints end at 2**64 - 1 anyway
+        return Annotated[int, msgspec.Meta(ge=lo)]
+    return Annotated[int, msgspec.Meta(ge=lo, le=hi)]
+
+
+@functools.cache
+def row_type(table: str) -> type[msgspec.Struct]:
+    """A msgspec Struct of ``table``'s columns but ``version`` (set by whoever writes the row),
+    each typed and bounded like its ClickHouse column, DateTime as epoch ms.
+
+    Decoding JSON against it *is* the validation ``insert_columns`` does, done in C while
+    decoding; columns taken from such decoded rows can be inserted with ``checked=True``.
+
+    >>> import msgspec
+    >>> Row = row_type("forecasts")
+    >>> msgspec.json.decode(
+    ...     b'{"sku":"A","window_start":60000,"model":"m","predicted":1.5,"actual":2}', type=Row
+    ... )
+    ForecastsRow(sku='A', window_start=60000, model='m', predicted=1.5, actual=2.0)
+    >>> msgspec.json.decode(b'{"sku":"A","window_start":-1}', type=Row)
+    Traceback (most recent call last):
+    ...
+    msgspec.ValidationError: Expected `int` >= 0 - at `$.window_start`
+    """
+    if table not in COLUMN_TYPES:
+        raise ValueError(f"unknown table: {table!r}")
+    name = "".join(part.title() for part in table.split("_")) + "Row"
+    fields = [(c, _field_type(t)) for c, t in COLUMN_TYPES[table] if c != "version"]
+    # only str/int/float/list[str] fields: never in a reference cycle, so untracked by the gc
+    return msgspec.defstruct(name, fields, kw_only=True, frozen=True, gc=False)
+
+
+def rows_to_columns(table: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Transpose row mappings into columns, checking every row has exactly the table's columns."""
+    if table not in COLUMN_TYPES:
+        raise ValueError(f"unknown table: {table!r}")
+    names = TABLES[table]
+    want = set(names)
     for i, row in enumerate(rows):
-        extra = set(row) - set(names)
-        if extra:
-            raise ValueError(f"{table} row {i}: unknown columns {sorted(extra)}")
-        missing = [n for n in names if n not in row]
-        if missing:
+        if row.keys() != want:
+            extra = set(row) - want
+            if extra:
+                raise ValueError(f"{table} row {i}: unknown columns {sorted(extra)}")
+            missing = [n for n in names if n not in row]
             raise ValueError(f"{table} row {i}: missing columns {missing}")
-        out.append([_coerce(row[name], ch_type, name) for name, ch_type in spec])
-    return out
+    return {name: [row[name] for row in rows] for name in names}
 
 
 # --------------------------------------------------------------------------- URLs
@@ -464,19 +599,16 @@ class NativeBackend:
             self._execute(stmt)
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        values = _prepare_rows(table, rows)
-        if not values:
+        return self.insert_columns(table, rows_to_columns(table, rows))
+
+    def insert_columns(self, table: str, columns: Columns, *, checked: bool = False) -> int:
+        n, values = _prepare_columns(table, columns, checked=checked)
+        if not n:
             return 0
-        spec = COLUMN_TYPES[table]
-        columns: list[list[Any]] = [list(col) for col in zip(*values, strict=True)]
-        for idx, (_, ch_type) in enumerate(spec):
-            if ch_type == "DateTime":
-                columns[idx] = [datetime.fromtimestamp(s, UTC) for s in columns[idx]]
+        # DateTime columns go in as int epoch seconds, which the driver sends as they are
         cols = ", ".join(TABLES[table])
-        self._execute(
-            f"INSERT INTO {self.database}.{table} ({cols}) VALUES", columns, columnar=True
-        )
-        return len(values)
+        self._execute(f"INSERT INTO {self.database}.{table} ({cols}) VALUES", values, columnar=True)
+        return n
 
     def _server_tz(self) -> Any:
         import pytz
@@ -638,22 +770,19 @@ class ChdbBackend:
             self._run(stmt)
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        values = _prepare_rows(table, rows)
-        if not values:
+        return self.insert_columns(table, rows_to_columns(table, rows))
+
+    def insert_columns(self, table: str, columns: Columns, *, checked: bool = False) -> int:
+        n, values = _prepare_columns(table, columns, checked=checked)
+        if not n:
             return 0
-        names = TABLES[table]
-        lines = []
-        for row in values:
-            obj = {
-                n: (_float_json(v) if isinstance(v, float) else v)
-                for n, v in zip(names, row, strict=True)
-            }
-            lines.append(json.dumps(obj, allow_nan=False, separators=(",", ":")))
-        cols = ", ".join(names)
-        self._run(
-            f"INSERT INTO {self.database}.{table} ({cols}) FORMAT JSONEachRow\n" + "\n".join(lines)
-        )
-        return len(values)
+        for idx, (_, ch_type) in enumerate(COLUMN_TYPES[table]):
+            if ch_type == "Float64" and not all(map(math.isfinite, values[idx])):
+                values[idx] = [_float_json(v) for v in values[idx]]  # JSON has no nan/inf
+        cols = ", ".join(TABLES[table])
+        body = _json_encode(values).decode()
+        self._run(f"INSERT INTO {self.database}.{table} ({cols}) FORMAT JSONCompactColumns\n{body}")
+        return n
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         raw = self._run(substitute_params(sql, params), "JSONCompact")
@@ -673,6 +802,9 @@ class ChdbBackend:
                     self._session.close()
                 finally:
                     self._session = None
+
+
+_json_encode = msgspec.json.Encoder().encode
 
 
 def _float_json(value: float) -> float | str:

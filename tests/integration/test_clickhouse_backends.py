@@ -25,6 +25,7 @@ from infra.clickhouse import (
     NativeBackend,
     connect,
     mask_url,
+    rows_to_columns,
 )
 from infra.local.clickhouse_server import (
     ClickHouseServer,
@@ -296,6 +297,32 @@ def test_insert_rejects_bad_rows(backend: ClickHouseBackend) -> None:
     with pytest.raises(TypeError):
         backend.insert("sales_1m", [{**row, "window_start": "2024-01-01"}])
     assert backend.insert("sales_1m", []) == 0
+
+
+def test_insert_columns_same_rows_as_insert(backend: ClickHouseBackend) -> None:
+    """The columnar path (what the sink uses) writes exactly what the row path writes."""
+    backend.init()
+    db = backend.database
+    rows = make_rows()
+    for table, table_rows in rows.items():
+        cols = rows_to_columns(table, table_rows)
+        checked = table in ("sales_1m", "clicks_1m", "forecasts")  # as the sink inserts them
+        assert backend.insert_columns(table, cols, checked=checked) == len(table_rows)
+        order = ", ".join(TABLES[table])
+        got = backend.query(f"SELECT * FROM {db}.{table} ORDER BY {order}")
+        backend.query(f"TRUNCATE TABLE {db}.{table}")
+        backend.insert(table, table_rows)
+        assert backend.query(f"SELECT * FROM {db}.{table} ORDER BY {order}") == got, table
+        assert len(got) == len(table_rows)
+    with pytest.raises(ValueError, match="outside UInt32"):
+        backend.insert_columns(
+            "sales_1m", {**rows_to_columns("sales_1m", rows["sales_1m"][:1]), "orders": [-1]}
+        )
+    nan = {**rows_to_columns("forecasts", rows["forecasts"][:1]), "predicted": [math.nan]}
+    backend.insert_columns("forecasts", nan)
+    [(p,)] = backend.query(f"SELECT predicted FROM {db}.forecasts WHERE isNaN(predicted)")
+    assert math.isnan(p)
+    assert backend.insert_columns("sales_1m", rows_to_columns("sales_1m", [])) == 0
 
 
 def _types(value: Any) -> Any:
