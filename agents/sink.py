@@ -30,9 +30,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 from msgspec import Struct
 
+from agents.ingest import dead_letter
 from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect, row_type
 from infra.kafka_client import aiokafka_config
-from schemas import DeadLetter, PriceChange
+from schemas import DeadLetter, PriceChange, Rejection, encode
 
 if TYPE_CHECKING:
     from streams.app import Repricer
@@ -49,7 +50,8 @@ Batches = dict[str, TableColumns]
 # ClicksWindow and ForecastRow structs). Its rows are decoded against the table's own row type
 # (``infra.clickhouse.row_type``: every column typed and bounded like in ClickHouse), picked by
 # the tag: so decoding is the validation, in C, and builds no dict per row; a row that does not
-# fit its table fails to decode and is skipped with a warning instead of failing the insert.
+# fit its table fails to decode and goes to the dead-letter topic with the reason
+# (``bad_sink_row``) instead of failing the insert.
 # ``version`` (the ReplacingMergeTree version) is taken from another column.
 _SalesRow = row_type("sales_1m")
 _ClicksRow = row_type("clicks_1m")
@@ -81,18 +83,25 @@ _change_dec = msgspec.json.Decoder(PriceChange)
 _dlq_dec = msgspec.json.Decoder(DeadLetter)
 
 
-def _decode_all(dec: msgspec.json.Decoder[Any], values: Sequence[bytes], what: str) -> list[Any]:
-    """Every value decoded; an undecodable one is logged and skipped (the rest still land)."""
+Rejected = list[tuple[int, str]]
+"""Messages of a batch that did not decode: (index in the batch, reason)."""
+
+
+def _decode_all(
+    dec: msgspec.json.Decoder[Any], values: Sequence[bytes], rejected: Rejected | None
+) -> list[Any]:
+    """Every value decoded; an undecodable one is left out and noted in ``rejected``."""
     try:
         return list(map(dec.decode, values))  # the common case, without a Python-level loop
     except msgspec.DecodeError:
         pass
     out = []
-    for v in values:
+    for i, v in enumerate(values):
         try:
             out.append(dec.decode(v))
         except msgspec.DecodeError as exc:
-            log.warning("skipping undecodable %s: %s", what, exc)
+            if rejected is not None:
+                rejected.append((i, str(exc)[:300]))
     return out
 
 
@@ -100,9 +109,9 @@ def _columns(structs: Sequence[Struct], fields: Sequence[str]) -> TableColumns:
     return {f: list(map(attrgetter(f), structs)) for f in fields}
 
 
-def aggregate_columns(values: Sequence[bytes]) -> Batches:
+def aggregate_columns(values: Sequence[bytes], rejected: Rejected | None = None) -> Batches:
     """Column batches by table from ``aggregates`` messages, without a dict per row."""
-    msgs: list[_AggMsg] = _decode_all(_agg_dec, values, "aggregate")
+    msgs: list[_AggMsg] = _decode_all(_agg_dec, values, rejected)
     out: Batches = {}
     kinds: set[type[Struct]] = set(map(type, msgs))
     for kind in kinds:
@@ -116,8 +125,8 @@ def aggregate_columns(values: Sequence[bytes]) -> Batches:
     return out
 
 
-def price_change_columns(values: Sequence[bytes]) -> Batches:
-    changes = _decode_all(_change_dec, values, "price change")
+def price_change_columns(values: Sequence[bytes], rejected: Rejected | None = None) -> Batches:
+    changes = _decode_all(_change_dec, values, rejected)
     cols = _columns(
         changes,
         (
@@ -142,8 +151,8 @@ def price_change_columns(values: Sequence[bytes]) -> Batches:
     return {"price_changes": cols}
 
 
-def dead_letter_columns(values: Sequence[bytes]) -> Batches:
-    letters = _decode_all(_dlq_dec, values, "dead letter")
+def dead_letter_columns(values: Sequence[bytes], rejected: Rejected | None = None) -> Batches:
+    letters = _decode_all(_dlq_dec, values, rejected)
     cols = _columns(
         letters,
         (
@@ -285,7 +294,7 @@ def _tps(tps: Any) -> str:
 
 def register(rp: Repricer) -> None:
     s, t, stats = rp.settings, rp.topics, rp.stats
-    to_columns: dict[str, Callable[[Sequence[bytes]], Batches]] = {
+    to_columns: dict[str, Callable[[Sequence[bytes], Rejected], Batches]] = {
         t["aggregates"].get_topic_name(): aggregate_columns,
         s.topic_price_changes: price_change_columns,
         s.topic_dlq: dead_letter_columns,
@@ -332,12 +341,22 @@ def register(rp: Repricer) -> None:
                     await self._write(c, batch)
 
         async def _write(self, c: AIOKafkaConsumer, batch: Batch) -> None:
-            values: dict[str, list[bytes]] = {}
+            by_topic: dict[str, list[Any]] = {}
             for tp, records in batch.items():
-                values.setdefault(tp.topic, []).extend(r.value for r in records)
+                by_topic.setdefault(tp.topic, []).extend(records)
             columns: Batches = {}
-            for topic, vs in values.items():  # one decode per topic, straight into columns
-                merge_batches(columns, to_columns[topic](vs))
+            letters: list[Awaitable[Any]] = []
+            for topic, records in by_topic.items():  # one decode per topic, into columns
+                rejected: Rejected = []
+                merge_batches(columns, to_columns[topic]([r.value for r in records], rejected))
+                for i, reason in rejected:  # a row its table cannot hold: parked, with why
+                    rej = Rejection(reason="bad_sink_row", detail=reason)
+                    letter = encode(dead_letter(rej, records[i], records[i].value))
+                    letters.append(await t["dlq"].send(key=records[i].key, value=letter))
+                    stats.dlq["bad_sink_row"] += 1
+                    log.warning("dead-lettered a %s row ClickHouse cannot hold: %s", topic, reason)
+            if letters:
+                await asyncio.gather(*letters)  # parked before the batch is committed
             rows = batch_rows(columns)
             n = sum(rows.values())
             if stats.sink_pending == 0 and n:

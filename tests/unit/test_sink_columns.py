@@ -98,9 +98,7 @@ def test_aggregates_decode_into_columns_per_table() -> None:
         assert _prepare_columns(table, cols)[0] == batch_rows(out)[table]
 
 
-def test_undecodable_or_out_of_range_aggregates_are_skipped(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_undecodable_or_out_of_range_aggregates_are_left_out_and_reported() -> None:
     good = [_agg("sales_1m", _sales(i)) for i in range(2)]
     bad = [
         b"not json",
@@ -111,10 +109,14 @@ def test_undecodable_or_out_of_range_aggregates_are_skipped(
             {"t": "forecasts", "r": {**msgspec.to_builtins(_forecast(1)), "actual": None}}
         ),
     ]
-    out = aggregate_columns([good[0], *bad, good[1]])
+    rejected: list[tuple[int, str]] = []
+    out = aggregate_columns([good[0], *bad, good[1]], rejected)
     assert out["sales_1m"]["sku"] == ["S0", "S1"]
     assert set(out) == {"sales_1m"}
-    assert len([r for r in caplog.records if "undecodable aggregate" in r.message]) == len(bad)
+    # each by its index in the batch (the sink dead-letters it there), with the decoder's reason
+    assert [i for i, _ in rejected] == [1, 2, 3, 4, 5]
+    assert "malformed" in rejected[0][1].lower() or "json" in rejected[0][1].lower()
+    assert all(reason for _, reason in rejected)
 
 
 def test_price_changes_and_dead_letters_to_columns() -> None:
