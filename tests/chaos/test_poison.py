@@ -231,13 +231,24 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
             "ancient, 2001 (in range)", "orders", order(ts="2001-01-01T00:00:00Z"), "late_event"
         )
         send("orders", ancient.payload, b"late", ancient)
+        # and one on the internal aggregates topic that its ClickHouse table cannot hold
+        topics["aggregates"] = f"{settings.app_id}-aggregates"
+        row = {"sku": "GHOST", "window_start": T0, "window_end": T0 + MIN, "orders": -1}
+        row |= {"units": 1, "revenue": 1.0, "price": 1.0, "late_events": 0}
+        bad_row = Case(
+            "sink row out of its column's range",
+            "aggregates",
+            json.dumps({"t": "sales_1m", "r": row}).encode(),
+            "bad_sink_row",
+        )
+        send("aggregates", bad_row.payload, b"GHOST", bad_row)
         # a tick on every clickstream partition moves the watermark past the last window
         for p in range(settings.partitions):
             tick = {"event_id": f"tick{p}", "ts": T0 + (WINDOWS + 2) * MIN, "session_id": "t"}
             tick |= {"sku": "TICK", "type": "view"}
             producer.send(settings.topic_clicks, value=json.dumps(tick).encode(), partition=p)
         producer.flush()
-        sent += 1 + settings.partitions
+        sent += 1 + settings.partitions  # (the aggregates row is not an input event)
         stats = worker.wait_until(drained(sent), timeout=180, stable_s=1.5)
         dlq_topic = asyncio.run(
             read_price_changes(broker.bootstrap, settings.topic_dlq, len(where))
@@ -247,7 +258,7 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
         worker.stop()
     assert "Traceback" not in worker.tail_log(10**7), worker.tail_log()
 
-    cases = [*POISON, ancient]
+    cases = [*POISON, ancient, bad_row]
     expected_reasons = Counter(c.reason for c in cases)
     assert stats["dlq"] == dict(expected_reasons)
 
