@@ -75,9 +75,17 @@ def to_envelope(
             max_price=event.max_price,
             currency=event.currency,
             stock=event.stock,
+            src=src,
+            off=off,
         )
     return ControlEnv(
-        sku=event.sku, action=event.action, price=event.price, who=event.who, why=event.why
+        sku=event.sku,
+        action=event.action,
+        price=event.price,
+        who=event.who,
+        why=event.why,
+        src=src,
+        off=off,
     )
 
 

@@ -52,6 +52,8 @@ class CatalogEnv(Struct, frozen=True, tag="cat", array_like=True):
     max_price: float
     currency: str
     stock: int | None
+    src: str = ""  # source partition, e.g. "catalog/1" ("" when not from ingest)
+    off: int = -1  # offset there: a record forwarded again after an ingest restart is dropped
 
 
 class ControlEnv(Struct, frozen=True, tag="ctl", array_like=True):
@@ -60,6 +62,8 @@ class ControlEnv(Struct, frozen=True, tag="ctl", array_like=True):
     price: float | None
     who: str
     why: str
+    src: str = ""  # source partition and offset, as for CatalogEnv
+    off: int = -1
 
 
 class BatchEnv(Struct, frozen=True, tag="b", array_like=True):

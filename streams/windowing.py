@@ -258,6 +258,12 @@ class WindowEngine:
         if not new and offset <= st["off"]:
             out.skipped_replay = True
             return out
+        seen = st.setdefault("at", {})  # source offset of the latest catalog/control record
+        if self.dedupe and env.src and env.off <= seen.get(env.src, -1):
+            out.skipped_replay = True  # forwarded again by ingest after a restart
+            return out
+        if env.src:
+            seen[env.src] = env.off
         if isinstance(env, CatalogEnv):
             st["cat"] = {
                 "cost": env.cost,

@@ -449,3 +449,30 @@ def test_the_window_agents_write_order_learns_each_label_once_across_a_crash() -
         decider.restore(durable[1]["0"]["model"])
         learned = sorted((s, ws) for s, ws, _ in decider.pooled)
         assert learned == sorted((s, T0 + w * W) for s in skus for w in (1, 2, 3, 4)), crash_after
+
+
+def test_catalog_forwarded_again_by_a_restarted_ingest_changes_nothing() -> None:
+    """Ingest replays records it forwarded but had not committed; a catalog record seen again
+    (same source partition and offset, new SKU-topic offset) must not reset the units sold
+    since it, nor publish the base price again. A new catalog record does apply."""
+    h = Harness()
+
+    def cat(off: int, stock: int) -> CatalogEnv:
+        return CatalogEnv(
+            sku="A", cost=5.0, base_price=10.0, min_price=5.5, max_price=25.0, currency="EUR",
+            stock=stock, src="catalog/0", off=off,
+        )  # fmt: skip
+
+    assert len(h.send(cat(7, stock=100)).prices) == 1
+    h.order("A", T0 + 1_000, qty=3)
+    h.mark(T0 + W + L)
+    assert h.skus["A"]["sold"] == 3
+    again = h.send(cat(7, stock=100))
+    assert again.skipped_replay and again.prices == []
+    assert h.skus["A"]["sold"] == 3
+    h.send(cat(8, stock=50))  # a restock: the new record counts from zero
+    assert h.skus["A"]["sold"] == 0 and h.skus["A"]["cat"]["stock"] == 50
+    h.send(ControlEnv(sku="A", action="freeze", price=None, who="t", why="", src="c/0", off=4))
+    h.send(ControlEnv(sku="A", action="unfreeze", price=None, who="t", why="", src="c/0", off=5))
+    h.send(ControlEnv(sku="A", action="freeze", price=None, who="t", why="", src="c/0", off=4))
+    assert h.skus["A"]["frozen"] is False  # the old freeze, forwarded again, is dropped
