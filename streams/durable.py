@@ -32,8 +32,11 @@ class AckedTable(faust.Table):  # type: ignore[misc]
         fut = super().send_changelog(*args, **kwargs)
         pending: list[Any] = self.__dict__.setdefault("_unacked", [])
         pending.append(fut)
-        if len(pending) >= PRUNE_AT:
+        if len(pending) >= self.__dict__.get("_prune_at", PRUNE_AT):
             pending[:] = [f for f in pending if not _acked(f)]
+            # a tick can send far more than PRUNE_AT before any is acknowledged: prune again
+            # only when the list has doubled, so pruning stays O(1) per write on average
+            self.__dict__["_prune_at"] = max(PRUNE_AT, 2 * len(pending))
         return fut
 
     def unacked(self) -> int:
