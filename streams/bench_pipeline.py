@@ -210,7 +210,7 @@ def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     from infra.kafka_admin import ensure_topics
     from infra.local.tansu import start_tansu
 
-    n = 20_000 if quick else 50_000
+    n = 10_000 if quick else 50_000
     repeats = 1 if quick else 3  # each worker start + group join costs ~20 s here
     topic = f"bench-clicks-{uuid.uuid4().hex[:6]}"
     with _tmpdir("repricer-bench-ingest-") as tmp:
@@ -329,7 +329,8 @@ def scaleout(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     from infra.kafka_admin import ensure_topics
     from infra.local.tansu import start_tansu
 
-    n = 60_000 if quick else 150_000
+    n = 20_000 if quick else 150_000
+    skus, minutes = (1_000, 5) if quick else (4_000, 10)
     partitions = 4
     repeats = 1 if quick else 2
     topic = f"bench-sclicks-{uuid.uuid4().hex[:6]}"
@@ -342,7 +343,7 @@ def scaleout(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
                 _bench_settings(tmp, broker.url, "topics", topic_clicks=topic, partitions=4)
             )
             _say(progress, f"[bench scaleout] producing {n} clicks over {partitions} partitions")
-            _produce(broker.bootstrap, topic, _click_payloads(n, skus=4_000, minutes=10))
+            _produce(broker.bootstrap, topic, _click_payloads(n, skus=skus, minutes=minutes))
             for i in range(repeats):
                 for workers in (1, 2) if i % 2 == 0 else (2, 1):
                     runs[workers].append(
@@ -371,7 +372,7 @@ def scaleout(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "scaleout_cpu_available_ratio": round(min(cores, 2) / 1, 2),
         "scaleout_cores_busy": [round(busy(1), 2), round(busy(2), 2)],
         "scaleout_note": (
-            f"same pre-produced topic ({n} clicks, {partitions} partitions, 4k SKUs), one "
+            f"same pre-produced topic ({n} clicks, {partitions} partitions, {skus} SKUs), one "
             "Tansu broker; each run a fresh app id (fresh consumer groups and state) with 1 or "
             "2 `repricer worker` processes started together; scaleout_ratio = events/s of two "
             "workers ÷ one, each from the first records read to the n-th event folded (from "
@@ -722,7 +723,7 @@ def _state_at(n: int, windows: int, history_len: int) -> dict[str, float]:
 
 def memory(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     """Bytes of table state per SKU at two SKU counts, and how linear it is."""
-    small, large = (2_000, 10_000) if quick else (10_000, 100_000)
+    small, large = (1_000, 5_000) if quick else (10_000, 100_000)
     windows = 3
     history_len = _engine(lstm=False).history_len
     res = {}
@@ -800,7 +801,7 @@ def recovery(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     from infra.local.tansu import start_tansu
     from streams.runner import WorkerProcess
 
-    n = 5_000 if quick else 100_000
+    n = 1_000 if quick else 100_000
     session_s = 6.0
     with _tmpdir("repricer-bench-recovery-") as tmp:
         broker = start_tansu(tmp / "tansu")
