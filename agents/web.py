@@ -229,6 +229,12 @@ def metrics_text(rp: Repricer) -> str:
         "Events for already closed windows.",
         st.late_events,
     )
+    e.family(
+        "repricer_model_errors_total",
+        "counter",
+        "Decider calls that raised at window close, by stage (the tick went on without them).",
+        [({"stage": k}, v) for k, v in sorted(st.model_errors.items())],
+    )
     e.one(
         "repricer_labels_total", "counter", "Demand labels learned from closed windows.", st.labels
     )

@@ -198,6 +198,7 @@ def register(rp: Repricer) -> None:
             st.decisions += out.decisions
             st.price_changes += len(out.changes)
             st.late_events += len(out.late)
+            st.model_errors.update(out.model_errors)
 
     rp.app.agent(t["sku_events"], name="repricer.windows")(windows)
 

@@ -9,7 +9,8 @@ of the pooled model's residual: its own level and its own elasticity, in 5 float
 
 The pooled regressor is chosen by measurement (``repricer bench forecast``); the default is
 River's ``BayesianLinearRegression`` with forgetting, which was the most accurate of the
-candidates on simulator data and is cheap (see README).
+candidates on simulator data and is cheap (see README), in a numerically robust form
+(:class:`StableBayesianLinearRegression`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 from river import linear_model, optim, preprocessing
-
-try:  # imported here, not in the first tick that learns (a third of a second)
-    import pandas as _pd
-except ImportError:  # pragma: no cover - pandas comes with chdb; without it, learn_one per row
-    _pd = None
 
 from models.base import (
     CONTEXT_FEATURES,
@@ -49,10 +45,124 @@ PRIOR_SLOPE = -1.0
 _FORGET = 0.995
 
 
+# The prior's weight in the smoothed posterior never decays below this (a ridge of
+# _PRIOR_FLOOR / alpha on the precision; the data's own weights sum to at most 1).
+_PRIOR_FLOOR = 1e-8
+
+
+def _spd_inverse(a: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite matrix, through its Cholesky factor.
+
+    If rounding left it not numerically positive definite, the smallest diagonal jitter that
+    makes it so (1e-12 of its largest diagonal entry, then 100 times more, up to 1e-4) is added
+    first.
+
+    >>> _spd_inverse(np.array([[4.0, 2.0], [2.0, 2.0]])).round(6).tolist()
+    [[0.5, -0.5], [-0.5, 1.0]]
+    >>> _spd_inverse(np.ones((2, 2))).shape  # singular: jittered, not an error
+    (2, 2)
+    """
+    a = (a + a.T) / 2.0
+    if not np.isfinite(a).all():
+        raise np.linalg.LinAlgError("precision matrix is not finite")
+    eye = np.eye(len(a))
+    scale = float(np.max(np.abs(np.diag(a)), initial=0.0)) or 1.0
+    for jitter in (0.0, *(scale * 10.0**k for k in range(-12, -3, 2))):
+        try:
+            low = np.linalg.cholesky(a + jitter * eye if jitter else a)
+        except np.linalg.LinAlgError:
+            continue
+        low_inv = np.linalg.solve(low, eye)
+        return low_inv.T @ low_inv
+    raise np.linalg.LinAlgError("precision matrix is not positive definite")
+
+
+class StableBayesianLinearRegression(linear_model.BayesianLinearRegression):
+    """River's ``BayesianLinearRegression`` whose posterior can always be computed.
+
+    With ``smoothing`` every row decays the prior's precision by ``smoothing``, so one tick of
+    100k rows at 0.999 leaves ``0.999**100_000`` ≈ 4e-44 of it: nothing next to the data's
+    precision, which is singular whenever the tick's rows span fewer directions than there are
+    features (in one tick every row has the same time of day, and a first tick the same zero
+    price change and last window = average). River's ``np.linalg.inv`` then raises
+    ``LinAlgError: Singular matrix``. Here the prior's weight stops decaying at
+    ``_PRIOR_FLOOR`` (1e-8: a ridge that pins directions the data never saw, and changes the
+    others by about 1e-8), the covariance comes from a Cholesky factor, and an update is
+    computed in full before the model changes (a failure leaves it as it was). Otherwise the
+    posterior is River's (tests/unit/test_decider_batch.py). Relies on River's array state
+    (river >= 0.26).
+    """
+
+    def __init__(self, alpha: float = 1, beta: float = 1, smoothing: float | None = None) -> None:
+        super().__init__(alpha=alpha, beta=beta, smoothing=smoothing)
+        self._prior_w = 1.0  # weight left of the prior's precision (1/alpha on the diagonal)
+
+    def learn_one(self, x: dict[Any, float], y: float) -> None:
+        if self.smoothing is None:  # no decay: River's Sherman-Morrison update
+            super().learn_one(x, y)
+            return
+        self._ensure_features(x.keys())
+        x_arr = np.zeros(self._cap, dtype=np.float64)
+        for f, v in x.items():
+            x_arr[self._idx[f]] = v
+        bx = self.beta * x_arr
+        s = self.smoothing
+        self._commit(
+            s * self._ss_arr + (1 - s) * np.outer(bx, x_arr),
+            s * self._eta_arr + (1 - s) * bx * y,
+            self._prior_w * s,
+            self._cap,
+        )
+
+    def learn_many(self, X: Any, y: Any) -> None:
+        """River's ``learn_many`` (a DataFrame and a Series), through :meth:`learn_matrix`."""
+        self.learn_matrix(
+            np.asarray(X, dtype=np.float64),
+            np.asarray(y, dtype=np.float64),
+            [str(c) for c in X.columns],
+        )
+
+    def learn_matrix(self, x: np.ndarray, y: np.ndarray, features: Sequence[str]) -> None:
+        """Learn the rows of ``x`` (columns named by ``features``) oldest first, as ``learn_one``
+        row by row would: River's closed form of the batch, row ``k`` of ``N`` weighted by
+        ``(1 - s) * s**(N - 1 - k)``, without a DataFrame."""
+        self._ensure_features(features)
+        idx = np.fromiter((self._idx[f] for f in features), dtype=np.intp, count=len(features))
+        n = len(self._idx)
+        ss, eta, prior_w = self._ss_arr.copy(), self._eta_arr.copy(), self._prior_w
+        if self.smoothing is None:
+            ss[np.ix_(idx, idx)] += self.beta * (x.T @ x)
+            eta[idx] += self.beta * (x.T @ y)
+        else:
+            s = self.smoothing
+            weights = (1 - s) * s ** np.arange(len(x) - 1, -1, -1, dtype=np.float64)
+            decay = s ** len(x)
+            ss[:n, :n] *= decay
+            eta[:n] *= decay
+            prior_w *= decay
+            ss[np.ix_(idx, idx)] += self.beta * (x.T * weights) @ x
+            eta[idx] += self.beta * (x.T @ (weights * y))
+        self._commit(ss, eta, prior_w, n)
+
+    def _commit(self, ss: np.ndarray, eta: np.ndarray, prior_w: float, k: int) -> None:
+        """Make ``ss``/``eta`` the posterior, the prior floored, the covariance of ``ss[:k, :k]``
+        refreshed; nothing changes if it cannot be computed."""
+        if self.smoothing is not None and prior_w < _PRIOR_FLOOR:
+            ss[np.diag_indices(k)] += (_PRIOR_FLOOR - prior_w) / self.alpha
+            prior_w = _PRIOR_FLOOR
+        cov = _spd_inverse(ss[:k, :k]) if k else None
+        if not np.isfinite(eta).all():
+            raise ValueError("natural mean is not finite")
+        self._ss_arr, self._eta_arr, self._prior_w = ss, eta, prior_w
+        if cov is not None:
+            self._ss_inv_arr[:k, :k] = cov
+        self._m_dirty = True
+
+
 def make_regressor(name: RegressorName = "bayes") -> Any:
     """A fresh pooled River regressor."""
     if name == "bayes":
-        return linear_model.BayesianLinearRegression(alpha=1.0, beta=2.0, smoothing=0.999)
+        return StableBayesianLinearRegression(alpha=1.0, beta=2.0, smoothing=0.999)
     if name == "linear":
         return preprocessing.StandardScaler() | linear_model.LinearRegression(
             optimizer=optim.SGD(0.01), l2=1e-4, intercept_lr=0.01
@@ -72,13 +182,6 @@ def _rls(views: Sequence[SkuView]) -> np.ndarray:
 
 
 _POOLED_FEATURES = (*CONTEXT_FEATURES, "log_price_change")
-
-
-def _frames(x: np.ndarray, y: list[float]) -> tuple[Any, Any] | None:
-    """The pooled rows as a pandas DataFrame and Series (River's batch input), or None."""
-    if _pd is None:  # pragma: no cover - pandas comes with chdb
-        return None
-    return _pd.DataFrame(x, columns=list(_POOLED_FEATURES)), _pd.Series(y, dtype=np.float64)
 
 
 class RiverDemand:
@@ -105,6 +208,12 @@ class RiverDemand:
         self.pooled, self.n_learned = pickle.loads(
             base64.b64decode(blob)
         )  # our own changelog topic
+        if type(self.pooled) is linear_model.BayesianLinearRegression:
+            # a snapshot from before the stable form: same state, plus the prior's weight left
+            reg = StableBayesianLinearRegression.__new__(StableBayesianLinearRegression)
+            reg.__dict__.update(self.pooled.__dict__)
+            reg._prior_w = (reg.smoothing or 1.0) ** self.n_learned
+            self.pooled = reg
 
     # -- forecasting ---------------------------------------------------------------------------
     def pooled_z(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
@@ -161,6 +270,8 @@ class RiverDemand:
 
     # -- learning --------------------------------------------------------------------------
     def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        """The pooled regressor learns a tick's labels (rows whose features, price or units are
+        not finite, or units negative, are skipped)."""
         lpr = log_price_change(np.asarray(prices, dtype=np.float64), views)
         y = np.asarray(units, dtype=np.float64).reshape(-1)
         with np.errstate(invalid="ignore"):
@@ -173,20 +284,21 @@ class RiverDemand:
             math.log1p(u) - PRIOR_SLOPE * r
             for u, r in zip(y[idx].tolist(), lpr[idx].tolist(), strict=True)
         ]
+        finite = np.isfinite(x).all(axis=1)  # e.g. log(price / ref) of an overflowing ratio
+        if not finite.all():
+            x = x[finite]
+            target = [t for t, f in zip(target, finite.tolist(), strict=True) if f]
+            if not target:
+                return
         reg = self.pooled
-        batch = (
-            _frames(x, target)
-            if isinstance(reg, linear_model.BayesianLinearRegression) and hasattr(reg, "learn_many")
-            else None
-        )
-        if batch is not None:
+        if isinstance(reg, StableBayesianLinearRegression):
             # River's closed form of the batch (row k weighted by its smoothing s^(N-1-k)): the
             # posterior of learn_one row by row, without a 9x9 inverse per row
-            reg.learn_many(*batch)
+            reg.learn_matrix(x, np.array(target, dtype=np.float64), _POOLED_FEATURES)
         else:
             for row, t in zip(x.tolist(), target, strict=True):
                 self.pooled.learn_one(dict(zip(_POOLED_FEATURES, row, strict=True)), t)
-        self.n_learned += len(idx)
+        self.n_learned += len(target)
 
     def learn_local(
         self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray, pooled_z: np.ndarray

@@ -42,6 +42,7 @@ class Stats:
     decisions: int = 0
     price_changes: int = 0
     late_events: int = 0
+    model_errors: Counter[str] = field(default_factory=Counter)  # decider calls that raised
     sink_rows: Counter[str] = field(default_factory=Counter)
     sink_errors: int = 0
     sink_pending: int = 0
@@ -65,6 +66,7 @@ class Stats:
             "decisions": self.decisions,
             "price_changes": self.price_changes,
             "late_events": self.late_events,
+            "model_errors": dict(self.model_errors),
             "sink_rows": dict(self.sink_rows),
             "sink_errors": self.sink_errors,
             "sink_pending": self.sink_pending,

@@ -7,6 +7,11 @@ mutable mappings (in the worker they are changelog-backed Faust tables; in unit 
   and the offset of the last envelope applied to it (so a replay after a crash is skipped);
 * ``meta[str(partition)]``: the partition's watermark and global freeze flag.
 
+A model never stops windows from closing: if the decider raises while learning, that tick's
+learning is skipped (never retried, so no label is learned twice) and the failure logged and
+counted (``Outputs.model_errors``); if it raises while deciding, every SKU of the tick holds
+its price (the guardrails' fallback), and the windows close and emit as usual.
+
 A window ``[s, s+W)`` closes when the partition watermark (highest forwarded event time minus the
 allowed lateness) reaches ``s+W``. Closing walks every SKU of the partition, so SKUs that sold
 nothing get a zero-demand window too. Events for an already-closed window are *late*: counted
@@ -24,6 +29,7 @@ import gc
 import hashlib
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,6 +84,9 @@ class Outputs:
     # come after them; a caller staging writes publishes this one first (agents/windows.py)
     tick_meta: tuple[str, State] | None = None
     duplicate_orders: int = 0
+    # decider calls that raised, by stage (learn_pooled, learn_local_batch, propose, predict_at):
+    # the tick went on without them (see the module docstring)
+    model_errors: Counter[str] = field(default_factory=Counter)
 
 
 def decision_id(sku: str, window_start: int, old: float, new: float, policy: str) -> str:
@@ -419,7 +428,7 @@ class WindowEngine:
             elif st["next"] < b:
                 closing.append((sku, st, opens.get(sku) or _new_open()))
         if closing:
-            if self._learn_pooled_once(closing, b, pm, partition, meta):
+            if self._learn_pooled_once(closing, b, pm, partition, meta, out):
                 out.tick_meta = (str(partition), copy.deepcopy(pm))
         deciding: list[tuple[str, State, tuple[int, int, int]]] = []
         tick = _Tick()
@@ -431,13 +440,18 @@ class WindowEngine:
         # the closed windows' LSTM feature rows in one; both only change the SKU records
         # written below, so a crash before those writes replays the whole of it
         if tick.labels:
-            self.decider.learn_local_batch(
-                [v for v, _, _ in tick.labels],
-                [pend for _, pend, _ in tick.labels],
-                np.array([u for _, _, u in tick.labels], dtype=np.float64),
-            )
+            try:
+                self.decider.learn_local_batch(
+                    [v for v, _, _ in tick.labels],
+                    [pend for _, pend, _ in tick.labels],
+                    np.array([u for _, _, u in tick.labels], dtype=np.float64),
+                )
+            except Exception:
+                # skipped, not retried: whatever the decider wrote to SKU states before it
+                # raised stays (written once, with the SKU records below)
+                _model_failed("learn_local_batch", partition, b, len(tick.labels), out)
         self._append_history(tick.rows)
-        self._decide(deciding, pm, out)
+        self._decide(deciding, pm, partition, out)
         # state before open windows: a crash in between leaves stale closed windows in the open
         # record (ignored and pruned), never a closed window that could close twice
         for sku, st, op in closing:
@@ -452,6 +466,7 @@ class WindowEngine:
         pm: State,
         partition: int,
         meta: MutableMapping[str, State],
+        out: Outputs,
     ) -> bool:
         """Phase 1 of a tick: the shared (pooled) model learns this tick's labels exactly once
         (returns whether it did: the partition record then has to be made durable first).
@@ -459,6 +474,10 @@ class WindowEngine:
         Its snapshot and the tick it covers are written to the partition record *before* any SKU
         record of the tick, so a replay after a crash skips it, while SKUs closed before the crash
         skip their windows (their ``next`` moved on) and the rest do their per-SKU part.
+
+        If the decider raises, the shared model goes back to its snapshot before the tick and the
+        tick counts as done all the same: its labels are skipped (``skipped`` in the partition
+        record), never learned twice.
         """
         cached = self._pooled_upto.get(partition)
         if cached != pm.get("learned_upto"):
@@ -470,20 +489,40 @@ class WindowEngine:
         labelled = [
             (st, op, pend) for _, st, op in closing if (pend := st.get("pend")) and pend["ws"] < b
         ]
+        synced = True  # the model in memory is the one the partition record will hold
         if labelled:
             views = [self._saved_view(sku_st, pend) for sku_st, _, pend in labelled]
             prices = np.array([pend["price"] for _, _, pend in labelled])
             units = np.array(
                 [self._units_of(op, pend["ws"]) for _, op, pend in labelled], dtype=np.float64
             )
-            self.decider.learn_pooled(views, prices, units)
-            pm["labels"] = int(pm.get("labels", 0)) + len(labelled)  # ever (fault-test audit)
-            out_model = self.decider.snapshot()
-            if out_model is not None:
-                pm["model"] = out_model
+            # the model as it was, to go back to if learning fails (pm["model"] when there is one)
+            before = pm.get("model") or self.decider.snapshot()
+            try:
+                self.decider.learn_pooled(views, prices, units)
+                out_model = self.decider.snapshot()
+            except Exception:
+                _model_failed("learn_pooled", partition, b, len(labelled), out)
+                pm["skipped"] = int(pm.get("skipped", 0)) + len(labelled)
+                synced = self._roll_back(partition, before)
+            else:
+                pm["labels"] = int(pm.get("labels", 0)) + len(labelled)  # ever (fault-test audit)
+                if out_model is not None:
+                    pm["model"] = out_model
         pm["learned_upto"] = b
-        self._pooled_upto[partition] = b
+        self._pooled_upto[partition] = b if synced else _STALE
         meta[str(partition)] = pm
+        return True
+
+    def _roll_back(self, partition: int, snapshot: str | None) -> bool:
+        """The shared model back to ``snapshot`` after a failed update; False if it is not."""
+        if snapshot is None:
+            return True
+        try:
+            self.decider.restore(snapshot)
+        except Exception:  # the next tick restores from the partition record
+            log.exception("could not restore the shared model of partition %s", partition)
+            return False
         return True
 
     def _units_of(self, op: State, ws: int) -> float:
@@ -640,9 +679,18 @@ class WindowEngine:
         )
 
     def _decide(
-        self, deciding: list[tuple[str, State, tuple[int, int, int]]], pm: State, out: Outputs
+        self,
+        deciding: list[tuple[str, State, tuple[int, int, int]]],
+        pm: State,
+        partition: int,
+        out: Outputs,
     ) -> None:
-        """Phase 3: one batch of forecasts for every SKU closing now, then guardrails per SKU."""
+        """Phase 3: one batch of forecasts for every SKU closing now, then guardrails per SKU.
+
+        If the decider raises, every SKU gets a ``model_unavailable`` proposal, which the
+        guardrails turn into holding the price (or into bringing it back inside its bounds, or
+        to a manual override), and no forecast is saved for the next label.
+        """
         if not deciding:
             return
         views = [self._view(sku, st, last) for sku, st, last in deciding]
@@ -654,7 +702,11 @@ class WindowEngine:
             )
             for _, st, _ in deciding
         ]
-        proposals = self.decider.propose(views, bounds, self.guardrails.min_margin)
+        try:
+            proposals = self.decider.propose(views, bounds, self.guardrails.min_margin)
+        except Exception:
+            _model_failed("propose", partition, pm["b"], len(views), out)
+            proposals = [_UNAVAILABLE] * len(views)
         changes_left = self.rate_limit_per_tick
         finals = []
         for (sku, st, last), v, bd, prop in zip(deciding, views, bounds, proposals, strict=True):
@@ -675,8 +727,12 @@ class WindowEngine:
                 changes_left -= 1
                 self._publish(sku, st, last[0], g, prop, now, out)
             finals.append(st["price"])
-        preds = self.decider.predict_at(views, np.array(finals, dtype=np.float64))
-        cols = [(k, np.asarray(a, dtype=np.float64).tolist()) for k, a in preds.items()]
+        try:
+            preds = self.decider.predict_at(views, np.array(finals, dtype=np.float64))
+            cols = [(k, np.asarray(a, dtype=np.float64).tolist()) for k, a in preds.items()]
+        except Exception:
+            _model_failed("predict_at", partition, pm["b"], len(views), out)
+            cols = []
         for i, ((sku, st, _), v) in enumerate(zip(deciding, views, strict=True)):
             st["m"]["nd"] = int(st["m"].get("nd", 0)) + 1  # forecasts awaiting a label, ever
             st["pend"] = {
@@ -732,6 +788,24 @@ class WindowEngine:
                 sku=sku, price=g.price, currency=cat["currency"], since=now, version=st["ver"]
             )
         )
+
+
+# the proposal of a decider that raised: no price, so the guardrails hold the current one
+_UNAVAILABLE = Proposal(math.nan, ("model_unavailable",), math.nan, math.nan, math.nan)
+_STALE = -2  # a cached "learned up to" no partition record has: forces a restore
+
+
+def _model_failed(stage: str, partition: int, b: int | None, n: int, out: Outputs) -> None:
+    """Log the decider's exception (once per stage and tick) and count it."""
+    log.exception(
+        "decider failed in %s (partition %s, tick closing before %s, %d SKUs): skipped, the "
+        "windows still close",
+        stage,
+        partition,
+        b,
+        n,
+    )
+    out.model_errors[stage] += 1
 
 
 # a closed window's LSTM inputs: (its SKU's history, units, views, carts, price, base price, start)

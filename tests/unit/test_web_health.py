@@ -83,7 +83,9 @@ def test_metrics_text_parses() -> None:
     rp = fake_rp(3, members=(SimpleNamespace(name="river"), lstm))
     rp.stats.ingested["orders"] = 5
     rp.stats.dlq['bad "quote"\n'] = 1
+    rp.stats.model_errors["learn_pooled"] = 2
     fam = parse_prometheus(metrics_text(rp))
+    assert fam.value("repricer_model_errors_total", stage="learn_pooled") == 2
     assert fam.value("repricer_events_total", topic="orders") == 5
     assert fam.value("repricer_dlq_total", reason='bad "quote"\n') == 1
     assert fam.value("repricer_consumer_lag", topic="orders", partition="0") == 3

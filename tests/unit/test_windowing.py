@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+
+import numpy as np
+import pytest
 
 from models.decider import ModelDecider
 from models.guardrails import GuardrailConfig
@@ -476,3 +480,135 @@ def test_catalog_forwarded_again_by_a_restarted_ingest_changes_nothing() -> None
     h.send(ControlEnv(sku="A", action="unfreeze", price=None, who="t", why="", src="c/0", off=5))
     h.send(ControlEnv(sku="A", action="freeze", price=None, who="t", why="", src="c/0", off=4))
     assert h.skus["A"]["frozen"] is False  # the old freeze, forwarded again, is dropped
+
+
+class _FailingDecider(FixedDecider):
+    """A :class:`FixedDecider` whose calls named in ``fail`` raise (``learn_pooled`` after
+    half-learning its batch, as a model failing midway would)."""
+
+    def __init__(self, *fail: str) -> None:
+        super().__init__(factor=1.05)
+        self.fail = set(fail)
+
+    def learn_pooled(self, views: Any, prices: Any, units: Any) -> None:
+        if "learn_pooled" in self.fail:
+            super().learn_pooled(views[: len(views) // 2], prices, units[: len(views) // 2])
+            raise np.linalg.LinAlgError("Singular matrix")
+        super().learn_pooled(views, prices, units)
+
+    def learn_local_batch(self, views: Any, saveds: Any, units: Any) -> None:
+        if "learn_local_batch" in self.fail:
+            raise FloatingPointError("overflow")
+        super().learn_local_batch(views, saveds, units)
+
+    def propose(self, views: Any, bounds: Any, min_margin: float) -> Any:
+        if "propose" in self.fail:
+            raise ValueError("model exploded")
+        return super().propose(views, bounds, min_margin)
+
+    def predict_at(self, views: Any, prices: Any) -> Any:
+        if "predict_at" in self.fail:
+            raise ValueError("model exploded")
+        return super().predict_at(views, prices)
+
+
+def test_a_decider_whose_learning_raises_does_not_stop_windows_closing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    skus = ["A", "B", "C", "D"]
+    h = _tick_pending(skus)  # labels of windows 1 and 2 learned, window 3's decided
+    h.engine.decider = d = _FailingDecider("learn_pooled", "learn_local_batch")
+    d.restore(h.meta["0"]["model"])
+    before = list(d.pooled)
+    with caplog.at_level(logging.ERROR, logger="streams.windowing"):
+        out = h.mark(T0 + 4 * W + L)
+    # the windows closed and their aggregates are out, the tick is done
+    assert sorted((r.sku, r.window_start, r.units) for r in out.sales) == [
+        (s, T0 + 3 * W, 7) for s in skus
+    ]
+    assert len(out.clicks) == len(skus) and out.windows_closed == len(skus)
+    assert all(h.skus[s]["next"] == T0 + 4 * W for s in skus)
+    assert h.meta["0"]["closing"] is False and h.meta["0"]["learned_upto"] == T0 + 4 * W
+    # the failure is logged with its exception, once per stage, and counted
+    assert out.model_errors == {"learn_pooled": 1, "learn_local_batch": 1}
+    logged = [r for r in caplog.records if r.exc_info]
+    assert [r.exc_info[0] for r in logged if r.exc_info] == [
+        np.linalg.LinAlgError,
+        FloatingPointError,
+    ]
+    # the shared model is back where it was (not half-learned), the skipped labels recorded
+    assert d.pooled == before and json.loads(h.meta["0"]["model"]) == [list(x) for x in before]
+    assert h.meta["0"]["skipped"] == len(skus)
+    # decisions still made, and the next tick learns again, not the skipped labels
+    assert out.decisions == len(skus)
+    d.fail.clear()
+    out = h.mark(T0 + 5 * W + L)
+    assert out.model_errors == {} and out.windows_closed == len(skus)
+    learned = sorted((s, ws) for s, ws, _ in d.pooled)
+    assert learned == sorted((s, T0 + w * W) for s in skus for w in (1, 2, 4))
+
+
+def test_a_decider_that_raises_when_deciding_holds_prices_within_guardrails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from models.guardrails import Bounds, check_price
+
+    h = Harness(decider=_FailingDecider("propose", "predict_at"))
+    h.catalog("A", cost=5.0, base=6.0)
+    h.catalog("B", cost=5.0, base=6.0)
+    h.send(ControlEnv(sku="B", action="override", price=7.0, who="ops", why="promo"))
+    with caplog.at_level(logging.ERROR, logger="streams.windowing"):
+        for w in range(3):
+            h.order("A", T0 + w * W + 1)
+            h.order("B", T0 + w * W + 2)
+            out = h.mark(T0 + (w + 1) * W + L)
+            assert out.windows_closed == 2 and len(out.sales) == 2
+            assert out.decisions == 2
+            assert out.model_errors == {"propose": 1, "predict_at": 1}
+            # A holds its price; B still follows the manual override (guardrails' own rule)
+            assert [c.sku for c in out.changes] == (["B"] if w == 0 else [])
+    assert h.skus["A"]["price"] == 6.0 and h.skus["B"]["price"] == 7.0
+    for s in ("A", "B"):
+        cat = h.skus[s]["cat"]
+        bounds = Bounds(cost=cat["cost"], min_price=cat["min_price"], max_price=cat["max_price"])
+        assert check_price(h.skus[s]["price"], bounds=bounds, cfg=h.engine.guardrails) == []
+        assert h.skus[s]["pend"]["pred"] == {}  # no forecast saved to score
+    assert sum(1 for r in caplog.records if r.exc_info) == 6
+    # the model back: the next window is decided by it again
+    h.engine.decider.fail.clear()  # type: ignore[attr-defined]
+    h.order("A", T0 + 3 * W + 1)
+    (c,) = h.mark(T0 + 4 * W + L).changes
+    assert c.sku == "A" and c.new_price > 6.0 and "fallback" not in c.reasons
+
+
+def test_a_failed_shared_learn_and_a_crash_mid_tick_never_learn_a_label_twice() -> None:
+    """The failing tick counts as learned: a replay after a crash skips it when its partition
+    record was durable, and learns it (once) with the restarted model when it was not."""
+    skus = ["A", "B", "C", "D"]
+    for crash_after in range(0, 12):
+        h = _tick_pending(skus)
+        h.engine.decider = d = _FailingDecider("learn_pooled")
+        d.restore(h.meta["0"]["model"])
+        mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
+        budget = [crash_after]
+        table = CrashingDict(h.skus, budget)
+        meta = CrashingDict(h.meta, budget)
+        opens = CrashingDict(h.opens, budget)
+        try:
+            h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta, opens=opens)
+        except RuntimeError:
+            pass
+        h2 = Harness(decider=FixedDecider())
+        h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
+        h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
+        decider = FixedDecider()
+        decider.restore(h2.meta["0"]["model"])
+        learned = sorted((s, ws) for s, ws, _ in decider.pooled)
+        skipped = h2.meta["0"].get("skipped", 0)
+        window_3 = [] if skipped else [(s, T0 + 3 * W) for s in skus]
+        assert learned == sorted([(s, T0 + w * W) for s in skus for w in (1, 2)] + window_3), (
+            crash_after
+        )
+        assert skipped in (0, len(skus)), crash_after
+        assert all(h2.skus[s]["m"]["local"] == 3 for s in skus), crash_after
+        assert all(h2.skus[s]["next"] == T0 + 4 * W for s in skus), crash_after
