@@ -45,6 +45,17 @@ def _mmm(xs: list[float], nd: int = 3) -> list[float]:
     return [round(min(xs), nd), round(statistics.median(xs), nd), round(max(xs), nd)]
 
 
+def _median_and_range(key: str, xs: list[float], nd: int = 3) -> dict[str, Any]:
+    """``key``: the median of ``xs`` (a whole number for ``nd=0``), ``key_min_median_max``:
+    :func:`_mmm`.
+
+    >>> _median_and_range("r", [1.0, 2.0, 4.0], 0)
+    {'r': 2, 'r_min_median_max': [1.0, 2.0, 4.0]}
+    """
+    med = statistics.median(xs)
+    return {key: round(med, nd) if nd else round(med), f"{key}_min_median_max": _mmm(xs, nd)}
+
+
 def _p99(xs: list[float]) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, math.ceil(0.99 * len(s)) - 1)]
@@ -240,8 +251,7 @@ def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "ingest_events": n,
         "ingest_event_bytes": round(avg_bytes),
         "ingest_repeats": repeats,
-        "ingest_ratio": round(statistics.median(ratios), 3),
-        "ingest_ratio_min_median_max": _mmm(ratios),
+        **_median_and_range("ingest_ratio", ratios),
         "ingest_events_per_s_pipeline": round(statistics.median(pipe_rates)),
         "ingest_events_per_s_faust_count_only": round(statistics.median(faust_rates)),
         "ingest_note": (
@@ -363,8 +373,7 @@ def scaleout(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "scaleout_events": n,
         "scaleout_partitions": partitions,
         "scaleout_repeats": repeats,
-        "scaleout_ratio": round(statistics.median(ratio), 3),
-        "scaleout_ratio_min_median_max": _mmm(ratio),
+        **_median_and_range("scaleout_ratio", ratio),
         "scaleout_events_per_s_one_worker": round(med(1, "rate")),
         "scaleout_events_per_s_two_workers": round(med(2, "rate")),
         "scaleout_cpu_cores": cores,
@@ -491,8 +500,7 @@ def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "decision_skus": n,
         "decision_windows_timed": repeats,
         "decision_warmup_windows": warmup,
-        "decisions_per_s": round(statistics.median(rates)),
-        "decisions_per_s_min_median_max": _mmm(rates, 0),
+        **_median_and_range("decisions_per_s", rates, 0),
         "decision_p99_s": round(_p99(ticks), 3),
         "decision_tick_s_min_median_max": _mmm(ticks),
         "decisions_per_tick": decided,
@@ -663,12 +671,9 @@ def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "sink_rows": n,
         "sink_batch_rows": batch,
         "sink_repeats": repeats,
-        "sink_ratio": round(statistics.median(ratios), 3),
-        "sink_ratio_min_median_max": _mmm(ratios),
-        "sink_rows_per_s_project": round(statistics.median(proj_rates)),
-        "sink_rows_per_s_project_min_median_max": _mmm(proj_rates, 0),
-        "sink_rows_per_s_direct_bulk": round(statistics.median(direct_rates)),
-        "sink_rows_per_s_direct_bulk_min_median_max": _mmm(direct_rates, 0),
+        **_median_and_range("sink_ratio", ratios),
+        **_median_and_range("sink_rows_per_s_project", proj_rates, 0),
+        **_median_and_range("sink_rows_per_s_direct_bulk", direct_rates, 0),
         "sink_rows_per_s_direct_bulk_datetime_objects": round(statistics.median(dt_rates)),
         "sink_note": (
             "project = the sink's path after a poll: agents.sink.aggregate_columns on the "
