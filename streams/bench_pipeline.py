@@ -419,60 +419,21 @@ class _InProcess:
     """One partition of the real engine over dict tables, fed from the market simulator."""
 
     def __init__(self, skus: int, seed: int = 7) -> None:
-        from streams.envelope import CatalogEnv
+        from streams.backtest import EngineFeed
         from streams.simulator import Market
 
-        self.engine = _engine()
+        self.feed = EngineFeed(_engine())
         self.market = Market(n_skus=skus, seed=seed, start_ms=T0)
-        self.skus: dict[str, Any] = {}
-        self.meta: dict[str, Any] = {}
-        self.opens: dict[str, Any] = {}
-        self.off = 0
         self.w = 0
-        for item in self.market.catalog():
-            self._send(
-                CatalogEnv(
-                    sku=item.sku,
-                    cost=item.cost,
-                    base_price=item.base_price,
-                    min_price=item.min_price,
-                    max_price=item.max_price,
-                    currency=item.currency,
-                    stock=item.stock,
-                )
-            )
-
-    def _send(self, env: Any) -> Any:
-        self.off += 1
-        return self.engine.handle(
-            env, partition=0, offset=self.off, skus=self.skus, meta=self.meta, opens=self.opens
-        )
+        self.feed.catalog(self.market)
 
     def window(self) -> tuple[float, Any]:
         """Fold one window of counts for every SKU, then time the watermark that closes it."""
-        from streams.envelope import CountsEnv, WatermarkEnv
-
         t0 = T0 + self.w * MIN_MS
         self.w += 1
-        for sku, (o, u, r, v, c, rm) in self.market.step_counts(t0, t0 + MIN_MS).items():
-            self.off += 1
-            env = CountsEnv(
-                sku=sku,
-                ts=t0,
-                orders=o,
-                units=u,
-                revenue=r,
-                views=v,
-                carts=c,
-                removes=rm,
-                src="sim/0",
-                off=self.off,
-            )
-            self.engine.handle(
-                env, partition=0, offset=self.off, skus=self.skus, meta=self.meta, opens=self.opens
-            )
+        self.feed.counts(t0, self.market.step_counts(t0, t0 + MIN_MS))
         t = time.perf_counter()
-        out = self._send(WatermarkEnv(src="sim/0", ts=t0 + MIN_MS))
+        out = self.feed.close(t0 + MIN_MS)
         dt = time.perf_counter() - t
         for ch in out.changes:
             self.market.apply_price(ch.sku, ch.new_price, t0 + MIN_MS)
@@ -703,14 +664,17 @@ def _state_at(n: int, windows: int, history_len: int) -> dict[str, float]:
     ip = _InProcess(n, seed=3)
     for _ in range(windows):
         ip.window()
+    feed = ip.feed
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    sizes = {name: _json_bytes(t) for name, t in (("skus", ip.skus), ("opens", ip.opens))}
-    sizes["meta"] = _json_bytes(ip.meta)
+    sizes = {name: _json_bytes(t) for name, t in (("skus", feed.skus), ("opens", feed.opens))}
+    sizes["meta"] = _json_bytes(feed.meta)
     total = sum(sizes.values())
-    hist_rows = [len(st.get("hist") or []) for st in ip.skus.values()]
+    hist_rows = [len(st.get("hist") or []) for st in feed.skus.values()]
     row_bytes = [
-        len(json.dumps(r)) + 1 for st in list(ip.skus.values())[:200] for r in st.get("hist") or []
+        len(json.dumps(r)) + 1
+        for st in list(feed.skus.values())[:200]
+        for r in st.get("hist") or []
     ]
     per_row = statistics.mean(row_bytes) if row_bytes else 0.0
     missing = max(0.0, history_len - statistics.mean(hist_rows)) if hist_rows else 0.0
