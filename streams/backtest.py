@@ -79,6 +79,62 @@ def guardrail_config(s: Settings) -> GuardrailConfig:
     )
 
 
+class EngineFeed:
+    """One partition of a ``WindowEngine`` over dict tables, fed the market's envelopes.
+
+    Every envelope gets the next offset; ``skus`` is the SKU table the engine keeps.
+    """
+
+    def __init__(self, engine: WindowEngine) -> None:
+        self.engine = engine
+        self.skus: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
+        self.opens: dict[str, Any] = {}
+        self.off = 0
+
+    def send(self, env: Any) -> Any:
+        self.off += 1
+        return self.engine.handle(
+            env, partition=0, offset=self.off, skus=self.skus, meta=self.meta, opens=self.opens
+        )
+
+    def catalog(self, market: Market) -> None:
+        """Every item of the market's catalog."""
+        for item in market.catalog():
+            self.send(
+                CatalogEnv(
+                    sku=item.sku,
+                    cost=item.cost,
+                    base_price=item.base_price,
+                    min_price=item.min_price,
+                    max_price=item.max_price,
+                    currency=item.currency,
+                    stock=item.stock,
+                )
+            )
+
+    def counts(self, t0: int, counts: dict[str, tuple[int, int, float, int, int, int]]) -> None:
+        """One window's totals per SKU (``Market.step_counts``), the window starting at ``t0``."""
+        for sku, (o, u, r, v, c, rm) in counts.items():
+            env = CountsEnv(
+                sku=sku,
+                ts=t0,
+                orders=o,
+                units=u,
+                revenue=r,
+                views=v,
+                carts=c,
+                removes=rm,
+                src="sim/0",
+                off=self.off + 1,  # the offset send gives it
+            )
+            self.send(env)
+
+    def close(self, ts: int) -> Any:
+        """The watermark at ``ts``: the engine's output for the windows it closes."""
+        return self.send(WatermarkEnv(src="sim/0", ts=ts))
+
+
 def run_market(
     pricing: Pricing,
     *,
@@ -135,23 +191,9 @@ def run_market(
         policy_version=settings.policy_version,
         rate_limit_per_tick=settings.rate_limit_per_window,
     )
-    table: dict[str, Any] = {}
-    meta: dict[str, Any] = {}
-    opens: dict[str, Any] = {}
-    off = 0
+    feed = EngineFeed(engine)
     if pricing == "policy":
-        for item in market.catalog():
-            off += 1
-            env = CatalogEnv(
-                sku=item.sku,
-                cost=item.cost,
-                base_price=item.base_price,
-                min_price=item.min_price,
-                max_price=item.max_price,
-                currency=item.currency,
-                stock=item.stock,
-            )
-            engine.handle(env, partition=0, offset=off, skus=table, meta=meta, opens=opens)
+        feed.catalog(market)
     bounds = {
         s: Bounds(cost=t.cost, min_price=t.min_price, max_price=t.max_price)
         for s, t in truths.items()
@@ -172,32 +214,11 @@ def run_market(
                 )
         counts = market.step_counts(t0, t0 + w_ms)
         if pricing == "policy":
-            for sku, (o, u, r, v, c, rm) in counts.items():
-                off += 1
-                env_c = CountsEnv(
-                    sku=sku,
-                    ts=t0,
-                    orders=o,
-                    units=u,
-                    revenue=r,
-                    views=v,
-                    carts=c,
-                    removes=rm,
-                    src="sim/0",
-                    off=off,
-                )
-                engine.handle(env_c, partition=0, offset=off, skus=table, meta=meta, opens=opens)
-                if keep_forecasts:
-                    res.units[(sku, t0)] = u
-            off += 1
-            out = engine.handle(
-                WatermarkEnv(src="sim/0", ts=t0 + w_ms),
-                partition=0,
-                offset=off,
-                skus=table,
-                meta=meta,
-                opens=opens,
-            )
+            feed.counts(t0, counts)
+            if keep_forecasts:
+                for sku, (_, units, *_) in counts.items():
+                    res.units[(sku, t0)] = units
+            out = feed.close(t0 + w_ms)
             for ch in out.changes:
                 res.price_changes += 1
                 res.guardrail_hits.update(ch.guardrails)
@@ -220,12 +241,12 @@ def run_market(
             prev = {s: dict(r) for s, r in now.items()}
             if progress:
                 progress(f"{pricing}: day {len(res.profit_by_day)} profit {day_profit:,.0f}")
-    if table:
+    if feed.skus:
         sizes: Counter[str] = Counter()
-        for st in table.values():
+        for st in feed.skus.values():
             for k, val in (st.get("m") or {}).items():
                 sizes[k] += len(json.dumps(val, separators=(",", ":")))
-        res.state_bytes = {k: round(n / len(table), 1) for k, n in sorted(sizes.items())}
+        res.state_bytes = {k: round(n / len(feed.skus), 1) for k, n in sorted(sizes.items())}
     res.seconds = time.monotonic() - t_start
     return res
 

@@ -45,6 +45,17 @@ def _mmm(xs: list[float], nd: int = 3) -> list[float]:
     return [round(min(xs), nd), round(statistics.median(xs), nd), round(max(xs), nd)]
 
 
+def _median_and_range(key: str, xs: list[float], nd: int = 3) -> dict[str, Any]:
+    """``key``: the median of ``xs`` (a whole number for ``nd=0``), ``key_min_median_max``:
+    :func:`_mmm`.
+
+    >>> _median_and_range("r", [1.0, 2.0, 4.0], 0)
+    {'r': 2, 'r_min_median_max': [1.0, 2.0, 4.0]}
+    """
+    med = statistics.median(xs)
+    return {key: round(med, nd) if nd else round(med), f"{key}_min_median_max": _mmm(xs, nd)}
+
+
 def _p99(xs: list[float]) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, math.ceil(0.99 * len(s)) - 1)]
@@ -240,8 +251,7 @@ def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "ingest_events": n,
         "ingest_event_bytes": round(avg_bytes),
         "ingest_repeats": repeats,
-        "ingest_ratio": round(statistics.median(ratios), 3),
-        "ingest_ratio_min_median_max": _mmm(ratios),
+        **_median_and_range("ingest_ratio", ratios),
         "ingest_events_per_s_pipeline": round(statistics.median(pipe_rates)),
         "ingest_events_per_s_faust_count_only": round(statistics.median(faust_rates)),
         "ingest_note": (
@@ -364,8 +374,7 @@ def scaleout(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "scaleout_events": n,
         "scaleout_partitions": partitions,
         "scaleout_repeats": repeats,
-        "scaleout_ratio": round(statistics.median(ratio), 3),
-        "scaleout_ratio_min_median_max": _mmm(ratio),
+        **_median_and_range("scaleout_ratio", ratio),
         "scaleout_events_per_s_one_worker": round(med(1, "rate")),
         "scaleout_events_per_s_two_workers": round(med(2, "rate")),
         "scaleout_cpu_cores": cores,
@@ -411,60 +420,21 @@ class _InProcess:
     """One partition of the real engine over dict tables, fed from the market simulator."""
 
     def __init__(self, skus: int, seed: int = 7) -> None:
-        from streams.envelope import CatalogEnv
+        from streams.backtest import EngineFeed
         from streams.simulator import Market
 
-        self.engine = _engine()
+        self.feed = EngineFeed(_engine())
         self.market = Market(n_skus=skus, seed=seed, start_ms=T0)
-        self.skus: dict[str, Any] = {}
-        self.meta: dict[str, Any] = {}
-        self.opens: dict[str, Any] = {}
-        self.off = 0
         self.w = 0
-        for item in self.market.catalog():
-            self._send(
-                CatalogEnv(
-                    sku=item.sku,
-                    cost=item.cost,
-                    base_price=item.base_price,
-                    min_price=item.min_price,
-                    max_price=item.max_price,
-                    currency=item.currency,
-                    stock=item.stock,
-                )
-            )
-
-    def _send(self, env: Any) -> Any:
-        self.off += 1
-        return self.engine.handle(
-            env, partition=0, offset=self.off, skus=self.skus, meta=self.meta, opens=self.opens
-        )
+        self.feed.catalog(self.market)
 
     def window(self) -> tuple[float, Any]:
         """Fold one window of counts for every SKU, then time the watermark that closes it."""
-        from streams.envelope import CountsEnv, WatermarkEnv
-
         t0 = T0 + self.w * MIN_MS
         self.w += 1
-        for sku, (o, u, r, v, c, rm) in self.market.step_counts(t0, t0 + MIN_MS).items():
-            self.off += 1
-            env = CountsEnv(
-                sku=sku,
-                ts=t0,
-                orders=o,
-                units=u,
-                revenue=r,
-                views=v,
-                carts=c,
-                removes=rm,
-                src="sim/0",
-                off=self.off,
-            )
-            self.engine.handle(
-                env, partition=0, offset=self.off, skus=self.skus, meta=self.meta, opens=self.opens
-            )
+        self.feed.counts(t0, self.market.step_counts(t0, t0 + MIN_MS))
         t = time.perf_counter()
-        out = self._send(WatermarkEnv(src="sim/0", ts=t0 + MIN_MS))
+        out = self.feed.close(t0 + MIN_MS)
         dt = time.perf_counter() - t
         for ch in out.changes:
             self.market.apply_price(ch.sku, ch.new_price, t0 + MIN_MS)
@@ -492,8 +462,7 @@ def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "decision_skus": n,
         "decision_windows_timed": repeats,
         "decision_warmup_windows": warmup,
-        "decisions_per_s": round(statistics.median(rates)),
-        "decisions_per_s_min_median_max": _mmm(rates, 0),
+        **_median_and_range("decisions_per_s", rates, 0),
         "decision_p99_s": round(_p99(ticks), 3),
         "decision_tick_s_min_median_max": _mmm(ticks),
         "decisions_per_tick": decided,
@@ -664,12 +633,9 @@ def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "sink_rows": n,
         "sink_batch_rows": batch,
         "sink_repeats": repeats,
-        "sink_ratio": round(statistics.median(ratios), 3),
-        "sink_ratio_min_median_max": _mmm(ratios),
-        "sink_rows_per_s_project": round(statistics.median(proj_rates)),
-        "sink_rows_per_s_project_min_median_max": _mmm(proj_rates, 0),
-        "sink_rows_per_s_direct_bulk": round(statistics.median(direct_rates)),
-        "sink_rows_per_s_direct_bulk_min_median_max": _mmm(direct_rates, 0),
+        **_median_and_range("sink_ratio", ratios),
+        **_median_and_range("sink_rows_per_s_project", proj_rates, 0),
+        **_median_and_range("sink_rows_per_s_direct_bulk", direct_rates, 0),
         "sink_rows_per_s_direct_bulk_datetime_objects": round(statistics.median(dt_rates)),
         "sink_note": (
             "project = the sink's path after a poll: agents.sink.aggregate_columns on the "
@@ -699,14 +665,17 @@ def _state_at(n: int, windows: int, history_len: int) -> dict[str, float]:
     ip = _InProcess(n, seed=3)
     for _ in range(windows):
         ip.window()
+    feed = ip.feed
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    sizes = {name: _json_bytes(t) for name, t in (("skus", ip.skus), ("opens", ip.opens))}
-    sizes["meta"] = _json_bytes(ip.meta)
+    sizes = {name: _json_bytes(t) for name, t in (("skus", feed.skus), ("opens", feed.opens))}
+    sizes["meta"] = _json_bytes(feed.meta)
     total = sum(sizes.values())
-    hist_rows = [len(st.get("hist") or []) for st in ip.skus.values()]
+    hist_rows = [len(st.get("hist") or []) for st in feed.skus.values()]
     row_bytes = [
-        len(json.dumps(r)) + 1 for st in list(ip.skus.values())[:200] for r in st.get("hist") or []
+        len(json.dumps(r)) + 1
+        for st in list(feed.skus.values())[:200]
+        for r in st.get("hist") or []
     ]
     per_row = statistics.mean(row_bytes) if row_bytes else 0.0
     missing = max(0.0, history_len - statistics.mean(hist_rows)) if hist_rows else 0.0

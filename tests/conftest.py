@@ -7,18 +7,26 @@ from __future__ import annotations
 
 import os
 import secrets
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 
+from infra.kafka_admin import ensure_topics
+from infra.kafka_client import kafka_python_config
 from infra.local.clickhouse_server import (
     ClickHouseServer,
     find_clickhouse_server,
     start_clickhouse_server,
 )
 from infra.local.tansu import TansuBroker, find_tansu, start_tansu
+from streams.runner import WorkerProcess
+from streams.settings import Settings
 from tests.tls import self_signed_cert
+from tests.workers import StartedWorker, WorkerFactory
 
 os.environ.setdefault("ORT_LOGGING_LEVEL", "3")
 
@@ -86,3 +94,45 @@ def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
 @pytest.fixture
 def broker(broker_factory) -> TansuBroker:  # type: ignore[no-untyped-def]
     return broker_factory()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def worker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkerFactory]:
+    """``start(app=..., producer={...}, **settings)``: a worker and a producer, topics made.
+
+    Defaults under the test's settings: app id ``<app>-<random>``, the ``broker`` fixture's
+    broker (started only when ``broker`` is not given), chdb and the Faust data dir under
+    ``tmp_path``, and ``cooldown_s=0`` (a SKU's price may move at every window close). Every
+    producer is closed and every worker stopped at teardown, whether the test passed or not; a
+    test that reads the sink or the worker's log after the run stops the worker itself first.
+    """
+    producers: list[KafkaProducer] = []
+    workers: list[WorkerProcess] = []
+
+    def start(
+        *, app: str, producer: dict[str, Any] | None = None, **overrides: Any
+    ) -> StartedWorker:
+        n = str(len(workers)) if workers else ""  # the first: worker.log and faust
+        defaults: dict[str, Any] = {
+            "app_id": f"{app}-{uuid.uuid4().hex[:6]}",
+            "clickhouse_url": f"chdb://{tmp_path / 'ch'}",
+            "data_dir": str(tmp_path / f"faust{n}"),
+            "cooldown_s": 0,
+        }
+        if "broker" not in overrides:
+            defaults["broker"] = request.getfixturevalue("broker").url
+        settings = Settings(**(defaults | overrides))
+        ensure_topics(settings)
+        worker = WorkerProcess(settings, tmp_path / f"worker{n}.log").start()
+        workers.append(worker)
+        p = KafkaProducer(**kafka_python_config(settings), **(producer or {}))
+        producers.append(p)
+        return StartedWorker(settings, worker, p)
+
+    yield start
+    try:
+        for p in producers:
+            p.close()
+    finally:
+        for w in workers:
+            w.stop()

@@ -25,18 +25,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
 from infra.clickhouse import connect
-from infra.kafka_admin import ensure_topics
-from infra.kafka_client import kafka_python_config
 from infra.local.clickhouse_server import ClickHouseServer
 from infra.local.tansu import TansuBroker
-from streams.runner import WorkerProcess, drained
-from streams.settings import Settings
+from streams.runner import drained
 from tests.integration.test_pipeline import (
     CATALOG,
     MIN,
@@ -47,6 +42,7 @@ from tests.integration.test_pipeline import (
     make_events,
     read_price_changes,
 )
+from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration
 
@@ -164,26 +160,19 @@ def sink_url(clickhouse_server: ClickHouseServer) -> str:
 
 
 def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
-    broker: TansuBroker, sink_url: str, tmp_path: Path
+    broker: TansuBroker, sink_url: str, worker_factory: WorkerFactory
 ) -> None:
-    settings = Settings(
-        app_id=f"poison-{uuid.uuid4().hex[:6]}",
-        broker=broker.url,
+    settings, worker, producer = worker_factory(
+        app="poison",
+        producer={"linger_ms": 5, "max_request_size": 8 * 1024 * 1024},
         clickhouse_url=sink_url,
-        data_dir=str(tmp_path / "faust"),
         partitions=2,
         lateness_s=2,
         idle_source_s=2,
-        cooldown_s=0,
         sink_flush_s=0.3,
     )
-    ensure_topics(settings)
     topics = {"orders": settings.topic_orders, "clickstream": settings.topic_clicks}
     topics["catalog"] = settings.topic_catalog
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
-    producer = KafkaProducer(
-        linger_ms=5, max_request_size=8 * 1024 * 1024, **kafka_python_config(settings)
-    )
     where: dict[tuple[str, int, int], Case] = {}
 
     def send(topic: str, value: bytes | None, key: bytes, case: Case | None = None) -> None:
@@ -191,71 +180,68 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
         if case is not None:
             where[(md.topic, md.partition, md.offset)] = case
 
-    try:
-        for sku, cat in CATALOG.items():
-            send("catalog", json.dumps({"sku": sku, **cat}).encode(), sku.encode())
-        events, sales, clicks = make_events()
-        for topic, body in ACCEPTED:  # in event-time order among the others
-            at = next(i for i, (_, b) in enumerate(events) if ms(b["ts"]) > body["ts"])
-            events.insert(at, (topic, body))
-            s = sales[(body["sku"], body["ts"] - body["ts"] % MIN)]
-            s[0], s[1], s[2] = s[0] + 1, s[1] + body["qty"], s[2] + body["qty"] * body["unit_price"]
-        sent = len(CATALOG)
-        step = len(events) // len(POISON)
-        duplicates = 0
-        for i, (topic, body) in enumerate(events):
-            raw = json.dumps(body).encode()
-            key = body["sku"].encode()
+    for sku, cat in CATALOG.items():
+        send("catalog", json.dumps({"sku": sku, **cat}).encode(), sku.encode())
+    events, sales, clicks = make_events()
+    for topic, body in ACCEPTED:  # in event-time order among the others
+        at = next(i for i, (_, b) in enumerate(events) if ms(b["ts"]) > body["ts"])
+        events.insert(at, (topic, body))
+        s = sales[(body["sku"], body["ts"] - body["ts"] % MIN)]
+        s[0], s[1], s[2] = s[0] + 1, s[1] + body["qty"], s[2] + body["qty"] * body["unit_price"]
+    sent = len(CATALOG)
+    step = len(events) // len(POISON)
+    duplicates = 0
+    for i, (topic, body) in enumerate(events):
+        raw = json.dumps(body).encode()
+        key = body["sku"].encode()
+        send(topic, raw, key)
+        sent += 1
+        if topic == "orders" and i % 7 == 0:  # the same order again: same key, other key
             send(topic, raw, key)
+            send(topic, raw, b"another-key-" + key)
+            sent += 2
+            duplicates += 2
+        if i % step == 0 and i // step < len(POISON):
+            case = POISON[i // step]
+            send(case.topic, case.payload, b"poison", case)
             sent += 1
-            if topic == "orders" and i % 7 == 0:  # the same order again: same key, other key
-                send(topic, raw, key)
-                send(topic, raw, b"another-key-" + key)
-                sent += 2
-                duplicates += 2
-            if i % step == 0 and i // step < len(POISON):
-                case = POISON[i // step]
-                send(case.topic, case.payload, b"poison", case)
-                sent += 1
-        assert len(where) == len(POISON) and duplicates >= 5
-        worker.wait_until(
-            lambda st: (
-                st.get("events_processed", 0) >= sent
-                and st.get("windows_closed", 0) >= 3 * (len(CATALOG) + 1)
-            ),  # every SKU's first ones
-            timeout=180,
-        )
+    assert len(where) == len(POISON) and duplicates >= 5
+    worker.wait_until(
+        lambda st: (
+            st.get("events_processed", 0) >= sent
+            and st.get("windows_closed", 0) >= 3 * (len(CATALOG) + 1)
+        ),  # every SKU's first ones
+        timeout=180,
+    )
 
-        # an order from 2001 once the SKUs' first windows closed: late, not a new window
-        ancient = Case(
-            "ancient, 2001 (in range)", "orders", order(ts="2001-01-01T00:00:00Z"), "late_event"
-        )
-        send("orders", ancient.payload, b"late", ancient)
-        # and one on the internal aggregates topic that its ClickHouse table cannot hold
-        topics["aggregates"] = f"{settings.app_id}-aggregates"
-        row = {"sku": "GHOST", "window_start": T0, "window_end": T0 + MIN, "orders": -1}
-        row |= {"units": 1, "revenue": 1.0, "price": 1.0, "late_events": 0}
-        bad_row = Case(
-            "sink row out of its column's range",
-            "aggregates",
-            json.dumps({"t": "sales_1m", "r": row}).encode(),
-            "bad_sink_row",
-        )
-        send("aggregates", bad_row.payload, b"GHOST", bad_row)
-        # a tick on every clickstream partition moves the watermark past the last window
-        for p in range(settings.partitions):
-            tick = {"event_id": f"tick{p}", "ts": T0 + (WINDOWS + 2) * MIN, "session_id": "t"}
-            tick |= {"sku": "TICK", "type": "view"}
-            producer.send(settings.topic_clicks, value=json.dumps(tick).encode(), partition=p)
-        producer.flush()
-        sent += 1 + settings.partitions  # (the aggregates row is not an input event)
-        stats = worker.wait_until(drained(sent), timeout=180, stable_s=1.5)
-        dlq_topic = asyncio.run(
-            read_price_changes(broker.bootstrap, settings.topic_dlq, len(where))
-        )  # any topic of JSON records: here the DLQ, as a downstream consumer reads it
-    finally:
-        producer.close()
-        worker.stop()
+    # an order from 2001 once the SKUs' first windows closed: late, not a new window
+    ancient = Case(
+        "ancient, 2001 (in range)", "orders", order(ts="2001-01-01T00:00:00Z"), "late_event"
+    )
+    send("orders", ancient.payload, b"late", ancient)
+    # and one on the internal aggregates topic that its ClickHouse table cannot hold
+    topics["aggregates"] = f"{settings.app_id}-aggregates"
+    row = {"sku": "GHOST", "window_start": T0, "window_end": T0 + MIN, "orders": -1}
+    row |= {"units": 1, "revenue": 1.0, "price": 1.0, "late_events": 0}
+    bad_row = Case(
+        "sink row out of its column's range",
+        "aggregates",
+        json.dumps({"t": "sales_1m", "r": row}).encode(),
+        "bad_sink_row",
+    )
+    send("aggregates", bad_row.payload, b"GHOST", bad_row)
+    # a tick on every clickstream partition moves the watermark past the last window
+    for p in range(settings.partitions):
+        tick = {"event_id": f"tick{p}", "ts": T0 + (WINDOWS + 2) * MIN, "session_id": "t"}
+        tick |= {"sku": "TICK", "type": "view"}
+        producer.send(settings.topic_clicks, value=json.dumps(tick).encode(), partition=p)
+    producer.flush()
+    sent += 1 + settings.partitions  # (the aggregates row is not an input event)
+    stats = worker.wait_until(drained(sent), timeout=180, stable_s=1.5)
+    dlq_topic = asyncio.run(
+        read_price_changes(broker.bootstrap, settings.topic_dlq, len(where))
+    )  # any topic of JSON records: here the DLQ, as a downstream consumer reads it
+    worker.stop()
     assert "Traceback" not in worker.tail_log(10**7), worker.tail_log()
 
     cases = [*POISON, ancient, bad_row]

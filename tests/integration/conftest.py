@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from infra.kafka_admin import ensure_topics
 from infra.local.clickhouse_server import ClickHouseServer
-from infra.local.tansu import TansuBroker, free_port
+from infra.local.tansu import free_port
 from streams.runner import WorkerProcess
 from streams.settings import Settings
+from tests.workers import WorkerFactory
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000
@@ -135,37 +135,27 @@ class WebWorker:
 
 
 @pytest.fixture
-def web_worker_factory(broker: TansuBroker, tmp_path: Path) -> Iterator[Callable[[str], WebWorker]]:
+def web_worker_factory(worker_factory: WorkerFactory) -> Callable[[str], WebWorker]:
     """``start(sink_url)``: a worker with its web server on a free port, up and serving."""
-    started: list[WebWorker] = []
 
     def start(sink_url: str) -> WebWorker:
         port = free_port()
-        settings = Settings(
-            app_id=f"web-{uuid.uuid4().hex[:6]}",
-            broker=broker.url,
+        settings, worker, producer = worker_factory(
+            app="web",
+            producer={"linger_ms": 5},
             clickhouse_url=sink_url,
-            data_dir=str(tmp_path / "faust"),
             partitions=2,
             lateness_s=2,
             idle_source_s=2,
-            cooldown_s=0,
             sink_flush_s=0.3,
             web_enabled=True,
             web_port=port,
         )
-        ensure_topics(settings)
-        worker = WorkerProcess(settings, tmp_path / "worker.log").start()
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
         ww = WebWorker(settings, worker, producer, f"http://127.0.0.1:{port}")
-        started.append(ww)
         ww.wait_http("/health", timeout=90)
         return ww
 
-    yield start
-    for ww in started:
-        ww.producer.close()
-        ww.worker.stop()
+    return start
 
 
 @pytest.fixture(params=["chdb", "clickhouse-18.16"])

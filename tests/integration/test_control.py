@@ -7,17 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
-from infra.kafka_admin import ensure_topics
 from infra.local.tansu import TansuBroker
-from streams.runner import WorkerProcess, drained, settings_env
-from streams.settings import Settings
+from streams.runner import drained, settings_env
 from tests.integration.test_pipeline import read_price_changes
+from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration
 
@@ -25,23 +21,18 @@ T0 = 1_767_225_600_000
 MIN = 60_000
 
 
-def test_freeze_stops_price_changes_for_that_sku(broker: TansuBroker, tmp_path: Path) -> None:
-    settings = Settings(
-        app_id=f"ctl-{uuid.uuid4().hex[:6]}",
-        broker=broker.url,
-        clickhouse_url=f"chdb://{tmp_path / 'ch'}",
-        data_dir=str(tmp_path / "faust"),
+def test_freeze_stops_price_changes_for_that_sku(
+    broker: TansuBroker, worker_factory: WorkerFactory
+) -> None:
+    settings, worker, producer = worker_factory(
+        app="ctl",
         partitions=1,
         lateness_s=1,
         idle_source_s=1,
-        cooldown_s=0,
         min_change=0.0001,
         sink_flush_s=0.2,
         thompson_hold_s=60,  # a fresh elasticity draw every window: the policy keeps moving B
     )
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     sent = 0
 
     def send_windows(first: int, last: int, *, one_tick_each: bool = False) -> None:
@@ -62,43 +53,40 @@ def test_freeze_stops_price_changes_for_that_sku(broker: TansuBroker, tmp_path: 
                 sent += 1
             producer.flush()
 
-    try:
-        for sku in ("A", "B"):
-            item = {"sku": sku, "cost": 10, "base_price": 20, "min_price": 11, "max_price": 60}
-            producer.send(settings.topic_catalog, key=sku.encode(), value=json.dumps(item).encode())
-            sent += 1
-        send_windows(0, 10, one_tick_each=True)  # a decision at every close before the freeze
-        worker.wait_until(
-            lambda st: st.get("events_processed", 0) >= sent and st.get("windows_closed", 0) >= 18,
-            timeout=90,
-        )
-        env = {**os.environ, **settings_env(settings)}
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "control",
-                "freeze",
-                "A",
-                "--who",
-                "test",
-                "--why",
-                "integration test",
-            ],
-            check=True,
-            env=env,
-            timeout=60,
-        )
+    for sku in ("A", "B"):
+        item = {"sku": sku, "cost": 10, "base_price": 20, "min_price": 11, "max_price": 60}
+        producer.send(settings.topic_catalog, key=sku.encode(), value=json.dumps(item).encode())
         sent += 1
-        worker.wait_until(lambda st: st.get("ingested", {}).get("control", 0) >= 1, timeout=60)
-        before = worker.stats()["price_changes"]
-        send_windows(11, 30, one_tick_each=True)  # and after it: B decided at every close
-        stats = worker.wait_until(drained(sent), timeout=120, stable_s=1.0)
-        assert stats["price_changes"] > before, "B keeps being repriced"
-    finally:
-        producer.close()
-        worker.stop()
+    send_windows(0, 10, one_tick_each=True)  # a decision at every close before the freeze
+    worker.wait_until(
+        lambda st: st.get("events_processed", 0) >= sent and st.get("windows_closed", 0) >= 18,
+        timeout=90,
+    )
+    env = {**os.environ, **settings_env(settings)}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "control",
+            "freeze",
+            "A",
+            "--who",
+            "test",
+            "--why",
+            "integration test",
+        ],
+        check=True,
+        env=env,
+        timeout=60,
+    )
+    sent += 1
+    worker.wait_until(lambda st: st.get("ingested", {}).get("control", 0) >= 1, timeout=60)
+    before = worker.stats()["price_changes"]
+    send_windows(11, 30, one_tick_each=True)  # and after it: B decided at every close
+    stats = worker.wait_until(drained(sent), timeout=120, stable_s=1.0)
+    assert stats["price_changes"] > before, "B keeps being repriced"
+    worker.stop()
     changes = asyncio.run(
         read_price_changes(broker.bootstrap, settings.topic_price_changes, stats["price_changes"])
     )

@@ -14,21 +14,17 @@ import random
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer
-from kafka import KafkaProducer
 
 from infra.clickhouse import connect
-from infra.kafka_admin import ensure_topics
-from infra.local.clickhouse_server import ClickHouseServer
 from infra.local.tansu import TansuBroker
 from schemas.export import JSON_DIR
-from streams.runner import WorkerProcess, drained
-from streams.settings import Settings
+from streams.runner import drained
+from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration
 
@@ -221,128 +217,112 @@ async def read_price_changes(
     return out
 
 
-@pytest.fixture(params=["clickhouse-18.16", "chdb"])
-def sink_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    db = f"t_{uuid.uuid4().hex[:8]}"
-    if request.param == "chdb":
-        return f"chdb://{tmp_path / 'chdb'}?database={db}"
-    server: ClickHouseServer = request.getfixturevalue("clickhouse_server")
-    return server.url(db)
-
-
-def test_pipeline_end_to_end(broker: TansuBroker, sink_url: str, tmp_path: Path) -> None:
-    settings = Settings(
-        app_id=f"it-{uuid.uuid4().hex[:6]}",
-        broker=broker.url,
+def test_pipeline_end_to_end(
+    broker: TansuBroker, sink_url: str, worker_factory: WorkerFactory
+) -> None:
+    settings, worker, producer = worker_factory(
+        app="it",
+        producer={"linger_ms": 5},
         clickhouse_url=sink_url,
-        data_dir=str(tmp_path / "faust"),
         partitions=2,
         window_s=60,
         lateness_s=2,
         idle_source_s=2,
-        cooldown_s=0,
         max_step=MAX_STEP,
         min_margin=MIN_MARGIN,
         min_change=0.001,
         max_payload_bytes=4096,
         sink_flush_s=0.3,
     )
-    ensure_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
     topics = {
         "orders": settings.topic_orders,
         "clickstream": settings.topic_clicks,
         "catalog": settings.topic_catalog,
     }
-    try:
-        for sku, cat in CATALOG.items():
-            producer.send(
-                settings.topic_catalog,
-                key=sku.encode(),
-                value=json.dumps({"sku": sku, **cat}).encode(),
+    for sku, cat in CATALOG.items():
+        producer.send(
+            settings.topic_catalog,
+            key=sku.encode(),
+            value=json.dumps({"sku": sku, **cat}).encode(),
+        )
+    events, sales, clicks = make_events()
+    payloads = [(t, json.dumps(body).encode()) for t, body in events]
+    # poison goes in among the valid events; the stream must carry on around it
+    mixed: list[tuple[str, bytes, int | None]] = [
+        (t, json.dumps(body).encode(), (_event_ms(body["ts"]) - T0) // MIN) for t, body in events
+    ]
+    for i, (topic, raw, _) in enumerate(POISON):
+        mixed.insert(1 + i * (len(payloads) // len(POISON)), (topic, raw, None))
+    # one window at a time, the one before closed before the next is sent: a decision at
+    # every close
+    # (exploration is per SKU and window; how many windows one tick closes is timing)
+    window = 0
+    for topic, raw, w in mixed:
+        if w is not None and w > window:
+            producer.flush()
+            worker.wait_until(
+                lambda st, n=(w - 1) * len(CATALOG): st.get("windows_closed", 0) >= n,
+                timeout=60,
             )
-        events, sales, clicks = make_events()
-        payloads = [(t, json.dumps(body).encode()) for t, body in events]
-        # poison goes in among the valid events; the stream must carry on around it
-        mixed: list[tuple[str, bytes, int | None]] = [
-            (t, json.dumps(body).encode(), (_event_ms(body["ts"]) - T0) // MIN)
-            for t, body in events
-        ]
-        for i, (topic, raw, _) in enumerate(POISON):
-            mixed.insert(1 + i * (len(payloads) // len(POISON)), (topic, raw, None))
-        # one window at a time, the one before closed before the next is sent: a decision at
-        # every close
-        # (exploration is per SKU and window; how many windows one tick closes is timing)
-        window = 0
-        for topic, raw, w in mixed:
-            if w is not None and w > window:
-                producer.flush()
-                worker.wait_until(
-                    lambda st, n=(w - 1) * len(CATALOG): st.get("windows_closed", 0) >= n,
-                    timeout=60,
-                )
-                window = w
-            producer.send(topics[topic], key=b"k" + raw[:8], value=raw)
-        producer.flush()
-        sent = len(mixed) + len(CATALOG)
-        worker.wait_until(lambda st: st.get("events_processed", 0) >= sent, timeout=120)
+            window = w
+        producer.send(topics[topic], key=b"k" + raw[:8], value=raw)
+    producer.flush()
+    sent = len(mixed) + len(CATALOG)
+    worker.wait_until(lambda st: st.get("events_processed", 0) >= sent, timeout=120)
 
-        # a later tick on every clickstream partition moves the watermark past window 5
-        tick_ts = T0 + (WINDOWS + 2) * MIN
-        for p in range(settings.partitions):
-            tick = {
-                "event_id": f"tick{p}",
-                "ts": tick_ts,
-                "session_id": "t",
-                "sku": "TICK",
-                "type": "view",
-            }
-            producer.send(settings.topic_clicks, value=json.dumps(tick).encode(), partition=p)
-        producer.flush()
-        sent += settings.partitions
-        closed_until = T0 + (WINDOWS + 1) * MIN
-        exp_sales, exp_clicks = expected_rows(sales, clicks, closed_until)
-        # drained: everything in and written out, *and* the tick's windows closed (ingest is
-        # batched now, so "all events processed" can hold before the tick's close is folded)
-        done = drained(sent)
-        stats = worker.wait_until(
-            lambda st: done(st) and st.get("windows_closed", 0) >= len(exp_sales),
-            timeout=120,
-            stable_s=1.5,
-        )
-        assert stats["windows_closed"] == len(exp_sales)
-        assert stats["late_events"] == 0
-        n_changes = stats["price_changes"]
-        assert n_changes >= len(CATALOG), "early exploration moves every SKU at least once"
+    # a later tick on every clickstream partition moves the watermark past window 5
+    tick_ts = T0 + (WINDOWS + 2) * MIN
+    for p in range(settings.partitions):
+        tick = {
+            "event_id": f"tick{p}",
+            "ts": tick_ts,
+            "session_id": "t",
+            "sku": "TICK",
+            "type": "view",
+        }
+        producer.send(settings.topic_clicks, value=json.dumps(tick).encode(), partition=p)
+    producer.flush()
+    sent += settings.partitions
+    closed_until = T0 + (WINDOWS + 1) * MIN
+    exp_sales, exp_clicks = expected_rows(sales, clicks, closed_until)
+    # drained: everything in and written out, *and* the tick's windows closed (ingest is
+    # batched now, so "all events processed" can hold before the tick's close is folded)
+    done = drained(sent)
+    stats = worker.wait_until(
+        lambda st: done(st) and st.get("windows_closed", 0) >= len(exp_sales),
+        timeout=120,
+        stable_s=1.5,
+    )
+    assert stats["windows_closed"] == len(exp_sales)
+    assert stats["late_events"] == 0
+    n_changes = stats["price_changes"]
+    assert n_changes >= len(CATALOG), "early exploration moves every SKU at least once"
 
-        # downstream view of price changes: schema-valid, guardrails respected
-        changes = asyncio.run(
-            read_price_changes(broker.bootstrap, settings.topic_price_changes, n_changes)
-        )
-        assert len({c["event_id"] for c in changes}) == n_changes
-        schema = json.loads((JSON_DIR / "PriceChange.json").read_text())
-        last_price = {sku: cat["base_price"] for sku, cat in CATALOG.items()}
-        for c in sorted(changes, key=lambda c: c["decided_at"]):
-            jsonschema.validate(c, schema)
-            cat = CATALOG[c["sku"]]
-            floor = max(cat["min_price"], cat["cost"] * (1 + MIN_MARGIN))
-            assert floor <= c["new_price"] <= cat["max_price"], c
-            assert c["old_price"] == last_price[c["sku"]], "changes chain from the price in force"
-            assert abs(c["new_price"] - c["old_price"]) <= MAX_STEP * c["old_price"] + 1e-9, c
-            assert round(c["new_price"] * 100) == pytest.approx(c["new_price"] * 100, abs=1e-6)
-            assert c["new_price"] != c["old_price"]
-            last_price[c["sku"]] = c["new_price"]
+    # downstream view of price changes: schema-valid, guardrails respected
+    changes = asyncio.run(
+        read_price_changes(broker.bootstrap, settings.topic_price_changes, n_changes)
+    )
+    assert len({c["event_id"] for c in changes}) == n_changes
+    schema = json.loads((JSON_DIR / "PriceChange.json").read_text())
+    last_price = {sku: cat["base_price"] for sku, cat in CATALOG.items()}
+    for c in sorted(changes, key=lambda c: c["decided_at"]):
+        jsonschema.validate(c, schema)
+        cat = CATALOG[c["sku"]]
+        floor = max(cat["min_price"], cat["cost"] * (1 + MIN_MARGIN))
+        assert floor <= c["new_price"] <= cat["max_price"], c
+        assert c["old_price"] == last_price[c["sku"]], "changes chain from the price in force"
+        assert abs(c["new_price"] - c["old_price"]) <= MAX_STEP * c["old_price"] + 1e-9, c
+        assert round(c["new_price"] * 100) == pytest.approx(c["new_price"] * 100, abs=1e-6)
+        assert c["new_price"] != c["old_price"]
+        last_price[c["sku"]] = c["new_price"]
 
-        # the same events again: nothing may be counted twice
-        for topic, raw in payloads:
-            producer.send(topics[topic], key=b"again", value=raw)
-        producer.flush()
-        sent += len(payloads)
-        worker.wait_until(drained(sent), timeout=120, stable_s=1.5)
-    finally:
-        producer.close()
-        worker.stop()
+    # the same events again: nothing may be counted twice
+    for topic, raw in payloads:
+        producer.send(topics[topic], key=b"again", value=raw)
+    producer.flush()
+    sent += len(payloads)
+    worker.wait_until(drained(sent), timeout=120, stable_s=1.5)
+    worker.stop()
     assert "Traceback" not in worker.tail_log(200_000), worker.tail_log()
 
     got_sales, got_clicks, dlq, ch_changes = ch_rows(sink_url)
