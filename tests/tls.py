@@ -64,6 +64,11 @@ class TlsProxy:
             self._loop.run_forever()
         finally:
             server.close()
+            # end the open connections' pipes inside the loop, before closing it
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

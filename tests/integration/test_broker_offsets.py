@@ -87,7 +87,7 @@ def test_single_record_batches_restart_anywhere_and_count_every_record(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Tansu 0.6.0: fetch inside a batch skips its rest; end offset = last batch base + 1",
+    reason="Tansu 0.6.0: a partition's end offset is its last batch's first offset + 1",
 )
 def test_ordinary_batches_restart_anywhere_and_count_every_record(broker: TansuBroker) -> None:
     _check(broker, single=False)
