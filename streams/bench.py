@@ -63,8 +63,9 @@ def lstm_batching(repeats: int = 5, rows: int = 4096) -> dict[str, Any]:
 def forecast(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     """WAPE of each model and the ensemble ÷ the best naive baseline, plus candidates.
 
-    Candidates: the three pooled River regressors, and the default members plus the seasonal
-    Poisson model (``candidate_with_seasonal``) while it is not a default member. Besides the
+    Candidates (not with ``quick``): the three pooled River regressors, and the default members
+    plus the seasonal Poisson model (``candidate_with_seasonal``) while it is not a default
+    member. Besides the
     recorded forecasts (expected units), each model's median point forecast (``_p50``) and the
     attainable bound (``wape_ratio_oracle``, from the simulator's hidden truth) are reported.
     """
@@ -79,7 +80,8 @@ def forecast(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "eval_days": eval_days,
     }
     by_regressor = {}
-    for reg in ("bayes", "linear", "pa"):
+    # --quick: only the configured regressor and no candidates (each is another full run)
+    for reg in (base.river_regressor,) if quick else ("bayes", "linear", "pa"):
         if progress:
             progress(f"[bench forecast] River pooled regressor {reg!r}: {skus} SKUs x {days} days")
         s = base.model_copy(update={"river_regressor": reg})
@@ -91,7 +93,7 @@ def forecast(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     report["wape_ratio_river_by_regressor"] = {
         r: v.get("wape_ratio_river") for r, v in by_regressor.items()
     }
-    if "wape_seasonal" not in report:
+    if "wape_seasonal" not in report and not quick:
         # the seasonal Poisson model, not (yet) in default_decider: the same run with it added
         from models.seasonal_model import SeasonalPoisson
 

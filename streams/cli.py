@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument(
         "--quick",
         action="store_true",
-        help="a reduced run (each benchmark about two minutes at most)",
+        help="a reduced smoke run: `all` takes about 1.5 min on 2 cores (the figures: full runs)",
     )
     be.add_argument("--json", action="store_true", help="one-line JSON report")
     be.set_defaults(func=_cmd_bench)
