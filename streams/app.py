@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> Repricer:
         producer_max_batch_size=producer_batch_bytes(settings),
         stream_buffer_maxsize=8192,
         broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_commit_interval=settings.kafka_commit_interval_s,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         key_serializer="json",  # table keys (SKUs) round-trip as str; topics here set their own
         value_serializer="json",

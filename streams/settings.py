@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Consumer-group session timeout: how soon a dead worker's partitions move.",
     )
+    kafka_commit_interval_s: float = Field(
+        2.8,
+        gt=0,
+        description="How often the window agent commits its offsets (Faust's commit interval): "
+        "longer means more events replayed after a crash (dropped as replays), never lost.",
+    )
     clickhouse_url: SecretStr = Field(
         SecretStr("chdb://.repricer/chdb"),
         description="`clickhouse://user:pass@host:9000/db`, "

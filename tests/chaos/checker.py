@@ -132,6 +132,12 @@ def check(
         {"until": closed_until // 1000},
     ):
         got_clicks[(sku, int(ws))].append((int(v), int(a), int(rm)))
+    # every event the runs send is valid and on time: a dead letter means one was mistaken for
+    # late (a window closed too early) or an event replayed into a closed window
+    for reason, n in ch.query(
+        f"SELECT reason, count() FROM {db}.dead_letters{fin} GROUP BY reason"
+    ):
+        problems.append(f"{n} dead letters ({reason}), but every event sent was valid and on time")
     for name, exp, got in (
         ("sales_1m", exp_sales, got_sales),
         ("clicks_1m", exp_clicks, got_clicks),
