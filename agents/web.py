@@ -174,6 +174,12 @@ def health(
     sink_stalled_s = now - sink_since if st.sink_pending > 0 else 0.0
     sink_ok = not (st.sink_pending > 0 and sink_stalled_s > s.health_sink_stall_s)
     problems = []
+    unaccounted = st.unaccounted()
+    if any(unaccounted):
+        problems.append(
+            f"unaccounted events: {unaccounted[0]} events ({unaccounted[1]} units) accepted but "
+            "in no emitted window, open window or dead letter"
+        )
     if not consuming:
         problems.append(f"not consuming: no progress for {idle_s:.0f}s with lag {lag}")
     if not sink_ok:
@@ -189,6 +195,8 @@ def health(
         "sink_errors": st.sink_errors,
         "seconds_since_sink_ok": round(now - st.sink_last_ok_at, 1) if st.sink_last_ok_at else None,
         "events_processed": sum(st.ingested.values()),
+        "unaccounted_events": unaccounted[0],
+        "unaccounted_units": unaccounted[1],
         "uptime_s": round(now - st.started_at, 1),
     }
     return not problems, details
@@ -216,6 +224,24 @@ def metrics_text(rp: Repricer) -> str:
         [({"reason": k}, v) for k, v in sorted(st.dlq.items())],
     )
     e.one("repricer_windows_closed_total", "counter", "Per-SKU windows closed.", st.windows_closed)
+    e.one(
+        "repricer_quiet_windows_total",
+        "counter",
+        "Per-SKU windows closed with no event in them (no row is written for them).",
+        st.quiet_windows,
+    )
+    for i, unit in enumerate(("events", "units")):
+        rows = []
+        for p, a in sorted(st.accounting.items()):
+            for where in ("accepted", "emitted", "open", "late", "duplicate", "unaccounted"):
+                rows.append(({"partition": str(p), "state": where}, a[where][i]))
+        e.family(
+            f"repricer_accounted_{unit}",
+            "gauge",
+            f"Conservation of accepted {unit} per SKU partition at its latest tick: accepted = "
+            "emitted + open + late + duplicate; unaccounted must be 0.",
+            rows,
+        )
     e.one(
         "repricer_decisions_total",
         "counter",

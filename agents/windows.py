@@ -78,17 +78,25 @@ class Staged(MutableMapping[str, Any]):
 def late_letter(late: EventEnv) -> bytes:
     """The dead letter of a late event, located at the event's own source partition and offset
     (many late events can share one batch envelope; each keeps its own row downstream)."""
-    kind = type(late).__name__.removesuffix("Env").lower()
-    topic, _, partition = late.src.rpartition("/")
+    return event_letter(late, "late_event", "after its window closed")
+
+
+def duplicate_letter(dup: EventEnv) -> bytes:
+    """The dead letter of an order whose id was already counted in its SKU window."""
+    return event_letter(dup, "duplicate_order", "whose order id its window already counted")
+
+
+def event_letter(env: EventEnv, reason: str, why: str) -> bytes:
+    kind = type(env).__name__.removesuffix("Env").lower()
+    topic, _, partition = env.src.rpartition("/")
     return encode(
         DeadLetter(
-            reason="late_event",
-            detail=f"{kind} for {late.sku} at ts={late.ts} from {late.src}@{late.off} "
-            f"after its window closed",
+            reason=reason,
+            detail=f"{kind} for {env.sku} at ts={env.ts} from {env.src}@{env.off} {why}",
             source_topic=topic,
             source_partition=int(partition) if partition.isdigit() else -1,
-            source_offset=late.off,
-            payload_excerpt=excerpt(pack(late)),
+            source_offset=env.off,
+            payload_excerpt=excerpt(pack(env)),
             received_at=int(time.time() * 1000),
         )
     )
@@ -177,6 +185,9 @@ def register(rp: Repricer) -> None:
             for late in out.late:
                 sent.append(await t["dlq"].send(key=late.sku.encode(), value=late_letter(late)))
                 st.dlq["late_event"] += 1
+            for dup in out.duplicates:
+                sent.append(await t["dlq"].send(key=dup.sku.encode(), value=duplicate_letter(dup)))
+                st.dlq["duplicate_order"] += 1
             if sent:  # outputs acknowledged before the state that says they happened
                 await asyncio.gather(*sent)
             tick = bool(s_meta.writes and (s_skus.writes or s_opens.writes))
@@ -199,6 +210,10 @@ def register(rp: Repricer) -> None:
             st.price_changes += len(out.changes)
             st.late_events += len(out.late)
             st.model_errors.update(out.model_errors)
+            st.quiet_windows += out.quiet_windows
+            st.duplicate_orders += len(out.duplicates)
+            if out.accounting is not None:
+                st.accounting[msg.partition] = out.accounting.to_dict()
 
     rp.app.agent(t["sku_events"], name="repricer.windows")(windows)
 

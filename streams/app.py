@@ -52,6 +52,14 @@ class Stats:
     sink_pending_since: float = 0.0  # wall time pending rows went from 0 to > 0
     started_at: float = field(default_factory=time.time)
     partitions: list[int] = field(default_factory=list)  # SKU partitions owned by this worker
+    quiet_windows: int = 0  # windows closed without a row (no event in them)
+    duplicate_orders: int = 0
+    # per SKU partition: its conservation counts as of its latest tick (Accounting.to_dict())
+    accounting: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def unaccounted(self) -> list[int]:
+        """Events and units accepted but in no emitted window, open window or dead letter."""
+        return [sum(a["unaccounted"][i] for a in self.accounting.values()) for i in range(2)]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +83,10 @@ class Stats:
             "sink_last_ok_at": self.sink_last_ok_at,
             "uptime_s": round(time.time() - self.started_at, 1),
             "partitions": self.partitions,
+            "quiet_windows": self.quiet_windows,
+            "duplicate_orders": self.duplicate_orders,
+            "accounting": {str(p): a for p, a in sorted(self.accounting.items())},
+            "unaccounted": self.unaccounted(),
             "updated_at": time.time(),
         }
 
@@ -189,6 +201,8 @@ def create_app(settings: Settings) -> Repricer:
         rp.stats.partitions = sorted(
             tp.partition for tp in app.consumer.assignment() if tp.topic == sku_topic
         )
+        for p in set(rp.stats.accounting) - set(rp.stats.partitions):
+            del rp.stats.accounting[p]  # moved to another worker: it accounts for them now
         tmp = rp.stats_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rp.stats.as_dict()))
         tmp.replace(rp.stats_path)

@@ -13,13 +13,25 @@ counted (``Outputs.model_errors``); if it raises while deciding, every SKU of th
 its price (the guardrails' fallback), and the windows close and emit as usual.
 
 A window ``[s, s+W)`` closes when the partition watermark (highest forwarded event time minus the
-allowed lateness) reaches ``s+W``. Closing walks every SKU of the partition, so SKUs that sold
-nothing get a zero-demand window too. Events for an already-closed window are *late*: counted
-in the next emitted window's ``late_events`` and returned to the caller for the dead-letter topic.
+allowed lateness) reaches ``s+W``. Only windows that hold events are emitted as rows (storage
+grows with activity, not with SKUs x windows); a run of quiet windows is a zero-demand gap that
+the SKU's state folds in without materialising it (the demand averages decay as if each quiet
+window had been closed one by one, the LSTM history gets the last ``history_len`` of them, and a
+pending forecast whose window was quiet is labelled 0). A watermark step of any length closes
+every window before it, in order, exactly once: no cap ever deletes a window. Events for an
+already-closed window are *late*: counted in the next emitted window's ``late_events`` and
+returned to the caller for the dead-letter topic.
+
+Conservation: every event the engine accepts is, at any moment, in exactly one of an emitted
+window, an open window, or the dead-letter topic (late, or a duplicate order id). Each SKU keeps
+cumulative counts of what it accepted (open record) and emitted (state record); every tick sums
+them per partition into the partition record (``Accounting``): ``unaccounted`` is what is in
+none of the places, and must be 0 (a non-zero value is logged as an error and fails ``/health``).
 
 An order id is counted once per SKU window: each open window remembers short hashes of the order
 ids folded into it (at most ``ORDER_IDS_PER_WINDOW``), so the same order sent twice -- a producer
-retry, a resend at another offset -- adds nothing the second time.
+retry, a resend at another offset -- adds nothing the second time; it goes to the dead-letter
+topic as ``duplicate_order``.
 """
 
 from __future__ import annotations
@@ -58,7 +70,9 @@ log = logging.getLogger(__name__)
 
 State = dict[str, Any]
 EWMA_ALPHA = 0.3
-MAX_GAP_WINDOWS = 1440  # a watermark jump longer than a day does not emit a day of empty windows
+# quiet windows decayed one by one (bit for bit what closing them one by one gave); longer gaps
+# in closed form
+EXACT_DECAY_WINDOWS = 64
 # Order ids remembered per open SKU window (48-bit hashes: ~15 bytes each in the changelog).
 # Beyond this many orders of one SKU in one window, further ids are counted without dedup.
 ORDER_IDS_PER_WINDOW = 4096
@@ -73,8 +87,10 @@ class Outputs:
     changes: list[PriceChange] = field(default_factory=list)
     prices: list[PriceState] = field(default_factory=list)
     late: list[EventEnv] = field(default_factory=list)
+    duplicates: list[OrderEnv] = field(default_factory=list)  # dead-lettered as duplicate_order
     forecasts: list[ForecastRow] = field(default_factory=list)
-    windows_closed: int = 0
+    windows_closed: int = 0  # windows emitted (they held events or carry late counts)
+    quiet_windows: int = 0  # windows closed without a row: no event in them
     decisions: int = 0
     labels: int = 0
     folded: int = 0  # events folded into open windows
@@ -84,6 +100,8 @@ class Outputs:
     # come after them; a caller staging writes publishes this one first (agents/windows.py)
     tick_meta: tuple[str, State] | None = None
     duplicate_orders: int = 0
+    # the partition's conservation counts after a tick (None when no tick ran)
+    accounting: Accounting | None = None
     # decider calls that raised, by stage (learn_pooled, learn_local_batch, propose, predict_at):
     # the tick went on without them (see the module docstring)
     model_errors: Counter[str] = field(default_factory=Counter)
@@ -154,8 +172,112 @@ def _first_time(op: State, window: str, order_id: str) -> bool:
 
 def _new_open() -> State:
     """A SKU's open windows ``{start: [orders, units, revenue, views, carts, removes]}``, its
-    late-event count, and the offsets that make replays harmless."""
+    late-event count, and the offsets that make replays harmless. Conservation counts, each
+    ``[events, units]`` ever: ``a`` accepted into a window, ``lt`` late, ``dp`` duplicate orders
+    (the SKU state keeps ``em``, emitted in closed windows)."""
     return {"w": {}, "late": 0, "src": {}, "off": -1}
+
+
+def _counts_of(env: EventEnv) -> tuple[int, int]:
+    """(events, units) an envelope stands for: a window's count of events is its orders plus
+    its clicks, so a ``CountsEnv`` stands for as many events as it counts."""
+    if isinstance(env, OrderEnv):
+        return 1, env.qty
+    if isinstance(env, CountsEnv):
+        return env.orders + env.views + env.carts + env.removes, env.units
+    return 1, 0
+
+
+def _add(rec: State, key: str, events: int, units: int) -> None:
+    c = rec.get(key)
+    if c is None:
+        rec[key] = [events, units]
+    else:
+        c[0] += events
+        c[1] += units
+
+
+def _window_counts(w: list[Any]) -> tuple[int, int]:
+    """(events, units) held by an open window ``[orders, units, revenue, views, carts, removes]``."""
+    return int(w[0] + w[3] + w[4] + w[5]), int(w[1])
+
+
+@dataclass
+class Accounting:
+    """Where a partition's accepted events are, as counted at the end of its latest tick.
+
+    ``accepted`` is every event folded on time, late, or as a duplicate (each once: replays are
+    not accepted again); ``emitted`` is in closed windows (rows sent downstream), ``open`` in
+    windows still open, ``late`` and ``duplicate`` in the dead-letter topic. Each is
+    ``[events, units]``; ``unaccounted = accepted - emitted - open - late - duplicate`` must be
+    zero in both.
+    """
+
+    accepted: list[int] = field(default_factory=lambda: [0, 0])
+    emitted: list[int] = field(default_factory=lambda: [0, 0])
+    open: list[int] = field(default_factory=lambda: [0, 0])
+    late: list[int] = field(default_factory=lambda: [0, 0])
+    duplicate: list[int] = field(default_factory=lambda: [0, 0])
+    skus: int = 0
+    bad_skus: list[str] = field(default_factory=list)  # a few SKUs whose counts do not balance
+
+    @property
+    def unaccounted(self) -> list[int]:
+        return [
+            self.accepted[i] - self.emitted[i] - self.open[i] - self.late[i] - self.duplicate[i]
+            for i in range(2)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "emitted": self.emitted,
+            "open": self.open,
+            "late": self.late,
+            "duplicate": self.duplicate,
+            "unaccounted": self.unaccounted,
+            "skus": self.skus,
+            "bad_skus": self.bad_skus,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Accounting:
+        return cls(
+            accepted=list(d["accepted"]),
+            emitted=list(d["emitted"]),
+            open=list(d["open"]),
+            late=list(d["late"]),
+            duplicate=list(d["duplicate"]),
+            skus=int(d.get("skus", 0)),
+            bad_skus=list(d.get("bad_skus", [])),
+        )
+
+
+def account_sku(acct: Accounting, sku: str, st: State | None, op: State | None) -> None:
+    """Add one SKU's counts to ``acct``: its open windows are those at or after the SKU's next
+    window (older ones are left over from a crash between a close's two writes: emitted)."""
+    op = op or {}
+    nxt = None if st is None else st.get("next")
+    acc = op.get("a") or [0, 0]
+    em = (st or {}).get("em") or [0, 0]
+    open_e = open_u = 0
+    for k, w in (op.get("w") or {}).items():
+        if nxt is None or int(k) >= nxt:
+            e, u = _window_counts(w)
+            open_e += e
+            open_u += u
+    lt, dp = op.get("lt") or [0, 0], op.get("dp") or [0, 0]
+    for i, n in enumerate((acc[0] + lt[0] + dp[0], acc[1] + lt[1] + dp[1])):
+        acct.accepted[i] += n
+    for i in range(2):
+        acct.emitted[i] += em[i]
+        acct.late[i] += lt[i]
+        acct.duplicate[i] += dp[i]
+    acct.open[0] += open_e
+    acct.open[1] += open_u
+    acct.skus += 1
+    if (acc[0] != em[0] + open_e or acc[1] != em[1] + open_u) and len(acct.bad_skus) < 10:
+        acct.bad_skus.append(sku)
 
 
 def _new_state(partition: int) -> State:
@@ -325,8 +447,7 @@ class WindowEngine:
         st = skus.get(env.sku)
         new = st is None
         if st is None:
-            st = _new_state(partition)
-            st["next"] = pm.get("b")
+            st = _new_state(partition)  # its windows start at its earliest on-time event
         # the hot path: only the SKU's small record of open windows is written
         op = opens.get(env.sku) or _new_open()
         if self.dedupe and (
@@ -337,32 +458,20 @@ class WindowEngine:
         op["src"][env.src] = env.off
         op["off"] = offset
         ws = self.window_of(env.ts)
-        if st["n"] == 0:
-            # Nothing closed yet: the SKU's windows start at its earliest on-time event
-            # (events reach a new SKU out of order across source partitions), never before
-            # the partition's boundary (earlier windows are closed for everyone).
-            b = pm.get("b")
-            first = ws if b is None else max(ws, b)
-            open_before = any(int(k) < first for k in op["w"])
-            if (
-                st["next"] is None
-                or (first < st["next"])
-                or (
-                    first > st["next"]
-                    and not open_before
-                    and not any(int(k) >= st["next"] for k in op["w"])
-                )
-            ):
-                st["next"] = first
-                new = True
-        if ws < st["next"]:
+        n_events, n_units = _counts_of(env)
+        b = pm.get("b")  # every window before the partition's boundary is closed, for every SKU
+        if b is not None and ws < b:
             op["late"] += 1
+            _add(op, "lt", n_events, n_units)
             out.late.append(env)
         elif (
             isinstance(env, OrderEnv) and self.dedupe and not _first_time(op, str(ws), env.order_id)
         ):
-            out.duplicate_orders += 1  # the same order again: counted once
+            out.duplicate_orders += 1  # the same order again: counted once, dead-lettered
+            _add(op, "dp", n_events, n_units)
+            out.duplicates.append(env)
         else:
+            _add(op, "a", n_events, n_units)
             w = op["w"].setdefault(str(ws), [0, 0, 0.0, 0, 0, 0])
             if isinstance(env, OrderEnv):
                 w[0] += 1
@@ -419,14 +528,21 @@ class WindowEngine:
             return
         b = pm["b"]
         closing: list[tuple[str, State, State]] = []
+        members: list[str] = []
         for sku, st in list(skus.items()):
             if st.get("p") != partition:
                 continue
-            if st["next"] is None:  # catalog-only SKU: its zero-demand windows start here
-                st["next"] = b
-                skus[sku] = st
-            elif st["next"] < b:
+            members.append(sku)
+            nxt = st["next"]
+            if nxt is not None and nxt < b:
                 closing.append((sku, st, opens.get(sku) or _new_open()))
+            elif nxt is None:
+                op = opens.get(sku)
+                if op is not None and any(int(k) < b for k in op["w"]):
+                    closing.append((sku, st, op))  # its first windows close now
+                else:  # catalog only so far: its zero-demand windows start here
+                    st["next"] = b
+                    skus[sku] = st
         if closing:
             if self._learn_pooled_once(closing, b, pm, partition, meta, out):
                 out.tick_meta = (str(partition), copy.deepcopy(pm))
@@ -458,6 +574,33 @@ class WindowEngine:
             skus[sku] = st
             opens[sku] = op
         pm["closing"] = False
+        pm["acct"] = self._account(members, partition, b, skus, opens, out).to_dict()
+
+    @staticmethod
+    def _account(
+        members: list[str],
+        partition: int,
+        b: int,
+        skus: MutableMapping[str, State],
+        opens: MutableMapping[str, State],
+        out: Outputs,
+    ) -> Accounting:
+        """The partition's conservation counts after a tick; an imbalance is logged as an error."""
+        acct = Accounting()
+        for sku in members:
+            account_sku(acct, sku, skus.get(sku), opens.get(sku))
+        out.accounting = acct
+        if any(acct.unaccounted):
+            log.error(
+                "partition %s: %d events (%d units) accepted but in no emitted window, open "
+                "window or dead letter after the tick closing before %s (SKUs %s)",
+                partition,
+                acct.unaccounted[0],
+                acct.unaccounted[1],
+                b,
+                acct.bad_skus,
+            )
+        return acct
 
     def _learn_pooled_once(
         self,
@@ -551,27 +694,31 @@ class WindowEngine:
     def _close_until(
         self, sku: str, st: State, op: State, b: int, out: Outputs, tick: _Tick
     ) -> tuple[int, int, int]:
-        """Emit every window of ``sku`` that starts before ``b``; returns the last (start, units, views).
+        """Close every window of ``sku`` that starts before ``b``, in order, exactly once; returns
+        the last closed (start, units, views).
 
-        The label of the SKU's pending forecast and the windows' LSTM feature rows are left in
-        ``tick`` for the caller to learn and append for all SKUs at once.
+        Windows holding events are emitted as rows; the quiet ones between them are folded into
+        the SKU's state without a row (``_quiet``). Work is per window with events plus one
+        step per gap, whatever the gap's length. The label of the SKU's pending forecast and the
+        windows' LSTM feature rows are left in ``tick`` for the caller to learn and append for
+        all SKUs at once.
         """
         W = self.window_ms
-        for k in [k for k in op["w"] if int(k) < st["next"]]:
-            del op["w"][k]  # left over from a crash between the two writes of a close
-        if (b - st["next"]) // W > MAX_GAP_WINDOWS:
-            skip_to = b - MAX_GAP_WINDOWS * W
-            for k in [k for k in op["w"] if int(k) < skip_to]:
-                del op["w"][k]
-            st["next"] = skip_to
+        wins = op["w"]
+        if st["next"] is not None:
+            for k in [k for k in wins if int(k) < st["next"]]:
+                del wins[k]  # left over from a crash between the two writes of a close: emitted
+        starts = sorted(int(k) for k in wins if int(k) < b)
+        if st["next"] is None:
+            st["next"] = starts[0] if starts else b
         price = st["price"] or 0.0
         cat = st["cat"]
-        last = (st["next"], 0, 0)
-        while st["next"] < b:
-            ws = st["next"]
-            orders, units, revenue, views, carts, removes = op["w"].pop(
-                str(ws), [0, 0, 0.0, 0, 0, 0]
-            )
+        last = (b - W, 0, 0)
+        if op["late"] and not starts:
+            starts = [b - W]  # late events are counted on a row: here the tick's last window
+        for ws in starts:
+            self._quiet(sku, st, ws, out, tick)
+            orders, units, revenue, views, carts, removes = wins.pop(str(ws), [0, 0, 0.0, 0, 0, 0])
             out.sales.append(
                 SalesWindow(
                     sku=sku,
@@ -595,6 +742,7 @@ class WindowEngine:
                 )
             )
             op["late"] = 0
+            _add(st, "em", *_window_counts([orders, units, revenue, views, carts, removes]))
             self._score_pending(sku, st, ws, units, out, tick)
             st["sold"] = st.get("sold", 0) + units
             if cat is not None and self.history_len > 0:
@@ -604,10 +752,46 @@ class WindowEngine:
             last = (ws, units, views)
             st["next"] = ws + W
             out.windows_closed += 1
+        self._quiet(sku, st, b, out, tick)
         ids = op.get("ids") or {}
         for k in [k for k in ids if int(k) < st["next"]]:
             del ids[k]  # closed windows forget their order ids
         return last
+
+    def _quiet(self, sku: str, st: State, until: int, out: Outputs, tick: _Tick) -> None:
+        """Close the SKU's quiet windows from its next window up to ``until`` without rows.
+
+        Each is a zero-demand window to the state, exactly as if closed one by one: the pending
+        forecast of one of them is labelled 0, the last ``history_len`` of them join the LSTM
+        history, and the demand averages decay once per window (in closed form past
+        ``EXACT_DECAY_WINDOWS``).
+        """
+        W = self.window_ms
+        g = (until - st["next"]) // W
+        if g <= 0:
+            return
+        pend = st.get("pend")
+        if pend and st["next"] <= pend["ws"] < until:
+            self._score_pending(sku, st, pend["ws"], 0, out, tick)
+        cat = st["cat"]
+        if cat is not None and self.history_len > 0:
+            hist = st.setdefault("hist", [])
+            price = st["price"] or 0.0
+            for ws in range(until - min(g, self.history_len) * W, until, W):
+                tick.rows.append((hist, 0, 0, 0, price, cat["base_price"], ws))
+        if g <= EXACT_DECAY_WINDOWS:
+            for _ in range(g):
+                self._update_averages(st, 0, 0)
+        else:
+            if st["n"] == 0:
+                st["ue"] = st["ve"] = 0.0
+            else:
+                keep = (1.0 - EWMA_ALPHA) ** g
+                st["ue"] *= keep
+                st["ve"] *= keep
+            st["n"] += g
+        st["next"] = until
+        out.quiet_windows += g
 
     def _score_pending(
         self, sku: str, st: State, ws: int, units: int, out: Outputs, tick: _Tick

@@ -97,28 +97,29 @@ def test_window_closes_only_after_watermark_passes_end_plus_lateness() -> None:
     assert out.windows_closed == 1
 
 
-def test_empty_windows_are_emitted_for_quiet_skus() -> None:
+def test_quiet_windows_close_without_rows_but_count_as_zero_demand() -> None:
     h = Harness()
+    h.catalog("A")
     h.order("A", T0 + 1_000)
     h.click("A", T0 + 2_000)
     out = h.mark(T0 + 4 * W + L)
-    assert [(r.window_start, r.units) for r in out.sales] == [
-        (T0, 1),
-        (T0 + W, 0),
-        (T0 + 2 * W, 0),
-        (T0 + 3 * W, 0),
-    ]
-    assert [c.views for c in out.clicks] == [1, 0, 0, 0]
+    assert [(r.window_start, r.units) for r in out.sales] == [(T0, 1)]
+    assert [c.views for c in out.clicks] == [1]
+    assert (out.windows_closed, out.quiet_windows) == (1, 3)
+    st = h.skus["A"]
+    assert st["next"] == T0 + 4 * W and st["n"] == 4  # four windows seen, three of them quiet
+    assert st["ue"] == pytest.approx(1.0 * 0.7**3)  # decayed once per quiet window
+    assert len(st["hist"]) == 4  # the LSTM history has the quiet windows too
 
 
-def test_catalog_only_sku_gets_zero_windows_from_the_current_boundary() -> None:
+def test_catalog_only_sku_closes_quiet_windows_from_the_current_boundary() -> None:
     h = Harness()
     h.click("B", T0)
     h.mark(T0 + W + L)  # boundary T0 + W
     h.catalog("A")
     out = h.mark(T0 + 3 * W + L)
-    a = [(r.window_start, r.units) for r in out.sales if r.sku == "A"]
-    assert a == [(T0 + W, 0), (T0 + 2 * W, 0)]
+    assert [r for r in out.sales if r.sku == "A"] == []
+    assert h.skus["A"]["next"] == T0 + 3 * W and h.skus["A"]["n"] == 2
 
 
 def test_late_events_are_counted_and_returned_not_folded() -> None:
@@ -140,7 +141,8 @@ def test_watermark_is_the_minimum_over_sources() -> None:
     assert h.mark(T0 + 2 * W + L, src="orders/0").sales == []  # clickstream/0 still at T0
     assert len(h.mark(T0 + W + L, src="clickstream/0").sales) == 1
     out = h.mark(T0 + 5 * W, src="clickstream/0")
-    assert [r.window_start for r in out.sales] == [T0 + W]  # now orders/0 is the minimum
+    assert out.quiet_windows == 1  # window T0 + W closed: now orders/0 is the minimum
+    assert h.skus["A"]["next"] == T0 + 2 * W
 
 
 def test_idle_sources_are_advanced_to_the_frontier() -> None:
@@ -543,7 +545,7 @@ def test_a_decider_whose_learning_raises_does_not_stop_windows_closing(
     assert out.decisions == len(skus)
     d.fail.clear()
     out = h.mark(T0 + 5 * W + L)
-    assert out.model_errors == {} and out.windows_closed == len(skus)
+    assert out.model_errors == {} and out.quiet_windows == len(skus)
     learned = sorted((s, ws) for s, ws, _ in d.pooled)
     assert learned == sorted((s, T0 + w * W) for s in skus for w in (1, 2, 4))
 
