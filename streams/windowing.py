@@ -454,9 +454,15 @@ class WindowEngine:
             (not batched and offset <= op["off"]) or env.off <= op["src"].get(env.src, -1)
         ):
             out.skipped_replay = True  # a replay of the SKU topic or of the ingest hop
+            if new and op["w"]:
+                # a crash kept the open record of the SKU's first envelope but not its state
+                # record (two changelog topics, unordered until flushed): without a state the
+                # SKU's windows would never close
+                skus[env.sku] = st
             return
         op["src"][env.src] = env.off
         op["off"] = offset
+        op["p"] = partition
         ws = self.window_of(env.ts)
         n_events, n_units = _counts_of(env)
         b = pm.get("b")  # every window before the partition's boundary is closed, for every SKU
@@ -543,6 +549,16 @@ class WindowEngine:
                 else:  # catalog only so far: its zero-demand windows start here
                     st["next"] = b
                     skus[sku] = st
+        known = set(members)
+        for sku, op in list(opens.items()):
+            if op.get("p") == partition and sku not in known and op["w"]:
+                # open windows without a state record (see _fold): give them one, close them
+                log.warning("SKU %s had open windows but no state record: recreated", sku)
+                st = _new_state(partition)
+                skus[sku] = st
+                members.append(sku)
+                if any(int(k) < b for k in op["w"]):
+                    closing.append((sku, st, op))
         if closing:
             if self._learn_pooled_once(closing, b, pm, partition, meta, out):
                 out.tick_meta = (str(partition), copy.deepcopy(pm))
