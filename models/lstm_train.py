@@ -247,8 +247,9 @@ def windows_from_clickhouse(
     ``backend`` is anything with ``query(sql) -> list[tuple]`` (``infra.clickhouse.connect(url)``).
     Per SKU, windows are joined on ``window_start``; a window missing from ``clicks_1m`` has 0
     views / carts; a missing or non-positive price is forward-filled from the SKU's previous
-    window (windows before the first known price are dropped). Consecutive windows further apart
-    than ``window_ms`` start a new segment (gaps are not filled with made-up zero demand).
+    window (windows before the first known price are dropped). The sink stores only windows that
+    held events, so a gap between two of a SKU's windows is quiet windows: they are filled in as
+    zero demand at the price in force (zero is a label too).
     Reference price per SKU: its first observed price.
     """
     if not _IDENT.match(database):
@@ -285,11 +286,11 @@ def windows_from_clickhouse(
                 continue
             if ref <= 0:
                 ref = last_price
-            if prev_ws is not None and ws - prev_ws != window_ms and seg_len:
-                skus.append(sku)
-                refs.append(ref)
-                offsets.append(offsets[-1] + seg_len)
-                seg_len = 0
+            if prev_ws is not None and seg_len:
+                for quiet in range(prev_ws + window_ms, ws, window_ms):
+                    for c, v in zip(cols, (quiet, 0.0, 0.0, 0.0, cols[4][-1]), strict=True):
+                        c.append(v)
+                    seg_len += 1
             for c, v in zip(cols, (ws, units, views, carts, last_price), strict=True):
                 c.append(v)
             seg_len += 1

@@ -133,9 +133,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from infra.clickhouse import connect
     from streams import queries
 
-    ch = connect(Settings().clickhouse_url.get_secret_value())
+    settings = Settings()
+    ch = connect(settings.clickhouse_url.get_secret_value())
     try:
-        out = {
+        out: dict[str, Any] = {
             "clickhouse_rows": queries.row_counts(ch),
             "top_skus_by_revenue": queries.top_skus_by_revenue(ch),
             "dead_letters_by_reason": queries.dead_letters_by_reason(ch),
@@ -144,8 +145,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
         }
     finally:
         ch.close()
+    if not args.no_accounting:
+        from streams.accounting import read_accounting
+
+        out["accounting"] = acct = read_accounting(settings)
+        if acct["ok"] is False:
+            print(
+                f"ERROR: {acct['unaccounted'][0]} accepted events ({acct['unaccounted'][1]} "
+                "units) are in no emitted window, open window or dead letter",
+                file=sys.stderr,
+            )
     print(json.dumps(out, default=str, indent=None if args.json else 2))
-    return 0
+    return 1 if out.get("accounting", {}).get("ok") is False else 0
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -363,8 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--why", default="", help="why (recorded)")
     c.set_defaults(func=_cmd_control)
 
-    r = sub.add_parser("report", help="summary queries over ClickHouse (row counts, top SKUs, DLQ)")
+    r = sub.add_parser(
+        "report",
+        help="summary queries over ClickHouse (row counts, top SKUs, DLQ) and the engine's "
+        "conservation counts per partition (exit 1 if any accepted event is unaccounted)",
+    )
     r.add_argument("--json", action="store_true", help="one-line JSON")
+    r.add_argument(
+        "--no-accounting",
+        action="store_true",
+        help="skip reading the conservation counts from Kafka (ClickHouse only)",
+    )
     r.set_defaults(func=_cmd_report)
     return p
 

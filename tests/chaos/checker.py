@@ -45,13 +45,19 @@ class Expected:
         self.first[sku] = min(self.first.get(sku, ws), ws)
 
     def rows(self, closed_until: int) -> tuple[dict[Key, tuple], dict[Key, tuple]]:
+        """The rows ClickHouse must hold: one per SKU window with events (quiet windows have
+        none), in both tables."""
         sales, clicks = {}, {}
-        for sku, start in self.first.items():
-            for ws in range(start, closed_until, self.window_ms):
-                o, u, r = self.sales.get((sku, ws), [0, 0, 0.0])
-                sales[(sku, ws)] = (int(o), int(u), round(r, 2))
-                clicks[(sku, ws)] = tuple(self.clicks.get((sku, ws), [0, 0, 0]))
+        for sku, ws in sorted(self.sales.keys() | self.clicks.keys()):
+            if ws >= closed_until:
+                continue
+            o, u, r = self.sales.get((sku, ws), [0, 0, 0.0])
+            sales[(sku, ws)] = (int(o), int(u), round(r, 2))
+            clicks[(sku, ws)] = tuple(self.clicks.get((sku, ws), [0, 0, 0]))
         return sales, clicks
+
+    def units(self, sku: str, ws: int) -> int:
+        return int(self.sales.get((sku, ws), [0, 0, 0.0])[1])
 
 
 @dataclass
@@ -60,6 +66,8 @@ class LearnedLabels:
 
     per_sku: dict[str, int]
     pooled: int
+    # each partition's conservation counts at its latest tick (Accounting.to_dict())
+    accounting: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def read_learned_labels(bootstrap: str, app_id: str, partitions: int) -> LearnedLabels:
@@ -91,7 +99,12 @@ def read_learned_labels(bootstrap: str, app_id: str, partitions: int) -> Learned
     pooled = sum(
         int(v.get("labels", 0)) for v in latest["partition-state"].values() if isinstance(v, dict)
     )
-    return LearnedLabels(per_sku=per_sku, pooled=pooled)
+    accounting = {
+        k: v["acct"]
+        for k, v in latest["partition-state"].items()
+        if isinstance(v, dict) and "acct" in v
+    }
+    return LearnedLabels(per_sku=per_sku, pooled=pooled, accounting=accounting)
 
 
 @dataclass
@@ -161,13 +174,19 @@ def check(
         ):
             ws = int(ws)
             labelled[sku].add(ws)
-            want = exp_sales.get((sku, ws))
-            if want is None or float(actual) != float(want[1]):
+            want = expected.units(sku, ws)  # a quiet window's label is 0
+            if float(actual) != float(want):
                 problems.append(f"forecasts {sku} {ws}: label {actual}, expected {want}")
         for sku in expected.first:
             n_windows = len(range(expected.first[sku], closed_until, expected.window_ms))
             if len(labelled[sku]) < n_windows // 2:
                 problems.append(f"{sku}: only {len(labelled[sku])} of {n_windows} windows decided")
+    if learned is not None:  # the engine's own conservation counts balance on every partition
+        if not learned.accounting:
+            problems.append("no partition record holds conservation counts")
+        for p, acct in sorted(learned.accounting.items()):
+            if any(acct["unaccounted"]):
+                problems.append(f"partition {p}: unaccounted events/units {acct['unaccounted']}")
     if learned is not None:  # each label learned exactly once, per SKU and by the shared model
         for sku in expected.first:
             if learned.per_sku.get(sku) != len(labelled[sku]):

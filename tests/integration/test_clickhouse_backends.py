@@ -424,3 +424,42 @@ def test_server_restart_keeps_data_and_ports(tmp_path: Path) -> None:
         assert n == 9
         b.close()
     assert not server.running
+
+
+def test_demand_series_fills_quiet_windows_with_zeros(backend: ClickHouseBackend) -> None:
+    """Only windows with events are stored; the documented query gives every window, quiet
+    ones as zeros, on 18.16 and on current ClickHouse alike."""
+    from streams.queries import demand_series
+
+    backend.init()
+    W = 60
+    t0 = T0_MS // 1000 - (T0_MS // 1000) % W
+    row = dict(window_end=0, price=2.0, late_events=0, version=1)
+    backend.insert(
+        "sales_1m",
+        [
+            dict(row, sku="a", window_start=(t0 + 1 * W) * 1000, window_end=(t0 + 2 * W) * 1000,
+                 orders=2, units=3, revenue=6.0),
+            dict(row, sku="a", window_start=(t0 + 4 * W) * 1000, window_end=(t0 + 5 * W) * 1000,
+                 orders=1, units=1, revenue=2.0),
+            dict(row, sku="b", window_start=(t0 + 2 * W) * 1000, window_end=(t0 + 3 * W) * 1000,
+                 orders=1, units=9, revenue=18.0),
+        ],
+    )  # fmt: skip
+    backend.insert(
+        "clicks_1m",
+        [dict(sku="a", window_start=(t0 + 2 * W) * 1000, window_end=(t0 + 3 * W) * 1000,
+              views=7, add_to_cart=0, remove_from_cart=0, version=1)],
+    )  # fmt: skip
+    got = [
+        (r[0], int(r[1].timestamp()) if hasattr(r[1], "timestamp") else int(r[1]), *map(float, r[2:]))
+        for r in demand_series(backend, "a", t0, t0 + 6 * W, W)
+    ]  # fmt: skip
+    assert got == [
+        ("a", t0 + 0 * W, 0, 0, 0.0, 0),
+        ("a", t0 + 1 * W, 2, 3, 6.0, 0),
+        ("a", t0 + 2 * W, 0, 0, 0.0, 7),
+        ("a", t0 + 3 * W, 0, 0, 0.0, 0),
+        ("a", t0 + 4 * W, 1, 1, 2.0, 0),
+        ("a", t0 + 5 * W, 0, 0, 0.0, 0),
+    ]

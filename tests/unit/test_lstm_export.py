@@ -69,7 +69,7 @@ class _FakeBackend:
         return self.sales if ".sales_1m FINAL" in sql else self.clicks
 
 
-def test_windows_from_clickhouse_joins_and_segments():
+def test_windows_from_clickhouse_joins_and_fills_quiet_windows():
     from datetime import UTC, datetime, timedelta
 
     from models.lstm_train import windows_from_clickhouse
@@ -81,20 +81,21 @@ def test_windows_from_clickhouse_joins_and_segments():
         ("A", m[1], 2, 10.0),
         ("A", m[2], 1, 0.0),  # price forward-filled
         ("A", m[3], 0, 12.0),
-        ("A", m[5], 3, 12.0),  # gap: new segment
+        ("A", m[5], 3, 12.0),  # m[4] was quiet (no row stored): zero demand at 12.0
         ("B", m[0], 1, 5.0),
     ]
     clicks = [("A", m[1], 20, 4), ("A", m[2], 9, 1), ("B", m[0], 7, 2), ("B", m[1], 3, 0)]
     backend = _FakeBackend(sales, clicks)
     ws = windows_from_clickhouse(backend, "repricer")
     assert all("FINAL" in s for s in backend.sql)
-    assert ws.skus == ["A", "A", "B"]
-    assert ws.offsets.tolist() == [0, 3, 4, 6]
-    assert ws.units.tolist() == [2, 1, 0, 3, 1, 0]
-    assert ws.views.tolist() == [20, 9, 0, 0, 7, 3]
-    assert ws.carts.tolist() == [4, 1, 0, 0, 2, 0]
-    assert ws.price.tolist() == [10.0, 10.0, 12.0, 12.0, 5.0, 5.0]
-    assert ws.ref_price.tolist() == [10.0, 10.0, 5.0]
+    assert ws.skus == ["A", "B"]
+    assert ws.offsets.tolist() == [0, 5, 7]
+    assert ws.units.tolist() == [2, 1, 0, 0, 3, 1, 0]
+    assert ws.views.tolist() == [20, 9, 0, 0, 0, 7, 3]
+    assert ws.carts.tolist() == [4, 1, 0, 0, 0, 2, 0]
+    assert ws.price.tolist() == [10.0, 10.0, 12.0, 12.0, 12.0, 5.0, 5.0]
+    assert ws.window_start_ms.tolist()[3] == int(m[4].timestamp() * 1000)
+    assert ws.ref_price.tolist() == [10.0, 5.0]
     assert int(ws.window_start_ms[0]) == int(m[1].timestamp() * 1000)
     assert np.isfinite(ws.features()).all()
     with pytest.raises(ValueError):

@@ -1,0 +1,211 @@
+"""A real shop's history, imported as fast as the broker takes it: every unit lands in ClickHouse.
+
+Traffic shaped like a real catalogue, not like the simulator: a few hundred SKUs over several
+days, most of them long tail (a few orders a day, some once a week), a handful of best sellers,
+bursts (a promotion hour at ten times the rate), a day with no traffic at all (a weekend the shop
+was down), orders spread over every partition of ``orders``. Catalog first, then every order
+produced by an ordinary producer with no pacing, then the end-of-input markers so the last
+windows close. ``sales_1m FINAL`` (on Debian's ClickHouse 18.16 server) per SKU and day must equal
+the test's own totals exactly, nothing may be dead-lettered, and the engine's own conservation
+counts must balance (``repricer report``). The same again with two kill -9s and restarts
+mid-stream, with one-record batches and with ordinary batches.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from infra.clickhouse import connect
+from infra.local.clickhouse_server import ClickHouseServer
+from streams.runner import settings_env
+from streams.settings import Settings
+from tests.workers import WorkerFactory
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+DAY = 86_400_000
+DAYS = 4
+QUIET_DAY = 2  # nothing at all on this day
+
+
+def shop_history(seed: int, skus: int = 300) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(catalog, orders sorted by time) of a long-tail shop with bursts and a dead day."""
+    rnd = random.Random(seed)
+    catalog, orders = [], []
+    for i in range(skus):
+        sku = f"G{i:04d}"
+        cost = round(rnd.uniform(0.5, 20.0), 2)
+        catalog.append(
+            {
+                "sku": sku,
+                "cost": cost,
+                "base_price": round(cost * 1.6, 2),
+                "min_price": round(cost * 1.1, 2),
+                "max_price": round(cost * 4, 2),
+                "currency": "EUR",
+            }
+        )
+        # orders a day: Zipf-like, from ~40 for the best sellers down to once a week
+        per_day = 40.0 / (1 + i) ** 0.9 + (0.15 if i % 3 else 1.0)
+        for day in range(DAYS):
+            if day == QUIET_DAY:
+                continue
+            t = rnd.expovariate(per_day)  # a Poisson day: exponential gaps between orders
+            while t < 1.0:
+                t += rnd.expovariate(per_day)
+                promo = day == 1 and rnd.random() < 0.5  # half of day 1's orders in one hour
+                hour = 11 if promo else rnd.randrange(7, 23)
+                ts = T0 + day * DAY + hour * 3_600_000 + rnd.randrange(3_600_000)
+                orders.append({"sku": sku, "ts": ts, "qty": rnd.choice([1, 1, 1, 2, 3, 6]), "unit_price": catalog[-1]["base_price"]})  # fmt: skip
+    orders.sort(key=lambda o: o["ts"])
+    for k, o in enumerate(orders):
+        o["order_id"] = f"h{seed}-{k}"
+    return catalog, orders
+
+
+def end_of_input(producer: KafkaProducer, s: Settings, ts: int) -> None:
+    """The replayer's end-of-input markers: one per partition of the event topics."""
+    for topic in (s.topic_orders, s.topic_clicks):
+        for p in range(s.partitions):
+            producer.send(
+                topic,
+                value=json.dumps({"watermark": ts}).encode(),
+                partition=p,
+                headers=[("repricer-watermark", str(ts).encode())],
+            )
+    producer.flush()
+
+
+def per_sku_day(rows: list[tuple[Any, ...]]) -> Counter[tuple[str, int]]:
+    out: Counter[tuple[str, int]] = Counter()
+    for sku, day, units in rows:
+        out[(str(sku), int(day))] += int(units)
+    return out
+
+
+def run_history(
+    worker_factory: WorkerFactory,
+    clickhouse_server: ClickHouseServer,
+    tmp_path: Path,
+    *,
+    seed: int,
+    kills: int,
+    single_record_batches: bool,
+) -> None:
+    catalog, orders = shop_history(seed)
+    expected: Counter[tuple[str, int]] = Counter()
+    for o in orders:
+        expected[(o["sku"], (o["ts"] - T0) // DAY)] += o["qty"]
+    db = f"hist_{seed}_{kills}_{int(single_record_batches)}"
+    started = worker_factory(
+        app="history",
+        clickhouse_url=clickhouse_server.url(db),
+        kafka_single_record_batches=single_record_batches,
+        kafka_session_timeout_s=6.0,
+        idle_source_s=5.0,
+        partitions=3,
+    )
+    s, worker, producer = started
+    for item in catalog:
+        producer.send(s.topic_catalog, key=item["sku"].encode(), value=json.dumps(item).encode())
+    producer.flush()
+    rnd = random.Random(seed)
+    cuts = [len(orders) * (k + 1) // (kills + 1) for k in range(kills)]
+    for k, o in enumerate(orders):
+        producer.send(
+            s.topic_orders,
+            key=o["order_id"].encode(),
+            value=json.dumps(o).encode(),
+            partition=rnd.randrange(s.partitions),
+        )
+        if k + 1 in cuts:  # kill -9 while it is busy with the backlog, then start it again
+            producer.flush()
+            worker.wait_until(lambda st: st.get("events_folded", 0) > 0, timeout=120)
+            time.sleep(2.0)
+            worker.kill()
+            worker.start()
+    producer.flush()
+    end_of_input(producer, s, orders[-1]["ts"] + s.window_s * 1000 + s.lateness_s * 1000 + 1)
+
+    ch = connect(clickhouse_server.url(db))
+    sql = (
+        f"SELECT sku, intDiv(toUInt64(window_start) * 1000 - {T0}, {DAY}) AS day, sum(units) "
+        f"FROM {db}.sales_1m FINAL GROUP BY sku, day"
+    )
+    total = sum(expected.values())
+    got: Counter[tuple[str, int]] = Counter()
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            try:
+                got = per_sku_day(ch.query(sql))
+            except Exception:  # the sink has not created the tables yet
+                got = Counter()
+            if sum(got.values()) >= total:
+                break
+            assert worker.alive(), worker.tail_log()
+            time.sleep(1.0)
+        time.sleep(2.0)
+        got = per_sku_day(ch.query(sql))
+        dead = ch.query(f"SELECT reason, count() FROM {db}.dead_letters FINAL GROUP BY reason")
+    finally:
+        ch.close()
+    assert sum(got.values()) == total, (sum(got.values()), total, worker.tail_log())
+    assert got == expected
+    assert dead == []
+    st = worker.stats()
+    assert st["unaccounted"] == [0, 0], st["accounting"]
+    worker.stop()
+    # the report reads the same counts back from the durable state and exits 0 on a balance
+    r = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "report", "--json"],
+        env={
+            **settings_env(s),
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(Path(__file__).parents[2]),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    acct = json.loads(r.stdout)["accounting"]
+    assert acct["ok"] is True and acct["unaccounted"] == [0, 0]
+    assert sum(a["accepted"][1] for a in acct["partitions"].values()) == total
+    assert sum(a["emitted"][1] for a in acct["partitions"].values()) == total
+
+
+def test_a_shops_history_imported_at_full_speed_counts_every_unit(
+    worker_factory: WorkerFactory, clickhouse_server: ClickHouseServer, tmp_path: Path
+) -> None:
+    run_history(
+        worker_factory, clickhouse_server, tmp_path, seed=1, kills=0, single_record_batches=False
+    )
+
+
+@pytest.mark.parametrize("single_record_batches", [True, False], ids=["one-record", "ordinary"])
+def test_history_with_two_kills_mid_stream_counts_every_unit(
+    worker_factory: WorkerFactory,
+    clickhouse_server: ClickHouseServer,
+    tmp_path: Path,
+    single_record_batches: bool,
+) -> None:
+    run_history(
+        worker_factory,
+        clickhouse_server,
+        tmp_path,
+        seed=2,
+        kills=2,
+        single_record_batches=single_record_batches,
+    )
