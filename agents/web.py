@@ -7,7 +7,8 @@ Views are Faust pages on the worker's own web server (``REPRICER_WEB_ENABLED``, 
   gauges, consumer lag per partition and the LSTM model in use.
 * ``GET /health`` -- 200 with a JSON body while healthy; 503 when the worker has stopped
   consuming (no progress for ``health_stall_s`` while lag > 0) or the sink is stuck (rows pending
-  and no successful insert for ``health_sink_stall_s``).
+  and no successful insert for ``health_sink_stall_s``), or an accepted event is unaccounted
+  (``Stats.accounting``: the engine's conservation counts per partition).
 * ``GET /`` -- one self-contained HTML dashboard (inline SVG + vanilla JS, no external assets)
   that polls the ``/api/...`` endpoints every 2 s.
 * ``GET /api/stats``, ``/api/recent-changes``, ``/api/skus``, ``/api/sku/{sku}``,
@@ -223,7 +224,12 @@ def metrics_text(rp: Repricer) -> str:
         "Events sent to the dead-letter topic, by reason.",
         [({"reason": k}, v) for k, v in sorted(st.dlq.items())],
     )
-    e.one("repricer_windows_closed_total", "counter", "Per-SKU windows closed.", st.windows_closed)
+    e.one(
+        "repricer_windows_closed_total",
+        "counter",
+        "Per-SKU windows closed with events (a row each in sales_1m and clicks_1m).",
+        st.windows_closed,
+    )
     e.one(
         "repricer_quiet_windows_total",
         "counter",

@@ -158,12 +158,17 @@ def run_history(
             time.sleep(1.0)
         time.sleep(2.0)
         got = per_sku_day(ch.query(sql))
+        rows = ch.query(f"SELECT count() FROM {db}.sales_1m FINAL")[0][0]
         dead = ch.query(f"SELECT reason, count() FROM {db}.dead_letters FINAL GROUP BY reason")
     finally:
         ch.close()
     assert sum(got.values()) == total, (sum(got.values()), total, worker.tail_log())
     assert got == expected
     assert dead == []
+    # one row per SKU window with sales: quiet windows are not written (dense would be SKUs x
+    # windows: 300 x 1440 x 4 = 1.7M rows)
+    windows = {(o["sku"], o["ts"] - o["ts"] % (s.window_s * 1000)) for o in orders}
+    assert rows == len(windows)
     st = worker.stats()
     assert st["unaccounted"] == [0, 0], st["accounting"]
     worker.stop()
