@@ -95,3 +95,22 @@ def test_metrics_text_parses() -> None:
         )
         == 1
     )
+
+
+def test_an_unaccounted_event_makes_the_worker_unhealthy_and_shows_in_metrics() -> None:
+    from streams.windowing import Accounting
+
+    rp, p = fake_rp(0), Progress(last_progress_at=0.0)
+    good = Accounting(accepted=[10, 25], emitted=[7, 20], open=[2, 5], late=[1, 0])
+    rp.stats.accounting[0] = good.to_dict()
+    assert health(rp, p, now=1000.0)[0]
+    lost = Accounting(accepted=[10, 25], emitted=[7, 20], open=[0, 0], late=[1, 0])
+    rp.stats.accounting[1] = lost.to_dict()
+    ok, details = health(rp, p, now=1000.0)
+    assert not ok and "unaccounted events: 2 events (5 units)" in details["problems"][0]
+    assert (details["unaccounted_events"], details["unaccounted_units"]) == (2, 5)
+    fams = parse_prometheus(metrics_text(rp))
+    units = fams.value
+    assert units("repricer_accounted_units", partition="1", state="unaccounted") == 5
+    assert units("repricer_accounted_units", partition="0", state="unaccounted") == 0
+    assert units("repricer_accounted_units", partition="0", state="accepted") == 25
