@@ -28,6 +28,7 @@ from mode import Service
 from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejection, decode, encode
 from schemas.decode import excerpt
 from schemas.events import ts_ms
+from streams import shutdown
 from streams.envelope import (
     BatchEnv,
     CatalogEnv,
@@ -128,25 +129,55 @@ def register(rp: Repricer) -> None:
         """One aiokafka consumer for the public input topics; commits what is forwarded."""
 
         consumer: AIOKafkaConsumer | None = None
+        reading = False
 
         async def on_start(self) -> None:
+            self.reading = True
+            self.done = asyncio.Event()  # set when _run has returned
+            self.committed: dict[str, int] = {}
             await t["sku_events"].maybe_declare()
             self.consumer = await start_group_consumer(rp, "ingest", list(kinds))
+            rp.app.stop_hooks.append(self.stop_reading)
+
+        async def stop_reading(self) -> None:
+            """First step of a stop: no new batch; the one in hand is forwarded and committed
+            (or, past the deadline, abandoned uncommitted and forwarded again after restart)."""
+            if not self.reading:
+                return
+            self.reading = False
+            c, self.consumer = self.consumer, None
+            rp.consumers.pop("ingest", None)  # the watermark timer stops with it
+            done, _ = await shutdown.bounded(self.done.wait(), 4.0, "ingest's batch in hand")
+            if not done:
+                self.abandon()
+            if c is not None:
+                await shutdown.bounded(c.stop(), 1.0, "stopping the ingest consumer")
+            log.info(
+                "ingest stopped: committed up to %s%s",
+                ", ".join(f"{k}@{v}" for k, v in sorted(self.committed.items())) or "nothing",
+                "" if done else "; the batch in hand was abandoned uncommitted",
+            )
+
+        def abandon(self) -> None:
+            for task in self._futures:  # the _run task, stuck forwarding (a dead broker)
+                task.cancel()
 
         async def on_stop(self) -> None:
-            if self.consumer is not None:
-                await self.consumer.stop()
+            await self.stop_reading()
 
         @Service.task
         async def _run(self) -> None:
             c = self.consumer
             assert c is not None
-            while not self.should_stop:
-                batch = await c.getmany(timeout_ms=200, max_records=s.ingest_batch_events)
-                if batch:
-                    if not rp.stats.first_read_at:
-                        rp.stats.first_read_at = time.time()
-                    await self._forward(c, batch)
+            try:
+                while self.reading and not self.should_stop:
+                    batch = await c.getmany(timeout_ms=200, max_records=s.ingest_batch_events)
+                    if batch and self.reading:  # a batch got while stopping is left for restart
+                        if not rp.stats.first_read_at:
+                            rp.stats.first_read_at = time.time()
+                        await self._forward(c, batch)
+            finally:
+                self.done.set()
 
         async def _forward(self, c: AIOKafkaConsumer, batch: dict[TopicPartition, list]) -> None:
             inflight.update(f"{tp.topic}/{tp.partition}" for tp in batch)
@@ -196,6 +227,9 @@ def register(rp: Repricer) -> None:
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
             try:
                 await c.commit(offsets)
+                self.committed.update(
+                    {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
+                )
             except (CommitFailedError, KafkaError) as exc:
                 # partitions moved meanwhile: their new owner forwards again; the window agent
                 # drops what it already has by source offset

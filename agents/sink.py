@@ -34,6 +34,7 @@ from agents.ingest import dead_letter
 from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect, row_type
 from infra.kafka_client import aiokafka_config
 from schemas import DeadLetter, PriceChange, Rejection, encode
+from streams import shutdown
 
 if TYPE_CHECKING:
     from streams.app import Repricer
@@ -186,6 +187,10 @@ def merge_batches(into: Batches, more: Batches) -> Batches:
     return into
 
 
+class InsertAbandoned(Exception):
+    """The worker is stopping: a failing insert is given up (its offsets stay uncommitted)."""
+
+
 class ClickHouseSink:
     """Inserts row batches with retry; one thread, because chdb is not thread-safe."""
 
@@ -211,10 +216,12 @@ class ClickHouseSink:
         *,
         on_error: Callable[[Exception], None],
         wait: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> int:
         """Insert ``batches``; returns only once they are written (retrying with backoff).
 
         ``wait(seconds)`` spends the backoff (the consumer uses it to keep polling, paused).
+        Raises ``InsertAbandoned`` instead of retrying once ``stopping()`` is true.
         """
         delay = 0.2
         loop = asyncio.get_running_loop()
@@ -223,8 +230,12 @@ class ClickHouseSink:
                 return await loop.run_in_executor(self._pool, self._insert_sync, batches)
             except (ClickHouseError, OSError, EOFError) as exc:
                 on_error(exc)
+                if stopping():
+                    raise InsertAbandoned(str(exc)) from exc
                 log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
                 await wait(delay * (0.5 + random.random()))
+                if stopping():
+                    raise InsertAbandoned(str(exc)) from exc
                 delay = min(delay * 2, self.retry_max_s)
 
     def close(self) -> None:
@@ -308,26 +319,55 @@ def register(rp: Repricer) -> None:
         """One aiokafka consumer for every sink topic; commits only what ClickHouse holds."""
 
         consumer: AIOKafkaConsumer | None = None
+        writing = False
+        sink: ClickHouseSink | None = None
 
         async def on_start(self) -> None:
+            self.writing = True
+            self.done = asyncio.Event()  # set when _run has returned
+            self.committed = 0  # rows inserted and committed since start
             self.sink = ClickHouseSink(
                 s.clickhouse_url.get_secret_value(), retry_max_s=s.sink_retry_max_s
             )
             await t["aggregates"].maybe_declare()
             self.consumer = await start_group_consumer(rp, "sink", list(to_columns))
+            rp.app.stop_hooks.append(self.stop_writing)
+
+        def stopping(self) -> bool:
+            return not self.writing or self.should_stop
+
+        async def stop_writing(self) -> None:
+            """First step of a stop: no new batch; the insert in hand is committed once it
+            returns, a failing one is abandoned uncommitted (the next worker inserts it)."""
+            if not self.writing:
+                return
+            self.writing = False
+            c, self.consumer = self.consumer, None
+            done, _ = await shutdown.bounded(self.done.wait(), 4.0, "the sink's insert in hand")
+            if not done:
+                for task in self._futures:  # the _run task, stuck in an insert or a commit
+                    task.cancel()
+            if c is not None:
+                await shutdown.bounded(c.stop(), 1.0, "stopping the sink consumer")
+            if self.sink is not None:
+                self.sink.close()
+            log.info(
+                "sink stopped: %d rows inserted and committed since start%s",
+                self.committed,
+                "" if done else "; the batch in hand was abandoned uncommitted",
+            )
 
         async def on_stop(self) -> None:
-            if self.consumer is not None:
-                await self.consumer.stop()
-            self.sink.close()
+            await self.stop_writing()
 
         async def _paused_wait(self, seconds: float) -> None:
             """Backoff that keeps the consumer in its group without fetching more."""
             c = self.consumer
-            assert c is not None
+            if c is None:
+                return
             c.pause(*c.assignment())
             deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline and not self.should_stop:
+            while time.monotonic() < deadline and not self.stopping():
                 await c.getmany(timeout_ms=int(min(0.5, seconds) * 1000))
             c.resume(*c.assignment())
 
@@ -335,10 +375,13 @@ def register(rp: Repricer) -> None:
         async def _run(self) -> None:
             c = self.consumer
             assert c is not None
-            while not self.should_stop:
-                batch = await poll_batch(c, s.sink_batch_rows, s.sink_flush_s)
-                if batch:
-                    await self._write(c, batch)
+            try:
+                while not self.stopping():
+                    batch = await poll_batch(c, s.sink_batch_rows, s.sink_flush_s)
+                    if batch and not self.stopping():  # one polled while stopping: restart's
+                        await self._write(c, batch)
+            finally:
+                self.done.set()
 
         async def _write(self, c: AIOKafkaConsumer, batch: Batch) -> None:
             by_topic: dict[str, list[Any]] = {}
@@ -363,13 +406,25 @@ def register(rp: Repricer) -> None:
                 stats.sink_pending_since = time.time()
             stats.sink_pending += n
             t0 = time.perf_counter()
+            assert self.sink is not None
             try:
-                await self.sink.write(columns, on_error=on_error, wait=self._paused_wait)
+                await self.sink.write(
+                    columns, on_error=on_error, wait=self._paused_wait, stopping=self.stopping
+                )
+            except InsertAbandoned as exc:
+                log.warning(
+                    "stopping: abandoned an insert of %d rows that fails (%s); not committed, "
+                    "the next worker inserts them",
+                    n,
+                    exc,
+                )
+                return
             finally:
                 stats.sink_pending -= n
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
             try:
                 await c.commit(offsets)  # only now: the rows are in ClickHouse
+                self.committed += n
             except (CommitFailedError, KafkaError) as exc:
                 # partitions moved while inserting: their new owner inserts again (idempotent)
                 log.warning("sink commit failed (%s); the rows will be written again", exc)

@@ -21,6 +21,7 @@ from models.decider import default_decider
 from models.guardrails import GuardrailConfig
 from streams.durable import AckedTable, make_flush_durable
 from streams.settings import Settings
+from streams.shutdown import RepricerApp
 from streams.windowing import WindowEngine
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class Repricer:
     """Everything one worker runs: the Faust app plus what its agents share."""
 
     settings: Settings
-    app: faust.App
+    app: RepricerApp
     topics: dict[str, faust.TopicT]
     tables: dict[str, Any]
     engine: WindowEngine
@@ -109,7 +110,7 @@ class Repricer:
 def create_app(settings: Settings) -> Repricer:
     """Build a worker's Faust app with all topics, tables and agents registered."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = RepricerApp(  # stops ingest and sink first, agents between events (shutdown.py)
         settings.app_id,
         broker=settings.broker,
         broker_credentials=faust_credentials(settings),

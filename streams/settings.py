@@ -216,6 +216,13 @@ class Settings(BaseSettings):
     sink_retry_max_s: float = Field(
         10.0, gt=0, description="Largest backoff between insert retries."
     )
+    shutdown_timeout_s: float = Field(
+        8.0,
+        ge=3,
+        description="On SIGTERM/SIGINT the worker commits what it finished and exits within "
+        "this many seconds; past it, it exits with code 75 (nothing uncommitted is lost: it is "
+        "read again on restart).",
+    )
 
     @field_validator("broker")
     @classmethod
