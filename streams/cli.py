@@ -206,7 +206,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             at = rp.parse_time(args.at)
         except ValueError as exc:
             raise SystemExit(f"repricer replay: --at: {exc}") from None
-        print(json.dumps(rp.end_of_input_only(settings, at)))
+        try:
+            print(json.dumps(rp.end_of_input_only(settings, at)))
+        except RuntimeError as exc:  # refused by the broker, or no such topic
+            raise SystemExit(f"repricer replay: {exc}") from None
         return 0
     sources = [("orders", Path(f)) for f in ([args.file] if args.file else []) + args.orders]
     sources += [("clicks", Path(f)) for f in args.clicks]
@@ -227,14 +230,17 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 raise ValueError(f"{path}: no such file")
     except (ValueError, KeyError) as exc:  # ZoneInfo raises a KeyError subclass
         raise SystemExit(f"repricer replay: {exc}") from None
-    summary = rp.replay_files(
-        sources,
-        opts=opts,
-        speed=args.speed,
-        settings=settings,
-        end_of_input=args.end_of_input,
-        progress=None if args.quiet else _err,
-    )
+    try:
+        summary = rp.replay_files(
+            sources,
+            opts=opts,
+            speed=args.speed,
+            settings=settings,
+            end_of_input=args.end_of_input,
+            progress=None if args.quiet else _err,
+        )
+    except RuntimeError as exc:  # records refused by the broker, or no such topic
+        raise SystemExit(f"repricer replay: {exc}") from None
     print(json.dumps(summary))
     return 0
 
