@@ -315,11 +315,18 @@ def read_file(
     return rows, problems, n
 
 
-def load(sources: Iterable[tuple[str, Path]], opts: ReadOptions, settings: Settings) -> History:
+def load(
+    sources: Iterable[tuple[str, Path]],
+    opts: ReadOptions,
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+) -> History:
     """Read every ``(kind, path)``: catalog in file order, orders and clicks merged by time."""
     h = History()
     for kind_name, path in sources:
         rows, problems, n = read_file(kind_name, path, opts, settings)
+        if progress is not None:
+            progress(f"replay: read {path} ({kind_name}): {n} rows, {len(problems)} skipped")
         h.read[kind_name] += n
         h.problems.extend(problems)
         (h.catalog if kind_name == "catalog" else h.events).extend(rows)
@@ -382,7 +389,11 @@ class Progress:
 def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 class _Sender:
@@ -511,7 +522,7 @@ def replay_files(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Read, validate and send ``sources``; problems go to ``progress`` (the first 20)."""
-    history = load(sources, opts, settings)
+    history = load(sources, opts, settings, progress)
     if progress is not None:
         for p in history.problems[:MAX_LISTED]:
             progress(f"skipped {p}")

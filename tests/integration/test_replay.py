@@ -51,8 +51,8 @@ def test_replay_orders_by_event_time(broker: TansuBroker, tmp_path: Path) -> Non
     assert summary["skipped"] == 2
     assert summary["skipped_by_reason"] == {"naive_timestamp": 1, "out_of_range": 1}
     assert [p.split(": ")[1] for p in summary["problems"]] == ["orders", "orders"]
-    assert summary["first_event_time"] == "2026-01-01T00:00:00Z"
-    assert summary["last_event_time"] == "2026-01-01T00:02:00Z"
+    assert summary["first_event_time"] == "2026-01-01T00:00:00.000Z"
+    assert summary["last_event_time"] == "2026-01-01T00:02:00.000Z"
     at = T0 + 2 * MIN + settings.window_ms + settings.lateness_ms + 1
     assert summary["end_of_input"]["at"] == at
     assert summary["end_of_input"]["partitions"] == {"orders": 1, "clicks": 1}
