@@ -9,7 +9,9 @@ the window agent drops the replayed events by their source partition and offset.
 
 Now and then a watermark is broadcast to every partition of the internal topic (so quiet
 partitions still close windows): how far each source partition has been forwarded, only ever
-counting events the broker has acknowledged.
+counting events the broker has acknowledged. A record on an event topic with the header
+``repricer-watermark`` (an end-of-input marker of ``repricer replay``) is no event: it advances
+its source partition to the marker's event time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
 from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejection, decode, encode
-from schemas.decode import excerpt
+from schemas.decode import excerpt, watermark_marker
 from schemas.events import ts_ms
 from streams import shutdown
 from streams.envelope import (
@@ -197,12 +199,25 @@ def register(rp: Repricer) -> None:
                 topic_key, kind = kinds[tp.topic]
                 src = f"{tp.topic}/{tp.partition}"
                 for msg in records:
+                    mark = (
+                        watermark_marker(msg.headers, not_after_ms=not_after_ms)
+                        if msg.headers and tp.topic in event_topics
+                        else None
+                    )
+                    if isinstance(mark, int):  # end of input (`repricer replay`), not an event
+                        rp.stats.ingested["watermarks"] += 1
+                        newest[src] = max(newest.get(src, 0), mark)
+                        continue
                     rp.stats.ingested[topic_key] += 1
-                    result = decode(
-                        msg.value,
-                        kind,
-                        max_bytes=s.max_payload_bytes,
-                        not_after_ms=not_after_ms,
+                    result = (
+                        mark
+                        if mark is not None
+                        else decode(
+                            msg.value,
+                            kind,
+                            max_bytes=s.max_payload_bytes,
+                            not_after_ms=not_after_ms,
+                        )
                     )
                     if isinstance(result, Rejection):
                         rp.stats.dlq[result.reason] += 1

@@ -636,7 +636,8 @@ def export_onnx(
 # ----------------------------------------------------------------------------------- CLI
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The trainer's command line (``repricer train ...``)."""
     ap = argparse.ArgumentParser(
         prog="repricer train", description="Train the LSTM demand forecaster and export ONNX."
     )
@@ -660,6 +661,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--val-frac", type=float, default=0.2)
     ap.add_argument("--max-seconds", type=float, default=170.0, help="training time budget")
     ap.add_argument("--seed", type=int, default=7)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
 
     t0 = time.monotonic()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -23,6 +23,9 @@ from schemas.events import (
 )
 
 DEFAULT_MAX_BYTES = 64 * 1024
+# Kafka header of an end-of-input marker on an event topic (``repricer replay``): its value is
+# an ASCII epoch-ms event time T, "nothing older than T will come on this partition".
+WATERMARK_HEADER = "repricer-watermark"
 EXCERPT_BYTES = 512
 # Our events are flat objects; a payload nesting arrays/objects deeper than this is hostile.
 MAX_DEPTH = 16
@@ -146,6 +149,40 @@ def decode(
         if isinstance(v, float) and not math.isfinite(v):  # pragma: no cover - bounds catch inf
             return Rejection(reason="non_finite", detail=f"{name} is not finite")
     return event
+
+
+def watermark_marker(headers: Any, *, not_after_ms: int | None = None) -> int | Rejection | None:
+    """The event time of an end-of-input marker (header :data:`WATERMARK_HEADER`), ``None`` for
+    a record without that header, or a Rejection: ``bad_watermark`` (not an integer of epoch
+    ms in 2000..2100) or ``future_timestamp`` (beyond ``not_after_ms``, like an event).
+
+    >>> watermark_marker([("repricer-watermark", b"1767225600000")])
+    1767225600000
+    >>> watermark_marker([("repricer-watermark", b"soon")]).reason
+    'bad_watermark'
+    """
+    raw = next((v for k, v in headers or () if k == WATERMARK_HEADER), None)
+    if raw is None:
+        return None
+    text = raw.decode("ascii", errors="replace").strip() if isinstance(raw, bytes) else str(raw)
+    if not text.isdigit():
+        return Rejection(
+            reason="bad_watermark",
+            detail=f"header {WATERMARK_HEADER}={text[:40]!r} is not an integer of epoch ms",
+        )
+    ts = int(text)
+    if not ts_in_range(ts):
+        return Rejection(
+            reason="bad_watermark",
+            detail=f"header {WATERMARK_HEADER}={ts} outside 2000-01-01..2100-01-01",
+        )
+    if not_after_ms is not None and ts > not_after_ms:
+        return Rejection(
+            reason="future_timestamp",
+            detail=f"header {WATERMARK_HEADER}={ts} is {(ts - not_after_ms) / 1000:.0f} s beyond "
+            "the allowed lead over the wall clock",
+        )
+    return ts
 
 
 def excerpt(payload: bytes | None, limit: int = EXCERPT_BYTES) -> str:

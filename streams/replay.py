@@ -1,85 +1,537 @@
-"""``repricer replay FILE``: historical orders into Kafka in event-time order, with a speed-up.
+"""``repricer replay``: import history (catalog, orders, clicks) into Kafka, then end the input.
 
-The file is CSV with a header naming at least ``order_id, ts, sku, qty, unit_price`` (and
-optionally ``currency, customer_id``); ``ts`` is RFC 3339 with an offset or epoch milliseconds.
-Rows are sorted by event time and sent at ``speed`` times the original pace (``0`` = as fast as
-possible). Rows that do not validate are reported and skipped, not sent.
+Files are CSV (header row) or JSON lines, chosen by extension (``.csv``, ``.jsonl``/``.ndjson``,
+each optionally ``.gz``) or ``--format``. Columns are mapped to event fields with
+``--map [KIND.]FIELD=COLUMN`` (identity for fields not mapped; unknown columns are dropped, so
+extra export columns such as e-mail addresses never reach Kafka). Timestamps become epoch
+milliseconds here: numbers in ``--ts-unit`` (``ms``, ``s`` or ``us``), ISO 8601 strings with an
+offset as they are, ISO 8601 strings without one only with ``--tz``.
+
+Every row is validated with the decoder the worker uses (same size cap, same "not too far in
+the future" rule); rows that do not validate are not sent but counted per reason, and the first
+20 are listed. Catalog items are sent first (keyed by SKU, to the compacted catalog topic), then
+orders and clicks merged in event-time order, paced at ``speed`` x the original pace (0 = as
+fast as the broker takes them).
+
+End of input: a bounded history has no "later event" that would close its last window. After
+the events, one **watermark marker** goes to every partition of the orders and clicks topics: a
+record with the Kafka header ``repricer-watermark: <epoch ms>`` (and the value
+``{"watermark": <epoch ms>}``), meaning "nothing older than this will come on this partition"
+(the final watermark of a bounded source, as in Flink). Ingest advances that source partition
+to the marker's time instead of decoding it as an event, so every replayed window closes.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from kafka import KafkaProducer
+import msgspec
 
-from infra.kafka_client import kafka_python_config, producer_batch_bytes
-from schemas import Order, Rejection, decode, ts_ms
+from schemas import CatalogItem, Click, Order, Rejection, decode, ts_ms
+from schemas.decode import WATERMARK_HEADER
 from streams.settings import Settings
 
-NUMERIC = {"qty": int, "unit_price": float}
+MAX_LISTED = 20  # problem lines printed and kept in the summary
+TS_UNITS = {"ms": 1.0, "s": 1000.0, "us": 0.001}
+FORMATS = ("csv", "jsonl")
 
 
-def read_orders(path: Path) -> tuple[list[tuple[int, bytes, str]], list[str]]:
-    """Valid orders as (event time ms, JSON payload, key) sorted by time, and the problems."""
-    rows: list[tuple[int, bytes, str]] = []
-    problems: list[str] = []
-    with path.open(newline="") as f:
-        for line_no, rec in enumerate(csv.DictReader(f), start=2):
-            body: dict[str, Any] = {k: v for k, v in rec.items() if v not in (None, "")}
-            for k, typ in NUMERIC.items():
-                if k in body:
-                    try:
-                        body[k] = typ(body[k])
-                    except ValueError:
-                        pass  # the decoder reports it with the field's name
-            ts = body.get("ts")
-            if isinstance(ts, str) and ts.isdigit():
-                body["ts"] = int(ts)
-            payload = json.dumps(body).encode()
-            result = decode(payload, Order)
-            if isinstance(result, Rejection):
-                problems.append(f"line {line_no}: {result.reason}: {result.detail}")
+@dataclass(frozen=True)
+class Kind:
+    """One importable kind of record: its schema, topic, message key and numeric fields."""
+
+    name: str
+    schema: type[Order] | type[Click] | type[CatalogItem]
+    topic_attr: str
+    key_field: str
+    ints: tuple[str, ...] = ()
+    floats: tuple[str, ...] = ()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.schema.__struct_fields__)
+
+    def topic(self, settings: Settings) -> str:
+        return str(getattr(settings, self.topic_attr))
+
+
+KINDS: dict[str, Kind] = {
+    "catalog": Kind(
+        "catalog",
+        CatalogItem,
+        "topic_catalog",
+        "sku",
+        ints=("stock",),
+        floats=("cost", "base_price", "min_price", "max_price"),
+    ),
+    "orders": Kind("orders", Order, "topic_orders", "order_id", ("qty",), ("unit_price",)),
+    "clicks": Kind("clicks", Click, "topic_clicks", "event_id", (), ("price_seen",)),
+}
+EVENT_KINDS = ("orders", "clicks")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row that was not sent: where it is, the reason code (as in the dead-letter table)."""
+
+    kind: str
+    path: str
+    line: int
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.kind}: {self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A validated record, ready to send: event time (0 for catalog), kind, key, payload."""
+
+    ts: int
+    kind: str
+    key: bytes
+    payload: bytes
+
+
+@dataclass
+class ReadOptions:
+    """How rows of the files are read and converted."""
+
+    mapping: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> field -> column
+    ts_unit: str = "ms"
+    tz: tzinfo | None = None
+    fmt: str | None = None  # None: by extension
+    delimiter: str = ","
+
+
+@dataclass
+class History:
+    """Everything read: catalog rows in file order, events in event-time order, problems."""
+
+    catalog: list[Row] = field(default_factory=list)
+    events: list[Row] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    read: Counter[str] = field(default_factory=Counter)  # rows read per kind
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(p.reason for p in self.problems).most_common())
+
+
+# ------------------------------------------------------------------------------ options
+
+
+def parse_mapping(specs: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``["ts=created_at", "orders.sku=product_id"]`` -> ``{kind: {field: column}}``.
+
+    A spec without ``KIND.`` applies to every kind that has the field. Raises ``ValueError``
+    with the known fields when a spec names none.
+    """
+    out: dict[str, dict[str, str]] = {k: {} for k in KINDS}
+    for spec in specs:
+        target, sep, column = spec.partition("=")
+        if not sep or not target or not column:
+            raise ValueError(f"--map {spec!r}: expected FIELD=COLUMN or KIND.FIELD=COLUMN")
+        kind_name, dot, fld = target.rpartition(".")
+        kinds = [kind_name] if dot else [k for k in KINDS if fld in KINDS[k].fields]
+        if dot and kind_name not in KINDS:
+            raise ValueError(f"--map {spec!r}: unknown kind {kind_name!r} (use {', '.join(KINDS)})")
+        if not kinds or any(fld not in KINDS[k].fields for k in kinds):
+            known = "; ".join(f"{k}: {', '.join(KINDS[k].fields)}" for k in kinds or KINDS)
+            raise ValueError(f"--map {spec!r}: no field {fld!r} (fields of {known})")
+        for k in kinds:
+            out[k][fld] = column
+    return out
+
+
+def file_format(path: Path, fmt: str | None) -> str:
+    """``csv`` or ``jsonl``: ``fmt`` if given, else by the extension (``.gz`` looked through)."""
+    if fmt:
+        return fmt
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext == ".csv":
+        return "csv"
+    if ext in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ValueError(
+        f"{path}: cannot tell the format from the extension {ext or '(none)'!r}: name it "
+        ".csv, .jsonl or .ndjson (optionally .gz), or pass --format csv|jsonl"
+    )
+
+
+def parse_time(value: str) -> int:
+    """Epoch ms of ``--at``: an integer of epoch ms, or ISO 8601 with an offset."""
+    v = value.strip()
+    if v.isdigit():
+        return int(v)
+    dt = datetime.fromisoformat(v)
+    if dt.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset (add Z or +hh:mm)")
+    return int(dt.timestamp() * 1000)
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def _open(path: Path) -> TextIO:
+    if path.suffix.lower() == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")
+
+
+def _records(path: Path, fmt: str, delimiter: str) -> Iterator[tuple[int, Any]]:
+    """(line number, raw record): a dict of column -> value, or a Rejection for the line."""
+    with _open(path) as f:
+        if fmt == "csv":
+            reader = csv.DictReader(f, delimiter=delimiter)
+            for rec in reader:
+                yield reader.line_num, rec
+            return
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
                 continue
-            rows.append((ts_ms(result.ts), payload, result.order_id))
-    rows.sort(key=lambda r: r[0])
-    return rows, problems
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                yield n, Rejection(reason="malformed_json", detail=str(exc)[:200])
+                continue
+            if not isinstance(obj, dict):
+                yield n, Rejection(reason="wrong_type", detail="a line is not a JSON object")
+                continue
+            yield n, obj
 
 
-def pace(rows: list[tuple[int, bytes, str]], speed: float) -> Iterator[tuple[int, bytes, str]]:
+def convert_ts(value: Any, *, unit: str, tz: tzinfo | None) -> int | Rejection | Any:
+    """Epoch ms of a timestamp cell; a Rejection for a naive time without ``tz``; anything it
+    cannot read is returned as it is, for the decoder to name the problem."""
+    if isinstance(value, bool):
+        return value
+    num: float | None = None
+    if isinstance(value, int | float):
+        num = float(value)
+    elif isinstance(value, str):
+        s = value.strip()
+        try:
+            num = float(s)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(s)
+            except ValueError:
+                return value
+            if dt.tzinfo is None:
+                if tz is None:
+                    return Rejection(
+                        reason="naive_timestamp",
+                        detail=f"{s!r} has no UTC offset: pass --tz (e.g. --tz UTC)",
+                    )
+                dt = dt.replace(tzinfo=tz)
+            return int(dt.timestamp() * 1000)
+    if num is None or num != num or num in (float("inf"), float("-inf")):
+        return value
+    return round(num * TS_UNITS[unit])
+
+
+def _number(value: Any, typ: type) -> Any:
+    """``"2"`` -> 2, ``"9.50"`` -> 9.5; what does not convert is left for the decoder."""
+    if not isinstance(value, str):
+        return value
+    try:
+        f = float(value.strip())
+    except ValueError:
+        return value
+    if typ is int:
+        return int(f) if f.is_integer() else value
+    return f
+
+
+def to_body(kind: Kind, rec: dict[Any, Any], opts: ReadOptions) -> dict[str, Any] | Rejection:
+    """The event body of one raw record: mapped, emptied cells dropped, types converted."""
+    cols = opts.mapping.get(kind.name, {})
+    body: dict[str, Any] = {}
+    for fld in kind.fields:
+        v = rec.get(cols.get(fld, fld))
+        if v is None or (isinstance(v, str) and not v.strip()):
+            continue
+        body[fld] = v.strip() if isinstance(v, str) else v
+    for fld in kind.ints:
+        if fld in body:
+            body[fld] = _number(body[fld], int)
+    for fld in kind.floats:
+        if fld in body:
+            body[fld] = _number(body[fld], float)
+    if "ts" in body:
+        ts = convert_ts(body["ts"], unit=opts.ts_unit, tz=opts.tz)
+        if isinstance(ts, Rejection):
+            return ts
+        body["ts"] = ts
+    return body
+
+
+def read_file(
+    kind_name: str, path: Path, opts: ReadOptions, settings: Settings, *, now_ms: int | None = None
+) -> tuple[list[Row], list[Problem], int]:
+    """Valid rows of one file (file order), the problems, and how many records were read."""
+    kind = KINDS[kind_name]
+    schema: Any = kind.schema  # decode() is generic over each event type, not their union
+    fmt = file_format(path, opts.fmt)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    not_after = now + int(settings.max_event_lead_s * 1000)
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    n = 0
+    for line, rec in _records(path, fmt, opts.delimiter):
+        n += 1
+        body = rec if isinstance(rec, Rejection) else to_body(kind, rec, opts)
+        if isinstance(body, Rejection):
+            problems.append(Problem(kind.name, str(path), line, body.reason, body.detail))
+            continue
+        result: Order | Click | CatalogItem | Rejection = decode(
+            msgspec.json.encode(body),
+            schema,
+            max_bytes=settings.max_payload_bytes,
+            not_after_ms=not_after,
+        )
+        if isinstance(result, Rejection):
+            problems.append(Problem(kind.name, str(path), line, result.reason, result.detail))
+            continue
+        ts = ts_ms(result.ts) if isinstance(result, Order | Click) else 0
+        key = str(getattr(result, kind.key_field)).encode()
+        rows.append(Row(ts, kind.name, key, msgspec.json.encode(result)))
+    return rows, problems, n
+
+
+def load(
+    sources: Iterable[tuple[str, Path]],
+    opts: ReadOptions,
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+) -> History:
+    """Read every ``(kind, path)``: catalog in file order, orders and clicks merged by time."""
+    h = History()
+    for kind_name, path in sources:
+        rows, problems, n = read_file(kind_name, path, opts, settings)
+        if progress is not None:
+            progress(f"replay: read {path} ({kind_name}): {n} rows, {len(problems)} skipped")
+        h.read[kind_name] += n
+        h.problems.extend(problems)
+        (h.catalog if kind_name == "catalog" else h.events).extend(rows)
+    h.events.sort(key=lambda r: r.ts)  # stable: equal times keep the order they were read in
+    return h
+
+
+# ------------------------------------------------------------------------------ sending
+
+
+def end_of_input_at(last_event_ms: int, settings: Settings) -> int:
+    """The marker time that closes every window holding an event at or before
+    ``last_event_ms``: past its window and the allowed lateness."""
+    return last_event_ms + settings.window_ms + settings.lateness_ms + 1
+
+
+def pace(rows: Iterable[Row], speed: float) -> Iterator[Row]:
     """Yield rows, sleeping so that event time advances ``speed`` times faster than wall time."""
-    if not rows:
-        return
-    t0_event, t0_wall = rows[0][0], time.monotonic()
+    t0_event: int | None = None
+    t0_wall = 0.0
     for row in rows:
         if speed > 0:
-            due = t0_wall + (row[0] - t0_event) / 1000 / speed
-            delay = due - time.monotonic()
+            if t0_event is None:
+                t0_event, t0_wall = row.ts, time.monotonic()
+            delay = t0_wall + (row.ts - t0_event) / 1000 / speed - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         yield row
 
 
-def replay(path: Path, *, speed: float, settings: Settings) -> dict[str, int]:
-    rows, problems = read_orders(path)
-    for p in problems[:20]:
-        print(p, file=sys.stderr)
-    producer = KafkaProducer(
-        linger_ms=5, batch_size=producer_batch_bytes(settings), **kafka_python_config(settings)
+class Progress:
+    """A line on stderr every ``every_n`` records or ``every_s`` seconds, whichever is first."""
+
+    def __init__(
+        self,
+        total: int,
+        out: Callable[[str], None] | None,
+        every_n: int = 50_000,
+        every_s: float = 5.0,
+    ) -> None:
+        self.total, self.out, self.every_n, self.every_s = total, out, every_n, every_s
+        self.n = 0
+        self.started = self.last = time.monotonic()
+
+    def tick(self, ts: int) -> None:
+        self.n += 1
+        if self.out is None:
+            return
+        now = time.monotonic()
+        if self.n % self.every_n == 0 or now - self.last >= self.every_s:
+            self.last = now
+            rate = self.n / max(now - self.started, 1e-9)
+            at = f", event time {iso(ts)}" if ts else ""
+            self.out(
+                f"replay: {self.n}/{self.total} records sent "
+                f"({100 * self.n / max(self.total, 1):.0f}%, {rate:,.0f}/s{at})"
+            )
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
-    sent = 0
+
+
+class _Sender:
+    """A kafka-python producer that counts what the broker refused (nothing is lost quietly)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaProducer
+
+        from infra.kafka_client import kafka_python_config, producer_batch_bytes
+
+        self.producer = KafkaProducer(
+            linger_ms=5,
+            retries=5,
+            max_in_flight_requests_per_connection=1,  # keeps each partition's order on retries
+            batch_size=producer_batch_bytes(settings, 64 * 1024),
+            **kafka_python_config(settings),
+        )
+        self.failed = 0
+        self.first_error = ""
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failed += 1
+        if not self.first_error:
+            self.first_error = repr(exc)
+
+    def send(self, topic: str, value: bytes, **kw: Any) -> None:
+        self.producer.send(topic, value=value, **kw).add_errback(self._failed)
+
+    def partitions(self, topic: str) -> list[int]:
+        parts = self.producer.partitions_for(topic)
+        if not parts:
+            raise RuntimeError(f"topic {topic!r} has no partitions (run `repricer init`)")
+        return sorted(parts)
+
+    def flush(self) -> None:
+        self.producer.flush()
+        if self.failed:
+            raise RuntimeError(
+                f"{self.failed} records were refused by the broker (first: {self.first_error})"
+            )
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def send_markers(sender: _Sender, settings: Settings, at_ms: int) -> dict[str, int]:
+    """One end-of-input marker at ``at_ms`` on every partition of the orders and clicks topics."""
+    value = json.dumps({"watermark": at_ms}).encode()
+    headers = [(WATERMARK_HEADER, str(at_ms).encode("ascii"))]
+    out: dict[str, int] = {}
+    for name in EVENT_KINDS:
+        topic = KINDS[name].topic(settings)
+        parts = sender.partitions(topic)
+        for p in parts:
+            sender.send(topic, value, partition=p, headers=headers)
+        out[name] = len(parts)
+    sender.flush()
+    return out
+
+
+def replay_history(
+    history: History,
+    *,
+    speed: float,
+    settings: Settings,
+    end_of_input: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Send a loaded history (catalog, then events in time order, then the markers)."""
+    sent: Counter[str] = Counter({k: 0 for k in KINDS})
+    sender = _Sender(settings)
+    prog = Progress(len(history.catalog) + len(history.events), progress)
+    markers: dict[str, Any] | None = None
     try:
-        for _ts, payload, key in pace(rows, speed):
-            producer.send(settings.topic_orders, key=key.encode(), value=payload)
-            sent += 1
-            if sent % 10_000 == 0:
-                print(f"replayed {sent}/{len(rows)} orders", file=sys.stderr)
-        producer.flush()
+        for row in history.catalog:
+            sender.send(settings.topic_catalog, row.payload, key=row.key)
+            sent["catalog"] += 1
+            prog.tick(0)
+        sender.flush()  # the catalog is in before the first order
+        for row in pace(history.events, speed):
+            sender.send(KINDS[row.kind].topic(settings), row.payload, key=row.key)
+            sent[row.kind] += 1
+            prog.tick(row.ts)
+        sender.flush()  # every event acknowledged before the markers follow them
+        if end_of_input and history.events:
+            at = end_of_input_at(history.events[-1].ts, settings)
+            markers = {
+                "at": at,
+                "at_iso": iso(at),
+                "partitions": send_markers(sender, settings, at),
+            }
     finally:
-        producer.close()
-    return {"sent": sent, "skipped": len(problems)}
+        sender.close()
+    first = history.events[0].ts if history.events else None
+    last = history.events[-1].ts if history.events else None
+    return {
+        "sent": dict(sent),
+        "read": dict(history.read),
+        "skipped": len(history.problems),
+        "skipped_by_reason": history.skipped_by_reason,
+        "problems": [str(p) for p in history.problems[:MAX_LISTED]],
+        "first_event_time": iso(first),
+        "last_event_time": iso(last),
+        "end_of_input": markers,
+    }
+
+
+def end_of_input_only(settings: Settings, at_ms: int) -> dict[str, Any]:
+    """Only the markers, at ``end_of_input_at(at_ms)``: for history imported by another tool."""
+    marker = end_of_input_at(at_ms, settings)
+    sender = _Sender(settings)
+    try:
+        parts = send_markers(sender, settings, marker)
+    finally:
+        sender.close()
+    return {"end_of_input": {"at": marker, "at_iso": iso(marker), "partitions": parts}}
+
+
+def replay_files(
+    sources: list[tuple[str, Path]],
+    *,
+    opts: ReadOptions,
+    speed: float,
+    settings: Settings,
+    end_of_input: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Read, validate and send ``sources``; problems go to ``progress`` (the first 20)."""
+    history = load(sources, opts, settings, progress)
+    if progress is not None:
+        for p in history.problems[:MAX_LISTED]:
+            progress(f"skipped {p}")
+        if len(history.problems) > MAX_LISTED:
+            progress(f"... and {len(history.problems) - MAX_LISTED} more rows skipped")
+    return replay_history(
+        history, speed=speed, settings=settings, end_of_input=end_of_input, progress=progress
+    )
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

@@ -30,7 +30,6 @@ from infra.kafka_admin import ensure_topics
 from infra.kafka_client import aiokafka_config, kafka_python_config
 from infra.local.tansu import TansuBroker, free_port, start_tansu
 from streams import cli
-from streams.replay import replay
 from streams.runner import WorkerProcess, settings_env
 from streams.settings import Settings
 from tests.tls import TlsProxy
@@ -98,7 +97,7 @@ def test_admin_cli_replay_and_consumer_over_tls(
         w = csv.writer(f)
         w.writerow(["order_id", "ts", "sku", "qty", "unit_price"])
         w.writerows([[f"o{i}", T0 + i * 1000, "A", 1, 9.5] for i in range(5)])
-    assert replay(csv_path, speed=0, settings=settings)["sent"] == 5
+    assert cli.main(["replay", str(csv_path), "--no-end-of-input", "--quiet"]) == 0
     # aiokafka consumer (the `tail`/simulator client)
     control = asyncio.run(_read(settings, settings.topic_control, 1))
     assert json.loads(control[0])["action"] == "freeze"
