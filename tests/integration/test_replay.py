@@ -154,22 +154,7 @@ def units_in_clickhouse(
     return dict(per_day), dict(last)
 
 
-@pytest.mark.parametrize(
-    "hours",
-    [
-        20,
-        pytest.param(
-            48,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="the window engine drops the windows (events included) more than 1440 "
-                "windows behind a watermark jump (MAX_GAP_WINDOWS in streams/windowing.py): a "
-                "history longer than a day sent in one ingest batch loses all but its last day",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("hours", [20, 48])  # 48: one ingest batch spans more than a day
 def test_end_of_input_markers_close_the_last_window(
     hours: int,
     worker_factory: WorkerFactory,
