@@ -159,8 +159,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 "units) are in no emitted window, open window or dead letter",
                 file=sys.stderr,
             )
+    if args.audit:
+        from streams.accounting import audit
+
+        out["audit"] = aud = audit(settings)
+        if not aud["ok"]:
+            print(
+                f"ERROR: ingest committed {aud['source_events']} valid events, the engine "
+                f"accepted {aud['accepted_events']} ({aud['missing_events']} missing; run it "
+                "when the input has stopped and the worker has caught up)",
+                file=sys.stderr,
+            )
     print(json.dumps(out, default=str, indent=None if args.json else 2))
-    return 1 if out.get("accounting", {}).get("ok") is False else 0
+    failed = out.get("accounting", {}).get("ok") is False or out.get("audit", {}).get("ok") is False
+    return 1 if failed else 0
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -535,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-accounting",
         action="store_true",
         help="skip reading the conservation counts from Kafka (ClickHouse only)",
+    )
+    r.add_argument(
+        "--audit",
+        action="store_true",
+        help="also count the valid orders and clicks in the input topics up to the ingest "
+        "group's committed offsets and compare with the events the engine accepted (run it "
+        "when the input has stopped; reads the input topics from the start)",
     )
     r.set_defaults(func=_cmd_report)
     return p
