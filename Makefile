@@ -2,31 +2,53 @@
 # Everything is installed from this repository's own files: a virtualenv in .venv with the
 # project and its dev tools, torch (CPU, only for training/exporting the LSTM and its parity
 # test) and, for the integration tests, Debian's clickhouse-server and chromium packages.
+# Every install step is constrained by constraints.txt, the lock of every distribution the dev
+# install resolves (torch excepted: TORCH_VERSION pins it); `make lock` regenerates it.
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
+LOCK   := constraints.txt
+LOCK_VENV ?= .venv-lock
 TORCH_VERSION ?= 2.13.0
 CLICKHOUSE_SERVER ?= /usr/sbin/clickhouse-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: chaos help install deps clickhouse-server chromium demo test lint typecheck unit integration bench clean schemas
+.PHONY: chaos help install lock deps clickhouse-server chromium demo test lint typecheck unit integration bench clean schemas
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --upgrade -c $(LOCK) pip
+	$(PIP) install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
 
 $(VENV)/.torch: $(VENV)/.installed
-	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet -c $(LOCK) torch==$(TORCH_VERSION)
 	touch $@
 
-install: $(VENV)/.installed  ## virtualenv with the project and dev tools
+install: $(VENV)/.installed  ## virtualenv with the project and dev tools, at the locked versions
+
+# The lock is regenerated only on purpose: a fresh virtualenv resolves the newest releases that
+# pyproject.toml allows (with torch, so torch's own dependencies are pinned consistently), and
+# pip freeze writes them out. Commit the new constraints.txt on its own, after `make test` passes.
+lock:  ## re-resolve every dependency from scratch and rewrite constraints.txt (then test, commit)
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[dev]' torch==$(TORCH_VERSION)
+	{ echo "# Exact versions of every distribution the dev install resolves (Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version() + ", " + platform.machine())'));"; \
+	  echo "# the Makefile installs with -c constraints.txt. Written by \`make lock\` from a fresh virtualenv"; \
+	  echo "# with the project, its dev extra and torch (torch itself is pinned by TORCH_VERSION in the"; \
+	  echo "# Makefile). Do not edit by hand: run \`make lock\`, then \`make test\`, and commit it on its own."; \
+	  $(LOCK_VENV)/bin/pip freeze --all --exclude-editable | grep -v -E -i '^(torch|setuptools|wheel)=='; \
+	} > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(LOCK_VENV)
+	@echo "wrote $(LOCK) ($$(grep -c '==' $(LOCK)) pins): review the diff, run make test, commit it"
 
 clickhouse-server:  ## Debian's clickhouse-server (for integration tests), if missing
 	@if [ ! -x "$(CLICKHOUSE_SERVER)" ] && ! command -v clickhouse-server >/dev/null; then \
