@@ -72,6 +72,8 @@ class Stats:
             "first_fold_at": self.first_fold_at,
             "last_fold_at": self.last_fold_at,
             "windows_closed": self.windows_closed,
+            "labels": self.labels,
+            "forecast_rows": self.forecast_rows,
             "decisions": self.decisions,
             "price_changes": self.price_changes,
             "late_events": self.late_events,

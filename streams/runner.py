@@ -114,8 +114,24 @@ def drained(expected_events: int) -> Callable[[dict[str, Any]], bool]:
             and rows.get("sales_1m", 0) >= st.get("windows_closed", 0)
             and rows.get("clicks_1m", 0) >= st.get("windows_closed", 0)
             and rows.get("price_changes", 0) >= st.get("price_changes", 0)
+            and rows.get("forecasts", 0) >= st.get("forecast_rows", 0)
             and rows.get("dead_letters", 0) >= sum(st.get("dlq", {}).values())
             and st.get("sink_pending", 0) == 0
+        )
+
+    return pred
+
+
+def closed_out(partitions: int, events: int) -> Callable[[dict[str, Any]], bool]:
+    """Stats predicate for the end of a bounded input (after its end-of-input markers): every
+    SKU partition has ticked with nothing left open, and together they accepted ``events``."""
+
+    def pred(st: dict[str, Any]) -> bool:
+        acct = st.get("accounting", {})
+        return (
+            len(acct) == partitions
+            and all(a["open"] == [0, 0] for a in acct.values())
+            and sum(a["accepted"][0] for a in acct.values()) >= events
         )
 
     return pred

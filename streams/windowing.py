@@ -559,18 +559,64 @@ class WindowEngine:
                 members.append(sku)
                 if any(int(k) < b for k in op["w"]):
                     closing.append((sku, st, op))
-        if closing:
-            if self._learn_pooled_once(closing, b, pm, partition, meta, out):
-                out.tick_meta = (str(partition), copy.deepcopy(pm))
+        # A step of more than one window (a catch-up, a history import) is walked window end by
+        # window end wherever the partition has events, as if the watermark had moved live:
+        # every SKU's label is learned and its next window forecast at the start and at the end
+        # of every window with events (one batch per step), and the price is decided once, at
+        # the last. A stretch where the whole partition is quiet is one step (its zeros are
+        # folded in closed form; its first window is forecast and labelled 0). A crash replays the whole walk: the shared model's steps are skipped
+        # (``learned_upto``), the SKUs' are redone from their records.
+        ends = sorted(
+            {
+                end
+                for _, st, op in closing
+                for k in op["w"]
+                if st["next"] is None or int(k) >= st["next"]
+                for end in (int(k), int(k) + self.window_ms)  # its start: forecast it, its end
+                if end < b
+            }
+        )
+        learned = False
+        for e in [*ends, b]:
+            step = [
+                (sku, st, op)
+                for sku, st, op in closing
+                if (st["next"] if st["next"] is not None else min(map(int, op["w"]))) < e
+            ]
+            if step:
+                learned |= self._learn_pooled_once(step, e, pm, partition, meta, out)
+                self._step(step, e, pm, partition, out, final=e == b)
+        if learned:
+            out.tick_meta = (str(partition), copy.deepcopy(pm))
+        # state before open windows: a crash in between leaves stale closed windows in the open
+        # record (ignored and pruned), never a closed window that could close twice
+        for sku, st, op in closing:
+            skus[sku] = st
+            opens[sku] = op
+        pm["closing"] = False
+        pm["acct"] = self._account(members, partition, b, skus, opens, out).to_dict()
+
+    def _step(
+        self,
+        step: list[tuple[str, State, State]],
+        e: int,
+        pm: State,
+        partition: int,
+        out: Outputs,
+        *,
+        final: bool,
+    ) -> None:
+        """Close the windows of ``step``'s SKUs before ``e``, learn their labels, and decide
+        (``final``) or only forecast their next window (a catch-up's intermediate step)."""
         deciding: list[tuple[str, State, tuple[int, int, int]]] = []
         tick = _Tick()
-        for sku, st, op in closing:
-            last = self._close_until(sku, st, op, b, out, tick)
+        for sku, st, op in step:
+            last = self._close_until(sku, st, op, e, out, tick)
             if st["cat"] is not None:
                 deciding.append((sku, st, last))
-        # phase 2 as arrays: the tick's labels (at most one per SKU) learned in one call, and
+        # phase 2 as arrays: the step's labels (at most one per SKU) learned in one call, and
         # the closed windows' LSTM feature rows in one; both only change the SKU records
-        # written below, so a crash before those writes replays the whole of it
+        # written at the end of the tick, so a crash before those writes replays the whole of it
         if tick.labels:
             try:
                 self.decider.learn_local_batch(
@@ -580,17 +626,15 @@ class WindowEngine:
                 )
             except Exception:
                 # skipped, not retried: whatever the decider wrote to SKU states before it
-                # raised stays (written once, with the SKU records below)
-                _model_failed("learn_local_batch", partition, b, len(tick.labels), out)
+                # raised stays (written once, with the SKU records)
+                _model_failed("learn_local_batch", partition, e, len(tick.labels), out)
         self._append_history(tick.rows)
-        self._decide(deciding, pm, partition, out)
-        # state before open windows: a crash in between leaves stale closed windows in the open
-        # record (ignored and pruned), never a closed window that could close twice
-        for sku, st, op in closing:
-            skus[sku] = st
-            opens[sku] = op
-        pm["closing"] = False
-        pm["acct"] = self._account(members, partition, b, skus, opens, out).to_dict()
+        if final:
+            self._decide(deciding, pm, partition, out)
+        elif deciding:
+            views = [self._view(sku, st, last) for sku, st, last in deciding]
+            self._forecast_next(deciding, views, [st["price"] for _, st, _ in deciding], pm,
+                                partition, out)  # fmt: skip
 
     @staticmethod
     def _account(
@@ -927,6 +971,19 @@ class WindowEngine:
                 changes_left -= 1
                 self._publish(sku, st, last[0], g, prop, now, out)
             finals.append(st["price"])
+        self._forecast_next(deciding, views, finals, pm, partition, out)
+
+    def _forecast_next(
+        self,
+        deciding: list[tuple[str, State, tuple[int, int, int]]],
+        views: list[SkuView],
+        finals: list[float],
+        pm: State,
+        partition: int,
+        out: Outputs,
+    ) -> None:
+        """Forecast each SKU's next window at its price ``finals[i]``: the pending forecast its
+        close labels (and the models learn from)."""
         try:
             preds = self.decider.predict_at(views, np.array(finals, dtype=np.float64))
             cols = [(k, np.asarray(a, dtype=np.float64).tolist()) for k, a in preds.items()]

@@ -614,3 +614,39 @@ def test_a_failed_shared_learn_and_a_crash_mid_tick_never_learn_a_label_twice() 
         assert skipped in (0, len(skus)), crash_after
         assert all(h2.skus[s]["m"]["local"] == 3 for s in skus), crash_after
         assert all(h2.skus[s]["next"] == T0 + 4 * W for s in skus), crash_after
+
+
+def test_a_catch_up_forecasts_and_learns_every_window_before_its_label() -> None:
+    """A watermark step over many windows (a backlog, a history import) is walked window by
+    window where the partition has events: each of the SKU's windows gets a forecast made from
+    the windows before it only (prequential), then its label is learned; the price is decided
+    once, at the end. A stretch where the whole partition is quiet is one step."""
+    h = Harness()
+    h.catalog("A")
+    h.catalog("B")
+    units = {0: 3, 1: 1, 2: 4, 3: 0, 4: 2}  # window 3 quiet for A; B sells in window 3 only
+    for w, u in units.items():
+        if u:
+            h.order("A", T0 + w * W + 10, qty=u)
+    h.order("B", T0 + 3 * W + 10, qty=5)
+    day_later = T0 + 24 * 60 * W  # then a day of nothing, then one more order of A
+    h.order("A", day_later + 10, qty=7)
+    out = h.mark(day_later + W + L)  # one step: the whole backlog
+    a_rows = sorted((f.window_start, f.predicted, f.actual) for f in out.forecasts if f.sku == "A")
+    # FixedDecider forecasts the SKU's demand average: the forecast of window j is the average
+    # over windows < j, so a match proves it was made before window j's units were folded
+    ewma, expected = None, []
+    for w in range(5):
+        if ewma is not None:
+            expected.append((T0 + w * W, round(ewma, 6), float(units[w])))
+        ewma = float(units[w]) if ewma is None else ewma + 0.3 * (units[w] - ewma)
+    # the quiet day: one step, its first window forecast (and labelled 0) with the rest decayed
+    expected.append((T0 + 5 * W, round(ewma, 6), 0.0))
+    got = [(ws, round(p, 6), a) for ws, p, a in a_rows[: len(expected)]]
+    assert got == [(ws, round(p, 6), a) for ws, p, a in expected]
+    # and the window of the last order: forecast after the quiet day, labelled with its units
+    assert (day_later, 7.0) in [(ws, a) for ws, _, a in a_rows]
+    # every forecast made was labelled and learned once; the price was decided once per SKU
+    assert out.labels == len(out.forecasts)
+    assert out.decisions == 2
+    assert h.skus["A"]["labels"] == len(a_rows)
