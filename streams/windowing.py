@@ -454,10 +454,10 @@ class WindowEngine:
             (not batched and offset <= op["off"]) or env.off <= op["src"].get(env.src, -1)
         ):
             out.skipped_replay = True  # a replay of the SKU topic or of the ingest hop
-            if new and op["w"]:
+            if new:
                 # a crash kept the open record of the SKU's first envelope but not its state
                 # record (two changelog topics, unordered until flushed): without a state the
-                # SKU's windows would never close
+                # SKU's windows would never close, nor its counts be summed
                 skus[env.sku] = st
             return
         op["src"][env.src] = env.off
@@ -551,7 +551,7 @@ class WindowEngine:
                     skus[sku] = st
         known = set(members)
         for sku, op in list(opens.items()):
-            if op.get("p") == partition and sku not in known and op["w"]:
+            if op.get("p") == partition and sku not in known:
                 # open windows without a state record (see _fold): give them one, close them
                 log.warning("SKU %s had open windows but no state record: recreated", sku)
                 st = _new_state(partition)
@@ -559,33 +559,33 @@ class WindowEngine:
                 members.append(sku)
                 if any(int(k) < b for k in op["w"]):
                     closing.append((sku, st, op))
-        # A step of more than one window (a catch-up, a history import) is walked window end by
-        # window end wherever the partition has events, as if the watermark had moved live:
-        # every SKU's label is learned and its next window forecast at the start and at the end
-        # of every window with events (one batch per step), and the price is decided once, at
-        # the last. A stretch where the whole partition is quiet is one step (its zeros are
-        # folded in closed form; its first window is forecast and labelled 0). A crash replays the whole walk: the shared model's steps are skipped
-        # (``learned_upto``), the SKUs' are redone from their records.
-        ends = sorted(
-            {
-                end
-                for _, st, op in closing
-                for k in op["w"]
-                if st["next"] is None or int(k) >= st["next"]
-                for end in (int(k), int(k) + self.window_ms)  # its start: forecast it, its end
-                if end < b
-            }
-        )
+        # A step of more than one window (a catch-up, a history import) is walked per SKU, from
+        # window with events to window with events: at the start of each, the quiet stretch
+        # before it closes (its first window's forecast labelled 0) and the window is forecast
+        # from what came before it; at its end its label is learned (prequential). The price is
+        # decided once, at the last step, for every SKU. Work grows with the windows that hold
+        # events, not with SKUs x windows. A crash replays the whole walk: the shared model's
+        # steps are skipped (``learned_upto``), the SKUs' are redone from their records.
+        W = self.window_ms
+        at: dict[int, list[tuple[str, State, State]]] = {}
+        for item in closing:
+            _, st, op = item
+            for k in op["w"]:
+                if st["next"] is None or int(k) >= st["next"]:
+                    for end in (int(k), int(k) + W):
+                        if end < b:
+                            at.setdefault(end, []).append(item)
         learned = False
-        for e in [*ends, b]:
+        for e in [*sorted(at), b]:
+            final = e == b
             step = [
                 (sku, st, op)
-                for sku, st, op in closing
+                for sku, st, op in (closing if final else at[e])
                 if (st["next"] if st["next"] is not None else min(map(int, op["w"]))) < e
             ]
             if step:
                 learned |= self._learn_pooled_once(step, e, pm, partition, meta, out)
-                self._step(step, e, pm, partition, out, final=e == b)
+                self._step(step, e, pm, partition, out, final=final)
         if learned:
             out.tick_meta = (str(partition), copy.deepcopy(pm))
         # state before open windows: a crash in between leaves stale closed windows in the open
