@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from faust import web as fweb
 
 from infra.clickhouse import ClickHouseBackend, ClickHouseError, check_ident, connect
+from models.base import ModelInfo
 
 if TYPE_CHECKING:
     from streams.app import Repricer
@@ -96,11 +97,11 @@ class Exposition:
 # --------------------------------------------------------------------------- worker state
 
 
-def lstm_members(rp: Repricer) -> list[Any]:
-    """The decider members that expose an ONNX provider (the LSTM), read defensively."""
-    decider = getattr(rp.engine, "decider", None)
-    members = getattr(decider, "members", None) or ()
-    return [m for m in members if getattr(m, "provider", None) is not None]
+def provider_models(rp: Repricer) -> list[ModelInfo]:
+    """What the decider's demand models that run on an execution provider (the ONNX LSTM) say
+    about themselves."""
+    infos = (m.info() for m in rp.engine.decider.models())
+    return [i for i in infos if i.provider is not None]
 
 
 def consumer_lag(rp: Repricer) -> dict[tuple[str, int], int]:
@@ -326,16 +327,9 @@ def metrics_text(rp: Repricer) -> str:
         sum(lag.values()),
     )
     models = []
-    for m in lstm_members(rp):
+    for info in provider_models(rp):
         models.append(
-            (
-                {
-                    "model": str(getattr(m, "name", "lstm")),
-                    "provider": str(getattr(m, "provider", "")),
-                    "version": str(getattr(m, "version", "")),
-                },
-                1,
-            )
+            ({"model": info.name, "provider": str(info.provider), "version": info.version}, 1)
         )
     e.family("repricer_model_info", "gauge", "Demand model loaded, with its ONNX provider.", models)
     e.one(
@@ -567,12 +561,8 @@ def register(rp: Repricer) -> None:
         progress.observe(rp)
         ok, details = health(rp, progress)
         models = [
-            {
-                "model": getattr(m, "name", "lstm"),
-                "provider": m.provider,
-                "version": getattr(m, "version", ""),
-            }
-            for m in lstm_members(rp)
+            {"model": i.name, "provider": i.provider, "version": i.version}
+            for i in provider_models(rp)
         ]
         return self.json({**rp.stats.as_dict(), "healthy": ok, "health": details, "models": models})
 

@@ -220,7 +220,7 @@ def register(rp: Repricer) -> None:
     @rp.app.timer(10.0)
     async def reload_models() -> None:
         """Pick up a new ONNX model file without a restart (see README, upgrading the model)."""
-        for member in getattr(engine.decider, "members", ()):
-            reload = getattr(member, "maybe_reload", None)
-            if reload is not None and reload():
-                log.info("reloaded %s: now %s", member.name, member.version)
+        for model in engine.decider.models():
+            if model.maybe_reload():
+                info = model.info()
+                log.info("reloaded %s: now %s", info.name, info.version)

@@ -1,15 +1,32 @@
 """The one contract every demand model implements, and the per-SKU view models read.
 
 Agents and the decision step depend on :class:`DemandModel` only; River, the ONNX LSTM, the
-naive baselines and the ensemble all implement it, and ``models.checks`` runs the same
-conformance checks over each. Models work on *batches* (every SKU closing in one tick, at every
-candidate price) so the LSTM is scored in one call and linear models vectorise.
+naive baselines, the seasonal model and the ensemble all implement it, and ``models.checks``
+runs the same conformance checks over each. Models work on *batches* (every SKU closing in one
+tick, at every candidate price) so the LSTM is scored in one call and linear models vectorise.
+
+Persistence is part of the contract. A model keeps two kinds of state:
+
+* per-SKU state in ``SkuView.state``: persisted with the SKU's record, atomically with the
+  window it learned from (nothing to do beyond writing it there);
+* shared (pooled) state, e.g. one regressor over all SKUs: :meth:`DemandModel.snapshot` returns
+  it (``None`` when there is none) and :meth:`DemandModel.restore` puts it back. The decider
+  persists the snapshots of all its members with every tick, keyed by member name, so a model
+  that learns shared state and does not snapshot it forgets it on restart — the persistence
+  round-trip check in ``models.checks`` fails for such a model.
+
+In the window engine a label is learned in two phases, each exactly once across crashes:
+:meth:`DemandModel.learn_pooled` (shared state, once per tick and partition) and
+:meth:`DemandModel.learn_local` (per-SKU state, with the SKU's record), the latter from what
+:meth:`DemandModel.decision_memo` asked to save with the decision. :meth:`DemandModel.learn` is
+both at once, for offline use. :class:`ModelBase` gives every optional part a default (no shared
+state, no split, no hot reload), so a simple model writes ``forecast`` and ``learn`` only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,11 +59,24 @@ class SkuView:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class DemandModel(Protocol):
-    """Forecast next-window units per SKU at candidate prices; learn from observed labels."""
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a loaded model says about itself (metrics, dashboard, logs)."""
 
     name: str
+    version: str
+    provider: str | None = None  # execution provider of a model that runs on one (ONNX)
+
+
+Snapshot = bytes | str | None
+
+
+@runtime_checkable
+class DemandModel(Protocol):
+    """Forecast next-window units per SKU at candidate prices; learn from observed labels;
+    persist shared state; describe itself. See the module docstring."""
+
+    name: str  # unique among a decider's members: the key of its forecasts and snapshot
 
     @property
     def version(self) -> str: ...
@@ -62,6 +92,90 @@ class DemandModel(Protocol):
         model learns the delayed label against the features it actually saw.
         """
         ...
+
+    # -- learning in the engine's two phases ------------------------------------------------
+    def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        """Learn a tick's labels into the shared state (the part :meth:`snapshot` returns)."""
+        ...
+
+    def decision_memo(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
+        """(N,) arrays to save with the decision at ``prices`` (N,), for :meth:`learn_local`.
+
+        Keys start with ``_`` (internal, not forecasts) and are unique to the model.
+        """
+        ...
+
+    def learn_local(
+        self,
+        views: Sequence[SkuView],
+        prices: np.ndarray,
+        units: np.ndarray,
+        saved: Sequence[Mapping[str, float]],
+    ) -> None:
+        """Learn one label per SKU into ``views[i].state``; ``saved[i]`` holds what the decision
+        saved (every member's forecasts and :meth:`decision_memo` keys, if it got that far)."""
+        ...
+
+    # -- persistence of shared state, hot reload, description -------------------------------
+    def snapshot(self) -> Snapshot:
+        """The shared state (``None``: the model has none); must not change with later learning."""
+        ...
+
+    def restore(self, blob: bytes | str) -> None:
+        """Replace the shared state with a :meth:`snapshot` of this model (or a fresh one)."""
+        ...
+
+    def maybe_reload(self) -> bool:
+        """Pick up a new model file if one was published; True if a new model is live."""
+        ...
+
+    def info(self) -> ModelInfo: ...
+
+
+class ModelBase:
+    """Defaults for the optional parts of :class:`DemandModel`.
+
+    No shared state (``snapshot`` is ``None``, ``restore`` ignores a blob), no split learning (the whole :meth:`learn`
+    runs in the shared phase, where the decider has always called it), nothing to reload.
+    A model that keeps shared state overrides ``snapshot``/``restore``; one with per-SKU state
+    learned from labels overrides ``learn_pooled``/``decision_memo``/``learn_local``.
+    """
+
+    name: str
+
+    @property
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def learn(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        return None
+
+    def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
+        self.learn(views, prices, units)
+
+    def decision_memo(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
+        return {}
+
+    def learn_local(
+        self,
+        views: Sequence[SkuView],
+        prices: np.ndarray,
+        units: np.ndarray,
+        saved: Sequence[Mapping[str, float]],
+    ) -> None:
+        return None
+
+    def snapshot(self) -> Snapshot:
+        return None
+
+    def restore(self, blob: bytes | str) -> None:
+        return None  # nothing shared: a blob can only be from another version of the model
+
+    def maybe_reload(self) -> bool:
+        return False
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, version=self.version)
 
 
 def context_features(v: SkuView) -> dict[str, float]:

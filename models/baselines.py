@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.base import SkuView
+from models.base import ModelBase, SkuView
 
 
-class LastWindow:
+class LastWindow(ModelBase):
     """Next window sells what the last one did, whatever the price."""
 
     name = "last_window"
@@ -19,11 +19,8 @@ class LastWindow:
         last = np.array([max(v.last_units, 0.0) for v in views], dtype=np.float64)
         return np.broadcast_to(last[:, None], np.shape(prices)).copy()
 
-    def learn(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
-        return None
 
-
-class MovingAverage:
+class MovingAverage(ModelBase):
     """Next window sells the exponentially weighted average of recent windows (about 6)."""
 
     name = "moving_average"
@@ -32,6 +29,3 @@ class MovingAverage:
     def forecast(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
         avg = np.array([max(v.units_ewma, 0.0) for v in views], dtype=np.float64)
         return np.broadcast_to(avg[:, None], np.shape(prices)).copy()
-
-    def learn(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
-        return None

@@ -2,17 +2,21 @@
 
 Each check takes a zero-argument factory (fresh model) and raises ``AssertionError`` with a
 message when the model breaks the contract. ``tests/unit/test_model_checks.py`` runs them all
-over every model that ships.
+over every model registered in :mod:`models.registry` (:func:`shipped_models`), so a new model
+is checked as soon as it is listed there. :func:`check_persistence` is the one that keeps a
+learning model from silently forgetting on restart: whatever it learned must come back from its
+snapshot.
 """
 
 from __future__ import annotations
 
+import copy
 import pickle
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from models.base import DemandModel, SkuView
+from models.base import DemandModel, ModelInfo, SkuView
 from models.lstm_features import window_features
 
 Factory = Callable[[], DemandModel]
@@ -58,6 +62,21 @@ def _train(model: DemandModel, views: list[SkuView], rounds: int = 30, seed: int
         prices = np.array([v.price * rng.uniform(0.95, 1.05) for v in views])
         units = rng.poisson([max(v.units_ewma, 0.1) for v in views]).astype(np.float64)
         model.learn(views, prices, units)
+
+
+def _train_split(model: DemandModel, views: list[SkuView], rounds: int, seed: int) -> None:
+    """Learn as the window engine does: what the decision saves, then the shared phase, then
+    the per-SKU phase."""
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        prices = np.array([v.price * rng.uniform(0.95, 1.05) for v in views])
+        units = rng.poisson([max(v.units_ewma, 0.1) for v in views]).astype(np.float64)
+        memo = model.decision_memo(views, prices)
+        for k, a in memo.items():
+            assert k.startswith("_") and np.shape(a) == (len(views),), f"{model.name}: memo {k}"
+        saved = [{k: float(a[i]) for k, a in memo.items()} for i in range(len(views))]
+        model.learn_pooled(views, prices, units)
+        model.learn_local(views, prices, units, saved)
 
 
 def _grid(views: list[SkuView]) -> np.ndarray:
@@ -106,11 +125,74 @@ def check_deterministic(factory: Factory) -> None:
     np.testing.assert_array_equal(a.forecast(va, _grid(va)), b.forecast(vb, _grid(vb)))
 
 
+def check_persistence(factory: Factory) -> None:
+    """Snapshot -> restore into a fresh instance -> the same forecasts, the same learning after.
+
+    Per-SKU state travels in the views (copied here as the SKU records would be); everything
+    else the model learned must come back from :meth:`~models.base.DemandModel.snapshot`.
+    Also: a snapshot does not change as the model goes on learning, and restoring one into a
+    model that has learned since (the engine's rollback of a failed tick) goes back to it.
+    """
+    m = factory()
+    views = sample_views(seed=4)
+    _train_split(m, views, rounds=20, seed=6)
+    _train(m, views, rounds=5, seed=7)
+    snap = m.snapshot()
+    assert snap is None or isinstance(snap, bytes | str), f"{m.name}: snapshot {type(snap)}"
+    grid = _grid(views)
+    want = m.forecast(copy.deepcopy(views), grid)
+
+    def restored() -> DemandModel:
+        fresh = factory()
+        if snap is not None:
+            fresh.restore(snap)
+        return fresh
+
+    got = restored().forecast(copy.deepcopy(views), grid)
+    np.testing.assert_array_equal(
+        got, want, err_msg=f"{m.name}: what it learned does not survive snapshot/restore"
+    )
+    later = copy.deepcopy(views)
+    _train_split(m, later, rounds=10, seed=8)
+    np.testing.assert_array_equal(
+        restored().forecast(copy.deepcopy(views), grid),
+        want,
+        err_msg=f"{m.name}: the snapshot changed as the model learned on",
+    )
+    if snap is not None:
+        m.restore(snap)
+        np.testing.assert_array_equal(
+            m.forecast(copy.deepcopy(views), grid),
+            want,
+            err_msg=f"{m.name}: restoring into a model that learned since does not go back",
+        )
+    a, b = m, restored()
+    va, vb = copy.deepcopy(views), copy.deepcopy(views)
+    _train_split(a, va, rounds=10, seed=9)
+    _train_split(b, vb, rounds=10, seed=9)
+    np.testing.assert_array_equal(
+        a.forecast(va, _grid(va)),
+        b.forecast(vb, _grid(vb)),
+        err_msg=f"{m.name}: learns differently after a restore",
+    )
+
+
+def check_describes_itself(factory: Factory) -> None:
+    m = factory()
+    info = m.info()
+    assert isinstance(info, ModelInfo), f"{m.name}: info() is {type(info)}"
+    assert (info.name, info.version) == (m.name, m.version), f"{m.name}: info {info}"
+    assert m.name and not m.name.startswith("_"), f"bad model name {m.name!r}"
+    assert m.maybe_reload() is False, f"{m.name}: reloaded though nothing changed"
+
+
 CHECKS: tuple[Callable[[Factory], None], ...] = (
     check_shape_and_finite,
     check_picklable,
     check_unseen_sku,
     check_deterministic,
+    check_persistence,
+    check_describes_itself,
 )
 
 
@@ -119,18 +201,7 @@ def all_checks() -> Iterator[Callable[[Factory], None]]:
 
 
 def shipped_models() -> dict[str, Factory]:
-    """A factory for every demand model that ships."""
-    from models.baselines import LastWindow, MovingAverage
-    from models.lstm_model import LstmDemand
-    from models.river_model import RiverDemand
-    from models.seasonal_model import SeasonalPoisson
+    """A factory for every registered demand model (and each configuration it is checked in)."""
+    from models.registry import check_factories
 
-    return {
-        "river-bayes": lambda: RiverDemand("bayes"),
-        "river-linear": lambda: RiverDemand("linear"),
-        "river-pa": lambda: RiverDemand("pa"),
-        "lstm": LstmDemand,
-        "seasonal": SeasonalPoisson,
-        "last_window": LastWindow,
-        "moving_average": MovingAverage,
-    }
+    return check_factories()

@@ -8,10 +8,15 @@ identifiable while it is uncertain; the demand models (one batch per model, comb
 Draws are pseudo-random but deterministic per (SKU, window): a replay makes the same decision,
 so the PriceChange gets the same ``event_id``. The guardrails run after this and have the last
 word.
+
+The decider knows its members only through :class:`~models.base.DemandModel`: it forecasts,
+learns (shared phase, per-SKU phase), snapshots and restores every member alike, and
+:func:`default_decider` takes the members from :mod:`models.registry`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -23,17 +28,18 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from models.base import DemandModel, SkuView
-from models.baselines import LastWindow, MovingAverage
+from models import registry
+from models.base import DemandModel, SkuView, Snapshot
 from models.elasticity import Elasticity
 from models.ensemble import combine, update_errors, update_errors_batch
 from models.guardrails import Bounds
-from models.river_model import RegressorName, RiverDemand
+from models.river_model import RegressorName
 
 log = logging.getLogger(__name__)
 Objective = Literal["profit", "revenue"]
 ENSEMBLE = "ensemble"
 _ELASTICITY = "_elasticity"  # key of the pooled elasticity prior in the snapshot
+_BYTES = "b64"  # a member snapshot given as bytes is stored as {"b64": base64 text}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,10 @@ class Decider(Protocol):
     def snapshot(self) -> str | None: ...
 
     def restore(self, blob: str) -> None: ...
+
+    def models(self) -> Sequence[DemandModel]:
+        """The demand models deciding (for hot reload, metrics and the dashboard)."""
+        ...
 
 
 def _unit_normals(views: Sequence[SkuView], salt: str, hold_ms: int) -> np.ndarray:
@@ -143,7 +153,7 @@ class ModelDecider:
     restock_windows: float = 0.0  # stock must cover this many windows of demand; 0: ignore stock
     salvage: float = 1.0  # worth of a unit left over after restock_windows, fraction of cost
     elasticity: Elasticity = field(default_factory=Elasticity)
-    baselines: Sequence[DemandModel] = (LastWindow(), MovingAverage())
+    baselines: Sequence[DemandModel] = field(default_factory=registry.build_baselines)
     version: str = "model-v2"
     # the members' forecasts at the price in force from the last ``level`` (``propose``), kept
     # for one ``predict_at`` on the same views: SKUs whose price did not move are not forecast
@@ -151,6 +161,16 @@ class ModelDecider:
     _at_cur: tuple[Sequence[SkuView], np.ndarray, dict[str, np.ndarray]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.members]
+        bad = {n for n in names if names.count(n) > 1 or n.startswith("_") or n == ENSEMBLE}
+        if bad:
+            raise ValueError(f"member names must be unique, not {ENSEMBLE!r}, no '_': {bad}")
+
+    def models(self) -> Sequence[DemandModel]:
+        """The ensemble's members (not the baselines)."""
+        return tuple(self.members)
 
     def forecasts(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
         """Every member's and baseline's forecast, plus the ensemble of the members."""
@@ -316,17 +336,13 @@ class ModelDecider:
         for b in self.baselines:
             out[b.name] = b.forecast(views, p[:, None])[:, 0]
         for m in self.members:
-            if isinstance(m, RiverDemand):
-                out["_river_z"] = m.pooled_z(views, p)
+            out.update(m.decision_memo(views, p))
         return out
 
     def learn_pooled(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
         self._at_cur = None
         for m in self.members:
-            if isinstance(m, RiverDemand):
-                m.learn_pooled(views, prices, units)
-            else:
-                m.learn(views, prices, units)
+            m.learn_pooled(views, prices, units)
         self.elasticity.learn_pooled(views, prices, units)
 
     def learn_local_batch(
@@ -348,15 +364,7 @@ class ModelDecider:
         preds = [s.get("pred") or {} for s in saveds]
         prices = np.array([float(s["price"]) for s in saveds], dtype=np.float64)
         for m in self.members:
-            if isinstance(m, RiverDemand):
-                has = [i for i, p in enumerate(preds) if "_river_z" in p]
-                if has:
-                    m.learn_local(
-                        [views[i] for i in has],
-                        prices[has],
-                        y[has],
-                        np.array([preds[i]["_river_z"] for i in has], dtype=np.float64),
-                    )
+            m.learn_local(views, prices, y, preds)
         self.elasticity.learn_local_batch(views, prices, y)
         nan = math.nan
         update_errors_batch(
@@ -370,13 +378,7 @@ class ModelDecider:
         """One label of one SKU, learned by each part in turn (the reference for the batch)."""
         preds = saved.get("pred") or {}
         for m in self.members:
-            if isinstance(m, RiverDemand) and "_river_z" in preds:
-                m.learn_local(
-                    [view],
-                    np.array([saved["price"]]),
-                    np.array([units]),
-                    np.array([preds["_river_z"]]),
-                )
+            m.learn_local([view], np.array([saved["price"]]), np.array([units]), [preds])
         self.elasticity.learn_local(view, float(saved["price"]), units)
         update_errors(
             view,
@@ -386,18 +388,36 @@ class ModelDecider:
         )
 
     def snapshot(self) -> str | None:
-        blobs = {m.name: m.snapshot() for m in self.members if isinstance(m, RiverDemand)}
+        """The shared state: every member's snapshot that is not ``None``, by member name, and
+        the pooled elasticity prior, as one JSON object."""
+        blobs: dict[str, Any] = {}
+        for m in self.members:
+            got = m.snapshot()
+            if got is not None:
+                blobs[m.name] = _encode(got)
         blobs[_ELASTICITY] = self.elasticity.snapshot()
         return json.dumps(blobs)
 
     def restore(self, blob: str) -> None:
+        """Back to a :meth:`snapshot`: members it has a snapshot of restore theirs; the others
+        keep their state (a member added since starts fresh)."""
         self._at_cur = None
         blobs = json.loads(blob)
         for m in self.members:
-            if isinstance(m, RiverDemand) and m.name in blobs:
-                m.restore(blobs[m.name])
+            if m.name in blobs:
+                m.restore(_decode(blobs[m.name]))
         if _ELASTICITY in blobs:
             self.elasticity.restore(blobs[_ELASTICITY])
+
+
+def _encode(snap: Snapshot) -> Any:
+    return {_BYTES: base64.b64encode(snap).decode()} if isinstance(snap, bytes) else snap
+
+
+def _decode(obj: Any) -> bytes | str:
+    if isinstance(obj, dict):
+        return base64.b64decode(obj[_BYTES])
+    return str(obj)
 
 
 def default_decider(
@@ -410,15 +430,9 @@ def default_decider(
     salvage: float = 1.0,
     thompson_hold_ms: int = 3_600_000,
 ) -> ModelDecider:
-    """River (+ the shipped ONNX LSTM when it loads) behind the ensemble."""
-    members: list[DemandModel] = [RiverDemand(regressor)]
-    if lstm:
-        try:
-            from models.lstm_model import LstmDemand
-
-            members.append(LstmDemand())
-        except Exception as exc:  # no model file or no usable onnxruntime: River alone
-            log.warning("LSTM unavailable, using River only: %s", exc)
+    """The registered members (:mod:`models.registry`: River + the shipped ONNX LSTM when it
+    loads; ``lstm=False`` leaves the LSTM out) behind the ensemble."""
+    members = registry.build_members(exclude=() if lstm else ("lstm",), regressor=regressor)
     return ModelDecider(
         members=members,
         objective=objective,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import SkuView, clean
+from models.base import ModelBase, ModelInfo, SkuView, clean
 from models.onnx_scorer import LstmScorer
 
 
-class LstmDemand:
+class LstmDemand(ModelBase):
     """Scores the shipped (or configured) ONNX LSTM; it does not learn online.
 
     SKUs without any closed window yet get ``nan`` (no basis for a sequence forecast): the
@@ -59,4 +59,8 @@ class LstmDemand:
         return None  # retrained offline (`repricer train`) and hot-reloaded
 
     def maybe_reload(self) -> bool:
+        """A new ``demand_lstm.onnx`` is live (``repricer train`` wrote one): see the scorer."""
         return self.scorer.maybe_reload()
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, version=self.version, provider=self.provider)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import math
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +26,7 @@ from river import linear_model, optim, preprocessing
 
 from models.base import (
     CONTEXT_FEATURES,
+    ModelBase,
     SkuView,
     clean,
     context_features,
@@ -184,8 +185,13 @@ def _rls(views: Sequence[SkuView]) -> np.ndarray:
 _POOLED_FEATURES = (*CONTEXT_FEATURES, "log_price_change")
 
 
-class RiverDemand:
-    """Pooled River regressor + per-SKU RLS correction, as a :class:`DemandModel`."""
+class RiverDemand(ModelBase):
+    """Pooled River regressor + per-SKU RLS correction, as a :class:`DemandModel`.
+
+    The pooled regressor is shared state (``snapshot``/``restore``, learned by
+    ``learn_pooled``); the correction is per-SKU state, learned by ``learn_local`` from the
+    pooled prediction the decision saved (``decision_memo``).
+    """
 
     name = "river"
 
@@ -204,7 +210,7 @@ class RiverDemand:
     def snapshot(self) -> str:
         return base64.b64encode(pickle.dumps((self.pooled, self.n_learned))).decode()
 
-    def restore(self, blob: str) -> None:
+    def restore(self, blob: bytes | str) -> None:
         self.pooled, self.n_learned = pickle.loads(
             base64.b64decode(blob)
         )  # our own changelog topic
@@ -300,7 +306,34 @@ class RiverDemand:
                 self.pooled.learn_one(dict(zip(_POOLED_FEATURES, row, strict=True)), t)
         self.n_learned += len(target)
 
+    @property
+    def memo_key(self) -> str:
+        """Key of the pooled prediction saved with a decision (``_river_z``)."""
+        return f"_{self.name}_z"
+
+    def decision_memo(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
+        """The pooled prediction at the decided prices: the per-SKU part learns its residual."""
+        return {self.memo_key: self.pooled_z(views, prices)}
+
     def learn_local(
+        self,
+        views: Sequence[SkuView],
+        prices: np.ndarray,
+        units: np.ndarray,
+        saved: Sequence[Mapping[str, float]],
+    ) -> None:
+        """Each SKU whose decision saved a pooled prediction learns its residual."""
+        key = self.memo_key
+        has = [i for i, s in enumerate(saved) if key in s]
+        if has:
+            self.learn_residual(
+                [views[i] for i in has],
+                np.asarray(prices, dtype=np.float64)[has],
+                np.asarray(units, dtype=np.float64)[has],
+                np.array([saved[i][key] for i in has], dtype=np.float64),
+            )
+
+    def learn_residual(
         self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray, pooled_z: np.ndarray
     ) -> None:
         """Update each SKU's correction with the residual of the pooled prediction it was given.
@@ -346,4 +379,4 @@ class RiverDemand:
     def learn(self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray) -> None:
         z = self.pooled_z(views, np.asarray(prices, dtype=np.float64))
         self.learn_pooled(views, prices, units)
-        self.learn_local(views, prices, units, z)
+        self.learn_residual(views, prices, units, z)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import SkuView, clean, log_price_ratio
+from models.base import ModelBase, SkuView, clean, log_price_ratio
 from models.lstm_features import FEATURES, hour_features
 from models.quantiles import count_quantile, dispersion, update_dispersion
 
@@ -66,7 +66,7 @@ def _pack(n: int, theta: list[float], p: list[list[float]]) -> list[float]:
     return [n] + [round(t, 6) for t in theta] + [float(f"{p[i][j]:.6g}") for i, j in _UPPER]
 
 
-class SeasonalPoisson:
+class SeasonalPoisson(ModelBase):
     """Per-SKU online Poisson GLM (level, daily cycle, price) as a :class:`DemandModel`."""
 
     name = "seasonal"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import SkuView
+from models.base import DemandModel, SkuView
 from models.decider import Proposal
 from models.guardrails import Bounds
 
@@ -58,3 +58,6 @@ class FixedDecider:
 
     def restore(self, blob: str) -> None:
         self.pooled = [tuple(x) for x in json.loads(blob)]  # type: ignore[misc]
+
+    def models(self) -> Sequence[DemandModel]:
+        return ()  # no demand models behind the fixed factor

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.base import SkuView, context_features, context_matrix
+from models.base import ModelBase, SkuView, context_features, context_matrix
 from models.decider import ENSEMBLE, ModelDecider
 from models.elasticity import Elasticity, PooledPrior
 from models.ensemble import update_errors, update_errors_batch
@@ -108,8 +108,9 @@ def _decider() -> ModelDecider:
     return d
 
 
-class _Named:
-    """A member that only has a name: per-SKU learning reads members' names and forecasts."""
+class _Named(ModelBase):
+    """A member with a name and the protocol's defaults only (learns no per-SKU state):
+    per-SKU learning reads members' names and forecasts."""
 
     version = "1"
 
@@ -200,7 +201,7 @@ def test_river_correction_batch_equals_the_per_label_reference() -> None:
         r = math.log(p / v.price) if p > 0 else 0.0
         if math.isfinite(r) and math.isfinite(z) and u >= 0:
             _rls_reference(v, r, float(u), float(z))
-    RiverDemand().learn_local(batch, prices, units, zp)
+    RiverDemand().learn_residual(batch, prices, units, zp)
     for a, b in zip(one, batch, strict=True):
         _close(a.state, b.state, a.sku)
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from agents.web import Progress, consumer_lag, health, metrics_text
+from models.decider import ModelDecider
 from streams.app import Stats
 from streams.settings import Settings
 from tests.integration.promtext import parse_prometheus
@@ -39,7 +40,7 @@ def fake_rp(lag: int = 0, *, members: tuple[Any, ...] = ()) -> Any:
         stats=Stats(),
         topics={"orders": topic},
         app=SimpleNamespace(consumer=consumer, monitor=SimpleNamespace(events_total=0)),
-        engine=SimpleNamespace(decider=SimpleNamespace(members=members)),
+        engine=SimpleNamespace(decider=ModelDecider(members=list(members))),
         consumers={},
     )
 
@@ -79,8 +80,11 @@ def test_stuck_sink_is_unhealthy() -> None:
 
 
 def test_metrics_text_parses() -> None:
-    lstm = SimpleNamespace(name="lstm", provider="CPUExecutionProvider", version="lstm-abc")
-    rp = fake_rp(3, members=(SimpleNamespace(name="river"), lstm))
+    from models.lstm_model import LstmDemand
+    from models.river_model import RiverDemand
+
+    lstm = LstmDemand()
+    rp = fake_rp(3, members=(RiverDemand(), lstm))
     rp.stats.ingested["orders"] = 5
     rp.stats.dlq['bad "quote"\n'] = 1
     rp.stats.model_errors["learn_pooled"] = 2
@@ -89,12 +93,10 @@ def test_metrics_text_parses() -> None:
     assert fam.value("repricer_events_total", topic="orders") == 5
     assert fam.value("repricer_dlq_total", reason='bad "quote"\n') == 1
     assert fam.value("repricer_consumer_lag", topic="orders", partition="0") == 3
-    assert (
-        fam.value(
-            "repricer_model_info", model="lstm", provider="CPUExecutionProvider", version="lstm-abc"
-        )
-        == 1
-    )
+    samples = fam["repricer_model_info"].samples  # River runs on no execution provider
+    want = {"model": "lstm", "provider": lstm.provider, "version": lstm.version}
+    assert samples == {tuple(sorted(want.items())): 1.0}
+    assert lstm.version.startswith("lstm-")
 
 
 def test_an_unaccounted_event_makes_the_worker_unhealthy_and_shows_in_metrics() -> None:
