@@ -22,7 +22,7 @@ Adding a table
    top of that file: no DateTime64, LowCardinality, TTL, Map or JSON), with
    ``ENGINE = ReplacingMergeTree(version)``, ``PARTITION BY toYYYYMM(<a DateTime column>)``,
    ``ORDER BY (<natural key>)`` and ``version UInt64`` as the last column.
-2. Add one :class:`Table` to :data:`REGISTRY` below: the same columns and types in the same
+2. Define one :class:`Table` below and add it to :data:`REGISTRY`: the same columns and types in the same
    order, ``key``, ``partition_by``, ``version_from`` and ``message``. Column types are those
    the backends convert (:data:`COLUMN_KINDS`); a new one needs support in ``backends.py``.
 3. Its rows reach the sink either as window-agent aggregates -- ``aggregate=True``; the message
@@ -271,7 +271,14 @@ FORECASTS = Table(
 )
 
 REGISTRY: Mapping[str, Table] = {
-    t.name: t for t in (SALES_1M, CLICKS_1M, PRICE_CHANGES, DEAD_LETTERS, FORECASTS)
+    t.name: t
+    for t in (
+        SALES_1M,
+        CLICKS_1M,
+        PRICE_CHANGES,
+        DEAD_LETTERS,
+        FORECASTS,
+    )
 }
 """Every table by name, in schema.sql order."""
 
