@@ -22,17 +22,21 @@ Adding a table
    top of that file: no DateTime64, LowCardinality, TTL, Map or JSON), with
    ``ENGINE = ReplacingMergeTree(version)``, ``PARTITION BY toYYYYMM(<a DateTime column>)``,
    ``ORDER BY (<natural key>)`` and ``version UInt64`` as the last column.
-2. Define one :class:`Table` below and add it to :data:`REGISTRY`: the same columns and types in the same
-   order, ``key``, ``partition_by``, ``version_from`` and ``message``. Column types are those
-   the backends convert (:data:`COLUMN_KINDS`); a new one needs support in ``backends.py``.
+2. Define one :class:`Table` below and add it to :data:`REGISTRY`: the same columns and types
+   in the same order, ``key``, ``partition_by``, ``version_from`` and ``message``. Column types
+   are those the backends convert (:data:`COLUMN_KINDS`); a new one needs support in
+   ``backends.py``. An entry that contradicts itself fails when the module is imported.
 3. Its rows reach the sink either as window-agent aggregates -- ``aggregate=True``; the message
    struct's fields must then be exactly the columns but ``version``, the sink decodes them by
    ``tag`` without further code, and the engine sends ``{"t": TABLE.tag, "r": row}`` on the
    ``aggregates`` topic -- or from a topic of their own, whose messages the sink turns into
    columns (``agents/sink.py``: a ``*_columns`` function and an entry in ``register``).
 
-``python -m pytest tests/unit/test_tables.py tests/integration/test_clickhouse_backends.py``
-then checks the entry against the DDL on ClickHouse 18.16 and chdb.
+Nothing else lists tables: the backends, ``repricer report``'s row counts and the sink's
+decoder pick the new table up from the registry.
+``pytest tests/unit/test_tables.py tests/integration/test_clickhouse_backends.py`` then checks
+the entry against the DDL on ClickHouse 18.16 and chdb (``test_adding_a_table_by_the_recipe``
+follows these steps on a copy of ``infra/`` and writes through the sink on chdb).
 """
 
 from __future__ import annotations
