@@ -15,13 +15,14 @@ ReplacingMergeTree keyed by its natural key and read with ``FINAL``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from operator import attrgetter
+from operator import attrgetter, or_
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -31,7 +32,8 @@ from mode import Service
 from msgspec import Struct
 
 from agents.ingest import dead_letter
-from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect, row_type
+from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
+from infra.clickhouse.tables import AGGREGATES, DEAD_LETTERS, PRICE_CHANGES, Table
 from infra.kafka_client import aiokafka_config
 from schemas import DeadLetter, PriceChange, Rejection, encode
 from streams import shutdown
@@ -47,39 +49,37 @@ Batches = dict[str, TableColumns]
 """Column batches by table."""
 
 
-# An ``aggregates`` message is ``{"t": table, "r": row}`` (the window agent encodes SalesWindow,
-# ClicksWindow and ForecastRow structs). Its rows are decoded against the table's own row type
-# (``infra.clickhouse.row_type``: every column typed and bounded like in ClickHouse), picked by
-# the tag: so decoding is the validation, in C, and builds no dict per row; a row that does not
-# fit its table fails to decode and goes to the dead-letter topic with the reason
-# (``bad_sink_row``) instead of failing the insert.
-# ``version`` (the ReplacingMergeTree version) is taken from another column.
-_SalesRow = row_type("sales_1m")
-_ClicksRow = row_type("clicks_1m")
-_ForecastRow = row_type("forecasts")
-
-
-class _SalesMsg(Struct, frozen=True, gc=False, tag_field="t", tag="sales_1m"):
-    r: _SalesRow  # type: ignore[valid-type]
-
-
-class _ClicksMsg(Struct, frozen=True, gc=False, tag_field="t", tag="clicks_1m"):
-    r: _ClicksRow  # type: ignore[valid-type]
-
-
-class _ForecastMsg(Struct, frozen=True, gc=False, tag_field="t", tag="forecasts"):
-    r: _ForecastRow  # type: ignore[valid-type]
-
-
-_AggMsg = _SalesMsg | _ClicksMsg | _ForecastMsg
-_agg_dec = msgspec.json.Decoder(_AggMsg)
+# An ``aggregates`` message is ``{"t": tag, "r": row}`` (the window agent encodes the message
+# structs of the registry's aggregate tables, ``infra.clickhouse.AGGREGATES``). Its rows are
+# decoded against the table's own row type (``Table.row_type``: every column typed and bounded
+# like in ClickHouse), picked by the tag: so decoding is the validation, in C, and builds no dict
+# per row; a row that does not fit its table fails to decode and goes to the dead-letter topic
+# with the reason (``bad_sink_row``) instead of failing the insert.
+# ``version`` (the ReplacingMergeTree version) is taken from the table's ``version_from`` column.
+_AGG_MSGS: dict[Table, type[Struct]] = {
+    table: msgspec.defstruct(
+        f"_{table.row_type.__name__}Msg",
+        [("r", table.row_type)],
+        frozen=True,
+        gc=False,
+        tag_field="t",
+        tag=table.tag,
+    )
+    for table in AGGREGATES
+}
+_agg_dec: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+    functools.reduce(or_, _AGG_MSGS.values())
+)
 _AGG_TABLES: dict[type[Struct], tuple[str, tuple[str, ...], str]] = {
-    _SalesMsg: ("sales_1m", _SalesRow.__struct_fields__, "window_end"),
-    _ClicksMsg: ("clicks_1m", _ClicksRow.__struct_fields__, "window_end"),
-    _ForecastMsg: ("forecasts", _ForecastRow.__struct_fields__, "window_start"),
+    msg: (table.name, table.row_type.__struct_fields__, table.version_from)
+    for table, msg in _AGG_MSGS.items()
 }
 # tables whose columns come only from rows decoded against their row_type
-_DECODED_TABLES = frozenset(table for table, _, _ in _AGG_TABLES.values())
+_DECODED_TABLES = frozenset(table.name for table in AGGREGATES)
+# price_changes columns computed from a PriceChange rather than copied from one of its fields
+_CHANGE_DERIVED = ("forecast_old", "forecast_new", "model_versions", "version")
+_CHANGE_FIELDS = tuple(c for c in PRICE_CHANGES.column_names if c not in _CHANGE_DERIVED)
+_LETTER_FIELDS = tuple(c for c in DEAD_LETTERS.column_names if c != "version")
 _change_dec = msgspec.json.Decoder(PriceChange)
 _dlq_dec = msgspec.json.Decoder(DeadLetter)
 
@@ -112,9 +112,9 @@ def _columns(structs: Sequence[Struct], fields: Sequence[str]) -> TableColumns:
 
 def aggregate_columns(values: Sequence[bytes], rejected: Rejected | None = None) -> Batches:
     """Column batches by table from ``aggregates`` messages, without a dict per row."""
-    msgs: list[_AggMsg] = _decode_all(_agg_dec, values, rejected)
+    msgs: list[Any] = _decode_all(_agg_dec, values, rejected)
     out: Batches = {}
-    kinds: set[type[Struct]] = set(map(type, msgs))
+    kinds: set[Any] = set(map(type, msgs))
     for kind in kinds:
         table, fields, version = _AGG_TABLES[kind]
         rows = (
@@ -128,46 +128,19 @@ def aggregate_columns(values: Sequence[bytes], rejected: Rejected | None = None)
 
 def price_change_columns(values: Sequence[bytes], rejected: Rejected | None = None) -> Batches:
     changes = _decode_all(_change_dec, values, rejected)
-    cols = _columns(
-        changes,
-        (
-            "event_id",
-            "sku",
-            "old_price",
-            "new_price",
-            "currency",
-            "decided_at",
-            "effective_at",
-            "window_start",
-            "reasons",
-            "elasticity",
-            "guardrails",
-            "policy_version",
-        ),
-    )
+    cols = _columns(changes, _CHANGE_FIELDS)
     cols["forecast_old"] = [c.forecast.units_at_old for c in changes]
     cols["forecast_new"] = [c.forecast.units_at_new for c in changes]
     cols["model_versions"] = [json.dumps(c.model_versions, sort_keys=True) for c in changes]
-    cols["version"] = cols["decided_at"].copy()
-    return {"price_changes": cols}
+    cols["version"] = cols[PRICE_CHANGES.version_from].copy()
+    return {PRICE_CHANGES.name: cols}
 
 
 def dead_letter_columns(values: Sequence[bytes], rejected: Rejected | None = None) -> Batches:
     letters = _decode_all(_dlq_dec, values, rejected)
-    cols = _columns(
-        letters,
-        (
-            "source_topic",
-            "source_partition",
-            "source_offset",
-            "reason",
-            "detail",
-            "payload_excerpt",
-            "received_at",
-        ),
-    )
-    cols["version"] = cols["received_at"].copy()
-    return {"dead_letters": cols}
+    cols = _columns(letters, _LETTER_FIELDS)
+    cols["version"] = cols[DEAD_LETTERS.version_from].copy()
+    return {DEAD_LETTERS.name: cols}
 
 
 def batch_rows(batches: Batches) -> dict[str, int]:

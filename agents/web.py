@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from faust import web as fweb
 
 from infra.clickhouse import ClickHouseBackend, ClickHouseError, check_ident, connect
+from infra.clickhouse.tables import CLICKS_1M, DEAD_LETTERS, FORECASTS, PRICE_CHANGES, SALES_1M
 from models.base import ModelInfo
 
 if TYPE_CHECKING:
@@ -366,6 +367,20 @@ def _clean(row: Iterable[Any]) -> list[Any]:
     return out
 
 
+# Columns the API returns as they are stored, under their own names (checked against the
+# registry when this module is imported).
+_RECENT_CHANGE = PRICE_CHANGES.pick(
+    "event_id", "sku", "old_price", "new_price", "currency", "decided_at",
+    "window_start", "reasons", "guardrails", "elasticity",
+)  # fmt: skip
+_SKU_SALES = SALES_1M.pick("window_start", "orders", "units", "revenue", "price")
+_SKU_CLICKS = CLICKS_1M.pick("window_start", "views", "add_to_cart", "remove_from_cart")
+_SKU_CHANGES = PRICE_CHANGES.pick(
+    "window_start", "decided_at", "old_price", "new_price", "event_id"
+)
+_SKU_FORECASTS = FORECASTS.pick("window_start", "model", "predicted", "actual")
+
+
 class History:
     """The dashboard's ClickHouse queries; blocking, run them in :attr:`pool`."""
 
@@ -397,21 +412,16 @@ class History:
 
     def recent_changes(self, limit: int) -> list[dict[str, Any]]:
         rows = self.q(
-            f"SELECT event_id, sku, old_price, new_price, currency, decided_at, window_start, "
-            f"reasons, guardrails, elasticity FROM {self.db}.price_changes FINAL "
+            f"SELECT {', '.join(_RECENT_CHANGE)} FROM {PRICE_CHANGES.at(self.db)} FINAL "
             f"ORDER BY decided_at DESC, window_start DESC, event_id LIMIT %(limit)s",
             {"limit": limit},
         )
-        keys = (
-            "event_id", "sku", "old_price", "new_price", "currency", "decided_at",
-            "window_start", "reasons", "guardrails", "elasticity",
-        )  # fmt: skip
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [dict(zip(_RECENT_CHANGE, r, strict=True)) for r in rows]
 
     def skus(self, limit: int) -> list[dict[str, Any]]:
         rows = self.q(
             f"SELECT sku, count() AS n_windows, sum(units) AS total_units, "
-            f"max(window_start) AS last_window FROM {self.db}.sales_1m FINAL "
+            f"max(window_start) AS last_window FROM {SALES_1M.at(self.db)} FINAL "
             f"GROUP BY sku ORDER BY total_units DESC, sku LIMIT %(limit)s",
             {"limit": limit},
         )
@@ -421,55 +431,32 @@ class History:
         p = {"sku": sku, "n": windows}
         db = self.db
         sales = self.q(
-            f"SELECT window_start, orders, units, revenue, price FROM {db}.sales_1m FINAL "
+            f"SELECT {', '.join(_SKU_SALES)} FROM {SALES_1M.at(db)} FINAL "
             f"WHERE sku = %(sku)s ORDER BY window_start DESC LIMIT %(n)s",
             p,
         )
         clicks = self.q(
-            f"SELECT window_start, views, add_to_cart, remove_from_cart FROM {db}.clicks_1m FINAL "
+            f"SELECT {', '.join(_SKU_CLICKS)} FROM {CLICKS_1M.at(db)} FINAL "
             f"WHERE sku = %(sku)s ORDER BY window_start DESC LIMIT %(n)s",
             p,
         )
         changes = self.q(
-            f"SELECT window_start, decided_at, old_price, new_price, event_id "
-            f"FROM {db}.price_changes FINAL WHERE sku = %(sku)s "
-            f"ORDER BY window_start DESC, decided_at DESC LIMIT %(n)s",
+            f"SELECT {', '.join(_SKU_CHANGES)} FROM {PRICE_CHANGES.at(db)} FINAL "
+            f"WHERE sku = %(sku)s ORDER BY window_start DESC, decided_at DESC LIMIT %(n)s",
             p,
         )
         forecasts = self.q(
-            f"SELECT window_start, model, predicted, actual FROM {db}.forecasts FINAL "
+            f"SELECT {', '.join(_SKU_FORECASTS)} FROM {FORECASTS.at(db)} FINAL "
             f"WHERE sku = %(sku)s ORDER BY window_start DESC, model LIMIT %(nf)s",
             {**p, "nf": windows * 8},
         )
         return {
             "sku": sku,
             "window_ms": self.window_s * 1000,
-            "sales": [
-                dict(zip(("window_start", "orders", "units", "revenue", "price"), r, strict=True))
-                for r in reversed(sales)
-            ],
-            "clicks": [
-                dict(
-                    zip(
-                        ("window_start", "views", "add_to_cart", "remove_from_cart"), r, strict=True
-                    )
-                )
-                for r in reversed(clicks)
-            ],
-            "price_changes": [
-                dict(
-                    zip(
-                        ("window_start", "decided_at", "old_price", "new_price", "event_id"),
-                        r,
-                        strict=True,
-                    )
-                )
-                for r in reversed(changes)
-            ],
-            "forecasts": [
-                dict(zip(("window_start", "model", "predicted", "actual"), r, strict=True))
-                for r in reversed(forecasts)
-            ],
+            "sales": [dict(zip(_SKU_SALES, r, strict=True)) for r in reversed(sales)],
+            "clicks": [dict(zip(_SKU_CLICKS, r, strict=True)) for r in reversed(clicks)],
+            "price_changes": [dict(zip(_SKU_CHANGES, r, strict=True)) for r in reversed(changes)],
+            "forecasts": [dict(zip(_SKU_FORECASTS, r, strict=True)) for r in reversed(forecasts)],
         }
 
     def model_errors(self, bucket_windows: int, buckets: int) -> dict[str, Any]:
@@ -477,10 +464,10 @@ class History:
         rows = self.q(
             f"SELECT model, intDiv(toUInt32(window_start), %(bucket)s) * %(bucket)s AS bucket_start, "
             f"avg(abs(predicted - actual)) AS mae, count() AS n "
-            f"FROM {self.db}.forecasts FINAL "
+            f"FROM {FORECASTS.at(self.db)} FINAL "
             f"WHERE predicted = predicted AND actual = actual "
             f"AND toUInt32(window_start) >= "
-            f"(SELECT toUInt32(max(window_start)) FROM {self.db}.forecasts FINAL) - %(span)s "
+            f"(SELECT toUInt32(max(window_start)) FROM {FORECASTS.at(self.db)} FINAL) - %(span)s "
             f"GROUP BY model, bucket_start ORDER BY model, bucket_start",
             {"bucket": bucket_s, "span": bucket_s * buckets},
         )
@@ -491,14 +478,14 @@ class History:
 
     def guardrails(self) -> list[dict[str, Any]]:
         rows = self.q(
-            f"SELECT arrayJoin(guardrails) AS rule, count() AS n FROM {self.db}.price_changes FINAL "
-            f"GROUP BY rule ORDER BY n DESC, rule"
+            f"SELECT arrayJoin(guardrails) AS rule, count() AS n "
+            f"FROM {PRICE_CHANGES.at(self.db)} FINAL GROUP BY rule ORDER BY n DESC, rule"
         )
         return [{"rule": r, "n": n} for r, n in rows]
 
     def dlq(self) -> list[dict[str, Any]]:
         rows = self.q(
-            f"SELECT reason, count() AS n FROM {self.db}.dead_letters FINAL "
+            f"SELECT reason, count() AS n FROM {DEAD_LETTERS.at(self.db)} FINAL "
             f"GROUP BY reason ORDER BY n DESC, reason"
         )
         return [{"reason": r, "n": n} for r, n in rows]

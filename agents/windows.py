@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from agents.ingest import dead_letter
+from infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
 from schemas import DeadLetter, Rejection, encode
 from schemas.decode import excerpt
 from streams.envelope import EventEnv, pack, unpack
@@ -161,19 +162,19 @@ def register(rp: Repricer) -> None:
             for row in out.sales:
                 sent.append(
                     await agg.send(
-                        key=row.sku.encode(), value=_json.encode({"t": "sales_1m", "r": row})
+                        key=row.sku.encode(), value=_json.encode({"t": SALES_1M.tag, "r": row})
                     )
                 )
             for crow in out.clicks:
                 sent.append(
                     await agg.send(
-                        key=crow.sku.encode(), value=_json.encode({"t": "clicks_1m", "r": crow})
+                        key=crow.sku.encode(), value=_json.encode({"t": CLICKS_1M.tag, "r": crow})
                     )
                 )
             for frow in out.forecasts:
                 sent.append(
                     await agg.send(
-                        key=frow.sku.encode(), value=_json.encode({"t": "forecasts", "r": frow})
+                        key=frow.sku.encode(), value=_json.encode({"t": FORECASTS.tag, "r": frow})
                     )
                 )
             for change in out.changes:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from infra.kafka_client import kafka_python_config
-from streams.settings import Settings
+from infra.kafka_client import KafkaSettings, kafka_python_config
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,34 @@ class TopicSpec:
     compact: bool = False
 
 
+class TopicSettings(KafkaSettings, Protocol):
+    """What topic administration reads besides the connection (repricer's ``Settings`` has it)."""
+
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def partitions(self) -> int: ...
+    @property
+    def topic_orders(self) -> str: ...
+    @property
+    def topic_clicks(self) -> str: ...
+    @property
+    def topic_catalog(self) -> str: ...
+    @property
+    def topic_control(self) -> str: ...
+    @property
+    def topic_price_changes(self) -> str: ...
+    @property
+    def topic_prices(self) -> str: ...
+    @property
+    def topic_dlq(self) -> str: ...
+
+
 # The name callers used before infra.kafka_client existed; new code calls that module.
 client_kwargs = kafka_python_config
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
+def topic_specs(settings: TopicSettings) -> list[TopicSpec]:
     """Every public topic repricer reads or writes."""
     p = settings.partitions
     return [
@@ -44,7 +67,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(settings: TopicSettings, *, timeout_s: float = 30.0) -> list[str]:
     """Create missing topics; returns the names created. Retries until the broker answers."""
     deadline = time.monotonic() + timeout_s
     while True:

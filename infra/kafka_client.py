@@ -13,11 +13,10 @@ masked, because kafka-python logs its configuration at DEBUG; still, never log t
 from __future__ import annotations
 
 import ssl
-from typing import Any
-
-from streams.settings import Settings
+from typing import Any, Protocol
 
 __all__ = [
+    "KafkaSettings",
     "aiokafka_config",
     "faust_credentials",
     "kafka_python_config",
@@ -26,7 +25,45 @@ __all__ = [
 ]
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+class Secret(Protocol):
+    """A secret that is only revealed on request (``pydantic.SecretStr``)."""
+
+    def get_secret_value(self) -> str: ...
+
+
+class KafkaSettings(Protocol):
+    """The connection settings every Kafka client takes: read-only attributes, so repricer's
+    ``Settings`` (from ``REPRICER_*``) is one, and so is any object that has them; infra does not
+    depend on where the configuration comes from."""
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port[,host:port]``."""
+        ...
+
+    @property
+    def kafka_security_protocol(self) -> str: ...  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    @property
+    def kafka_sasl_mechanism(self) -> str: ...
+    @property
+    def kafka_username(self) -> str | None: ...
+    @property
+    def kafka_password(self) -> Secret | None: ...
+    @property
+    def kafka_ssl_cafile(self) -> str | None: ...
+    @property
+    def kafka_ssl_check_hostname(self) -> bool: ...
+    @property
+    def kafka_ssl_certfile(self) -> str | None: ...
+    @property
+    def kafka_ssl_keyfile(self) -> str | None: ...
+    @property
+    def kafka_ssl_key_password(self) -> Secret | None: ...
+    @property
+    def kafka_single_record_batches(self) -> bool: ...
+
+
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
     """The TLS context for ``SSL``/``SASL_SSL`` (``None`` for the plaintext protocols).
 
     It verifies the broker's certificate against ``kafka_ssl_cafile`` (or the system CAs) and,
@@ -62,7 +99,7 @@ class _Password(str):
         return "'**********'"
 
 
-def _sasl(settings: Settings) -> dict[str, Any]:
+def _sasl(settings: KafkaSettings) -> dict[str, Any]:
     if not settings.kafka_security_protocol.startswith("SASL"):
         return {}
     pw = settings.kafka_password
@@ -73,7 +110,7 @@ def _sasl(settings: Settings) -> dict[str, Any]:
     }
 
 
-def aiokafka_config(settings: Settings) -> dict[str, Any]:
+def aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments for ``AIOKafkaProducer``/``AIOKafkaConsumer``."""
     kw: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap,
@@ -86,7 +123,7 @@ def aiokafka_config(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-def kafka_python_config(settings: Settings) -> dict[str, Any]:
+def kafka_python_config(settings: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's ``KafkaProducer``/``KafkaConsumer``/admin client.
 
     The same options as :func:`aiokafka_config` (kafka-python takes the host name check from
@@ -97,7 +134,7 @@ def kafka_python_config(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-def producer_batch_bytes(settings: Settings, default: int = 16384) -> int:
+def producer_batch_bytes(settings: KafkaSettings, default: int = 16384) -> int:
     """Producer batch size in bytes: ``default``, or 1 (one record per batch: a batch always
     takes its first record) with ``kafka_single_record_batches`` (see its description).
 
@@ -107,7 +144,7 @@ def producer_batch_bytes(settings: Settings, default: int = 16384) -> int:
     return 1 if settings.kafka_single_record_batches else default
 
 
-def faust_credentials(settings: Settings) -> Any:
+def faust_credentials(settings: KafkaSettings) -> Any:
     """``broker_credentials`` for ``faust.App`` (``None`` for plaintext)."""
     import faust
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from infra.clickhouse.tables import CLICKS_1M, SALES_1M
 from models.lstm_features import (
     FEATURES,
     N_FEATURES,
@@ -67,7 +67,6 @@ OUTPUT_LAYOUT = (
     "units: float32 (batch, 1), expected units sold in the target window at the candidate price "
     "(= exp(clip(z, -15, 12)) of the linear head, trained with a Poisson likelihood); >= 0."
 )
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # --------------------------------------------------------------------------------- the data
@@ -252,14 +251,14 @@ def windows_from_clickhouse(
     zero demand at the price in force (zero is a label too).
     Reference price per SKU: its first observed price.
     """
-    if not _IDENT.match(database):
-        raise ValueError(f"invalid database name {database!r}")
+    sales_cols = SALES_1M.pick("sku", "window_start", "units", "price")
+    clicks_cols = CLICKS_1M.pick("sku", "window_start", "views", "add_to_cart")
     sales = backend.query(
-        f"SELECT sku, window_start, units, price FROM {database}.sales_1m FINAL "
+        f"SELECT {', '.join(sales_cols)} FROM {SALES_1M.at(database)} FINAL "
         "ORDER BY sku, window_start"
     )
     clicks = backend.query(
-        f"SELECT sku, window_start, views, add_to_cart FROM {database}.clicks_1m FINAL "
+        f"SELECT {', '.join(clicks_cols)} FROM {CLICKS_1M.at(database)} FINAL "
         "ORDER BY sku, window_start"
     )
     rows: dict[str, dict[int, list[float]]] = {}

@@ -556,7 +556,7 @@ def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     from clickhouse_driver import Client
 
     from infra.clickhouse import connect
-    from infra.clickhouse.backends import TABLES
+    from infra.clickhouse.tables import SALES_1M
     from infra.local.clickhouse_server import start_clickhouse_server
 
     n = 30_000 if quick else 100_000
@@ -565,8 +565,8 @@ def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     enc = msgspec.json.Encoder()
     rows = _sales_rows(n)
     # exactly what the window agent sends on the aggregates topic
-    encoded = [enc.encode({"t": "sales_1m", "r": r}) for r in rows]
-    cols = TABLES["sales_1m"]
+    encoded = [enc.encode({"t": SALES_1M.tag, "r": r}) for r in rows]
+    cols = SALES_1M.column_names
     # the direct inserts get their columns built outside the timer: they are the lower bound
     columnar = _direct_columns(rows, cols)
     columnar_dt = [

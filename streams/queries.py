@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from infra.clickhouse import ClickHouseBackend, check_ident
+from infra.clickhouse.tables import (
+    CLICKS_1M,
+    DEAD_LETTERS,
+    FORECASTS,
+    PRICE_CHANGES,
+    REGISTRY,
+    SALES_1M,
+)
 
-TABLE_NAMES = ("sales_1m", "clicks_1m", "price_changes", "dead_letters", "forecasts")
+TABLE_NAMES = tuple(REGISTRY)
 
 
 def _db(ch: ClickHouseBackend) -> str:
@@ -16,14 +24,17 @@ def _db(ch: ClickHouseBackend) -> str:
 
 def row_counts(ch: ClickHouseBackend) -> dict[str, int]:
     db = _db(ch)
-    return {t: int(ch.query(f"SELECT count() FROM {db}.{t} FINAL")[0][0]) for t in TABLE_NAMES}
+    return {
+        name: int(ch.query(f"SELECT count() FROM {t.at(db)} FINAL")[0][0])
+        for name, t in REGISTRY.items()
+    }
 
 
 def top_skus_by_revenue(ch: ClickHouseBackend, limit: int = 5) -> list[tuple[Any, ...]]:
     return ch.query(
         f"SELECT sku, sum(units) AS total_units, round(sum(revenue), 2) AS total_revenue, "
         f"round(sum(revenue) / greatest(sum(units), 1), 2) AS avg_price "
-        f"FROM {_db(ch)}.sales_1m FINAL GROUP BY sku ORDER BY total_revenue DESC, sku "
+        f"FROM {SALES_1M.at(_db(ch))} FINAL GROUP BY sku ORDER BY total_revenue DESC, sku "
         f"LIMIT %(limit)s",
         {"limit": limit},
     )
@@ -31,14 +42,14 @@ def top_skus_by_revenue(ch: ClickHouseBackend, limit: int = 5) -> list[tuple[Any
 
 def dead_letters_by_reason(ch: ClickHouseBackend) -> list[tuple[Any, ...]]:
     return ch.query(
-        f"SELECT reason, count() AS n FROM {_db(ch)}.dead_letters FINAL "
+        f"SELECT reason, count() AS n FROM {DEAD_LETTERS.at(_db(ch))} FINAL "
         f"GROUP BY reason ORDER BY n DESC, reason"
     )
 
 
 def price_changes_by_reason(ch: ClickHouseBackend) -> list[tuple[Any, ...]]:
     return ch.query(
-        f"SELECT arrayJoin(reasons) AS reason, count() AS n FROM {_db(ch)}.price_changes FINAL "
+        f"SELECT arrayJoin(reasons) AS reason, count() AS n FROM {PRICE_CHANGES.at(_db(ch))} FINAL "
         f"GROUP BY reason ORDER BY n DESC, reason"
     )
 
@@ -48,8 +59,8 @@ def conversion_by_sku(ch: ClickHouseBackend, limit: int = 5) -> list[tuple[Any, 
     return ch.query(
         f"SELECT c.sku, sum(c.views) AS total_views, sum(s.units) AS total_units, "
         f"round(sum(s.units) / greatest(sum(c.views), 1), 4) AS units_per_view "
-        f"FROM (SELECT sku, window_start, views FROM {db}.clicks_1m FINAL) AS c "
-        f"ANY LEFT JOIN (SELECT sku, window_start, units FROM {db}.sales_1m FINAL) AS s "
+        f"FROM (SELECT sku, window_start, views FROM {CLICKS_1M.at(db)} FINAL) AS c "
+        f"ANY LEFT JOIN (SELECT sku, window_start, units FROM {SALES_1M.at(db)} FINAL) AS s "
         f"USING (sku, window_start) GROUP BY c.sku ORDER BY total_views DESC, c.sku LIMIT %(limit)s",
         {"limit": limit},
     )
@@ -62,7 +73,7 @@ def forecast_accuracy(ch: ClickHouseBackend) -> list[dict[str, Any]]:
         f"sqrt(avg((predicted - actual) * (predicted - actual))) AS rmse, "
         f"avgIf(abs(predicted - actual) / actual, actual > 0) AS mape, "
         f"sum(abs(predicted - actual)) / greatest(sum(actual), 1e-9) AS wape "
-        f"FROM {_db(ch)}.forecasts FINAL GROUP BY model ORDER BY wape, model"
+        f"FROM {FORECASTS.at(_db(ch))} FINAL GROUP BY model ORDER BY wape, model"
     )
     return [
         {
@@ -84,13 +95,13 @@ FROM
 (
     SELECT sku, window_start, toUInt64(orders) AS orders, units, revenue,
            toUInt64(0) AS views
-    FROM {db}.sales_1m FINAL
+    FROM {sales} FINAL
     WHERE sku = %(sku)s AND window_start >= toDateTime(%(start)s)
       AND window_start < toDateTime(%(end)s)
     UNION ALL
     SELECT sku, window_start, toUInt64(0) AS orders, toUInt64(0) AS units,
            toFloat64(0) AS revenue, toUInt64(views) AS views
-    FROM {db}.clicks_1m FINAL
+    FROM {clicks} FINAL
     WHERE sku = %(sku)s AND window_start >= toDateTime(%(start)s)
       AND window_start < toDateTime(%(end)s)
     UNION ALL
@@ -119,6 +130,6 @@ def demand_series(
         raise ValueError("start and end must be multiples of window_s, start <= end")
     n = (end_s - start_s) // window_s
     return ch.query(
-        DEMAND_SERIES_SQL.format(db=_db(ch)),
+        DEMAND_SERIES_SQL.format(sales=SALES_1M.at(_db(ch)), clicks=CLICKS_1M.at(_db(ch))),
         {"sku": sku, "start": start_s, "end": end_s, "step": window_s, "n": n},
     )

@@ -1,9 +1,8 @@
-"""ClickHouse sink layer: schema (schema.sql) and the native / chdb backends."""
+"""ClickHouse sink layer: the table registry (tables.py), its DDL (schema.sql) and the
+native / chdb backends."""
 
 from infra.clickhouse.backends import (
-    COLUMN_TYPES,
     DEFAULT_DATABASE,
-    TABLES,
     ChdbBackend,
     ClickHouseAuthError,
     ClickHouseBackend,
@@ -11,18 +10,27 @@ from infra.clickhouse.backends import (
     ClickHouseUnavailable,
     Columns,
     NativeBackend,
-    check_ident,
     connect,
     load_schema,
     mask_url,
-    row_type,
     rows_to_columns,
     substitute_params,
 )
+from infra.clickhouse.tables import (
+    AGGREGATES,
+    COLUMN_TYPES,
+    REGISTRY,
+    TABLES,
+    Table,
+    check_ident,
+    row_type,
+)
 
 __all__ = [
+    "AGGREGATES",
     "COLUMN_TYPES",
     "DEFAULT_DATABASE",
+    "REGISTRY",
     "TABLES",
     "ChdbBackend",
     "ClickHouseAuthError",
@@ -31,6 +39,7 @@ __all__ = [
     "ClickHouseUnavailable",
     "Columns",
     "NativeBackend",
+    "Table",
     "check_ident",
     "connect",
     "load_schema",

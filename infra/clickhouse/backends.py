@@ -16,7 +16,6 @@ and then transposed), with DateTime values as int epoch milliseconds, and return
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -27,11 +26,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import msgspec
+
+from infra.clickhouse.tables import COLUMN_TYPES, TABLES, check_ident, row_type
+from infra.clickhouse.tables import INT_RANGES as _INT_RANGES
 
 __all__ = [
     "COLUMN_TYPES",
@@ -56,70 +58,6 @@ __all__ = [
 Columns = Mapping[str, Sequence[Any]]
 
 DEFAULT_DATABASE = "repricer"
-
-# table -> ((column, ClickHouse type), ...) in DDL order; must match schema.sql.
-COLUMN_TYPES: dict[str, tuple[tuple[str, str], ...]] = {
-    "sales_1m": (
-        ("sku", "String"),
-        ("window_start", "DateTime"),
-        ("window_end", "DateTime"),
-        ("orders", "UInt32"),
-        ("units", "UInt64"),
-        ("revenue", "Float64"),
-        ("price", "Float64"),
-        ("late_events", "UInt32"),
-        ("version", "UInt64"),
-    ),
-    "clicks_1m": (
-        ("sku", "String"),
-        ("window_start", "DateTime"),
-        ("window_end", "DateTime"),
-        ("views", "UInt32"),
-        ("add_to_cart", "UInt32"),
-        ("remove_from_cart", "UInt32"),
-        ("version", "UInt64"),
-    ),
-    "price_changes": (
-        ("event_id", "String"),
-        ("sku", "String"),
-        ("old_price", "Float64"),
-        ("new_price", "Float64"),
-        ("currency", "String"),
-        ("decided_at", "DateTime"),
-        ("effective_at", "DateTime"),
-        ("window_start", "DateTime"),
-        ("reasons", "Array(String)"),
-        ("forecast_old", "Float64"),
-        ("forecast_new", "Float64"),
-        ("elasticity", "Float64"),
-        ("model_versions", "String"),
-        ("guardrails", "Array(String)"),
-        ("policy_version", "String"),
-        ("version", "UInt64"),
-    ),
-    "dead_letters": (
-        ("source_topic", "String"),
-        ("source_partition", "Int32"),
-        ("source_offset", "Int64"),
-        ("reason", "String"),
-        ("detail", "String"),
-        ("payload_excerpt", "String"),
-        ("received_at", "DateTime"),
-        ("version", "UInt64"),
-    ),
-    "forecasts": (
-        ("sku", "String"),
-        ("window_start", "DateTime"),
-        ("model", "String"),
-        ("predicted", "Float64"),
-        ("actual", "Float64"),
-        ("version", "UInt64"),
-    ),
-}
-
-TABLES: dict[str, tuple[str, ...]] = {
-    table: tuple(name for name, _ in cols) for table, cols in COLUMN_TYPES.items()
-}
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # `repricer` used as a database name: `repricer.table` or a bare trailing `repricer`.
@@ -197,23 +135,6 @@ def load_schema(database: str = DEFAULT_DATABASE) -> list[str]:
     return statements
 
 
-def check_ident(name: str, what: str = "identifier") -> str:
-    """``name`` if it is a plain SQL identifier (``^[A-Za-z_][A-Za-z0-9_]*$``), else ValueError.
-
-    The only thing ever put into SQL text unescaped; every value goes in as a parameter.
-
-    >>> check_ident("repricer", "database")
-    'repricer'
-    >>> check_ident("x; DROP TABLE y", "database")
-    Traceback (most recent call last):
-    ...
-    ValueError: invalid database name: 'x; DROP TABLE y'
-    """
-    if not _IDENT_RE.match(name):
-        raise ValueError(f"invalid {what} name: {name!r}")
-    return name
-
-
 # --------------------------------------------------------------------------- escaping
 
 _ESCAPES = {
@@ -283,12 +204,6 @@ def substitute_params(sql: str, params: Mapping[str, Any] | None) -> str:
 # Integer columns are range-checked by building a C array of the matching width once per column
 # (OverflowError names the problem; much cheaper than min() and max() over Python ints).
 _INT_ARRAY_CODES = {"UInt32": "I", "UInt64": "Q", "Int32": "i", "Int64": "q"}
-_INT_RANGES = {
-    "UInt32": (0, 2**32 - 1),
-    "UInt64": (0, 2**64 - 1),
-    "Int32": (-(2**31), 2**31 - 1),
-    "Int64": (-(2**63), 2**63 - 1),
-}
 assert all(array(c).itemsize * 8 == int(t[-2:]) for t, c in _INT_ARRAY_CODES.items())
 
 
@@ -396,48 +311,6 @@ def _prepare_columns(
         else _check_column(columns[name], t, name)
         for name, t in COLUMN_TYPES[table]
     ]
-
-
-def _field_type(ch_type: str) -> Any:
-    if ch_type == "String":
-        return str
-    if ch_type == "Float64":
-        return float
-    if ch_type == "Array(String)":
-        return list[str]
-    if ch_type == "DateTime":  # epoch milliseconds, as every repricer timestamp
-        return Annotated[int, msgspec.Meta(ge=0, le=(2**32 - 1) * 1000 + 999)]
-    lo, hi = _INT_RANGES[ch_type]
-    if hi >= 2**63:  # msgspec bounds must fit an int64; its ints end at 2**64 - 1 anyway
-        return Annotated[int, msgspec.Meta(ge=lo)]
-    return Annotated[int, msgspec.Meta(ge=lo, le=hi)]
-
-
-@functools.cache
-def row_type(table: str) -> type[msgspec.Struct]:
-    """A msgspec Struct of ``table``'s columns but ``version`` (set by whoever writes the row),
-    each typed and bounded like its ClickHouse column, DateTime as epoch ms.
-
-    Decoding JSON against it *is* the validation ``insert_columns`` does, done in C while
-    decoding; columns taken from such decoded rows can be inserted with ``checked=True``.
-
-    >>> import msgspec
-    >>> Row = row_type("forecasts")
-    >>> msgspec.json.decode(
-    ...     b'{"sku":"A","window_start":60000,"model":"m","predicted":1.5,"actual":2}', type=Row
-    ... )
-    ForecastsRow(sku='A', window_start=60000, model='m', predicted=1.5, actual=2.0)
-    >>> msgspec.json.decode(b'{"sku":"A","window_start":-1}', type=Row)
-    Traceback (most recent call last):
-    ...
-    msgspec.ValidationError: Expected `int` >= 0 - at `$.window_start`
-    """
-    if table not in COLUMN_TYPES:
-        raise ValueError(f"unknown table: {table!r}")
-    name = "".join(part.title() for part in table.split("_")) + "Row"
-    fields = [(c, _field_type(t)) for c, t in COLUMN_TYPES[table] if c != "version"]
-    # only str/int/float/list[str] fields: never in a reference cycle, so untracked by the gc
-    return msgspec.defstruct(name, fields, kw_only=True, frozen=True, gc=False)
 
 
 def rows_to_columns(table: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:

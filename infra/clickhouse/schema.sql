@@ -5,6 +5,9 @@
 -- on its natural key, so at-least-once redelivery collapses on merge / FINAL.
 -- The loader (infra/clickhouse/backends.py) replaces the `repricer.` prefix with the
 -- target database name and splits statements on lines consisting of a single `;`.
+-- Every table here has an entry in the table registry (infra/clickhouse/tables.py: the same
+-- columns and types, key, partition and version column); tests compare the two on 18.16 and
+-- chdb. Its docstring is the recipe for adding a table.
 
 CREATE DATABASE IF NOT EXISTS repricer
 ;

@@ -7,6 +7,7 @@ in a temp dir. A missing server binary is a failure, not a skip.
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from infra.clickhouse import (
     COLUMN_TYPES,
+    REGISTRY,
     TABLES,
     ChdbBackend,
     ClickHouseBackend,
@@ -174,6 +176,136 @@ def test_init_is_idempotent_and_matches_tables(backend: ClickHouseBackend) -> No
             {"db": db, "t": table},
         )
         assert engine == [("ReplacingMergeTree",)]
+
+
+def test_registry_matches_the_tables_the_ddl_creates(backend: ClickHouseBackend) -> None:
+    """Every registry entry against the table schema.sql created: columns and types in order,
+    ReplacingMergeTree on `version`, natural key and partition (18.16 and chdb alike)."""
+    backend.init()
+    db = backend.database
+    assert {r[0] for r in backend.query(f"SHOW TABLES FROM {db}")} == set(REGISTRY)
+    for name, table in REGISTRY.items():
+        described = [(r[0], r[1]) for r in backend.query(f"DESCRIBE TABLE {table.at(db)}")]
+        assert tuple(described) == table.columns, name
+        (engine_full, sorting_key, partition_key), *_ = backend.query(
+            "SELECT engine_full, sorting_key, partition_key FROM system.tables "
+            "WHERE database = %(db)s AND name = %(t)s",
+            {"db": db, "t": name},
+        )
+        assert engine_full.startswith("ReplacingMergeTree(version) "), (name, engine_full)
+        assert sorting_key == ", ".join(table.key), name
+        assert partition_key == f"toYYYYMM({table.partition_by})", name
+
+
+# A table added by the recipe of infra/clickhouse/tables.py, step by step, on a copy of infra/.
+_RECIPE_TABLE = """
+class ReturnsWindow(Struct, frozen=True, kw_only=True, gc=False):
+    sku: str
+    window_start: int
+    returns: int
+    refunded: float
+
+
+RETURNS_1M = Table(
+    "returns_1m",
+    (
+        ("sku", "String"),
+        ("window_start", "DateTime"),
+        ("returns", "UInt32"),
+        ("refunded", "Float64"),
+        ("version", "UInt64"),
+    ),
+    key=("sku", "window_start"),
+    partition_by="window_start",
+    version_from="window_start",
+    message=ReturnsWindow,
+    aggregate=True,
+)
+
+"""
+_RECIPE_DDL = """
+CREATE TABLE IF NOT EXISTS repricer.returns_1m
+(
+    sku String,
+    window_start DateTime,
+    returns UInt32,
+    refunded Float64,
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (sku, window_start)
+;
+"""
+_RECIPE_CHECK = """
+import json, sys
+import msgspec
+from infra.clickhouse import connect
+from infra.clickhouse.tables import REGISTRY, RETURNS_1M, ReturnsWindow
+from agents.sink import aggregate_columns
+from streams import queries
+
+ch = connect(sys.argv[1])
+ch.init()
+described = [(r[0], r[1]) for r in ch.query(f"DESCRIBE TABLE {RETURNS_1M.at(ch.database)}")]
+row = ReturnsWindow(sku="a", window_start=1_700_000_040_000, returns=2, refunded=9.5)
+msgs = [msgspec.json.encode({"t": RETURNS_1M.tag, "r": row})] * 2  # the window agent's message
+msgs.append(msgspec.json.encode({"t": RETURNS_1M.tag, "r": {"sku": "b", "window_start": 0,
+                                 "returns": -1, "refunded": 0.0}}))
+rejected = []
+batches = aggregate_columns(msgs, rejected)
+written = sum(ch.insert_columns(t, cols, checked=True) for t, cols in batches.items())
+print(json.dumps({
+    "described": described,
+    "columns": list(RETURNS_1M.columns),
+    "written": written,
+    "rejected": [i for i, _ in rejected],
+    "counts": queries.row_counts(ch),
+    "stored": [list(map(str, r)) for r in ch.query(
+        f"SELECT sku, toUInt32(window_start), returns, refunded, version "
+        f"FROM {RETURNS_1M.at(ch.database)} FINAL")],
+}))
+"""
+
+
+def test_adding_a_table_by_the_recipe(tmp_path: Path) -> None:
+    """One registry entry plus its DDL, and nothing else: the backends create it, the sink decodes
+    its aggregates by tag and inserts them, the analyst row counts include it (on chdb)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import infra
+
+    root = Path(infra.__file__).parent
+    shutil.copytree(root, tmp_path / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    tables = tmp_path / "infra" / "clickhouse" / "tables.py"
+    src = tables.read_text()
+    assert src.count("REGISTRY: Mapping[str, Table] = {") == 1
+    assert src.count("        FORECASTS,\n    )\n}") == 1
+    src = src.replace(
+        "REGISTRY: Mapping[str, Table] = {", _RECIPE_TABLE + "REGISTRY: Mapping[str, Table] = {"
+    )
+    src = src.replace(
+        "        FORECASTS,\n    )\n}", "        FORECASTS,\n        RETURNS_1M,\n    )\n}"
+    )
+    tables.write_text(src)
+    schema = tmp_path / "infra" / "clickhouse" / "schema.sql"
+    schema.write_text(schema.read_text() + _RECIPE_DDL)
+    # the copy of infra/ comes first on the path (cwd); everything else is the project's own
+    out = subprocess.run(
+        [sys.executable, "-c", _RECIPE_CHECK, f"chdb://{tmp_path / 'chdb'}?database=recipe"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["described"] == got["columns"]
+    assert got["written"] == 2 and got["rejected"] == [2]
+    assert got["counts"]["returns_1m"] == 1  # the two equal rows collapsed on the natural key
+    assert got["stored"] == [["a", "1700000040", "2", "9.5", "1700000040000"]]
 
 
 def test_insert_every_table_twice_has_no_duplicates(backend: ClickHouseBackend) -> None:
