@@ -812,6 +812,8 @@ class WindowEngine:
             last = (ws, units, views)
             st["next"] = ws + W
             out.windows_closed += 1
+        if last[0] != b - W:  # the last window closed is quiet: the SKU's view is as of it
+            last = (b - W, 0, 0)
         self._quiet(sku, st, b, out, tick)
         ids = op.get("ids") or {}
         for k in [k for k in ids if int(k) < st["next"]]:

@@ -25,6 +25,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -175,10 +176,11 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
     topics["catalog"] = settings.topic_catalog
     where: dict[tuple[str, int, int], Case] = {}
 
-    def send(topic: str, value: bytes | None, key: bytes, case: Case | None = None) -> None:
+    def send(topic: str, value: bytes | None, key: bytes, case: Case | None = None) -> Any:
         md = producer.send(topics[topic], key=key, value=value).get(timeout=30)
         if case is not None:
             where[(md.topic, md.partition, md.offset)] = case
+        return (md.topic, md.partition, md.offset)
 
     for sku, cat in CATALOG.items():
         send("catalog", json.dumps({"sku": sku, **cat}).encode(), sku.encode())
@@ -191,14 +193,17 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
     sent = len(CATALOG)
     step = len(events) // len(POISON)
     duplicates = 0
+    dup_groups: list[set[tuple[str, int, int]]] = []
     for i, (topic, body) in enumerate(events):
         raw = json.dumps(body).encode()
         key = body["sku"].encode()
-        send(topic, raw, key)
+        first = send(topic, raw, key)
         sent += 1
         if topic == "orders" and i % 7 == 0:  # the same order again: same key, other key
-            send(topic, raw, key)
-            send(topic, raw, b"another-key-" + key)
+            # whichever of the three the engine sees first counts, the other two are
+            # dead-lettered as duplicate_order
+            group = {first, send(topic, raw, key), send(topic, raw, b"another-key-" + key)}
+            dup_groups.append(group)
             sent += 2
             duplicates += 2
         if i % step == 0 and i // step < len(POISON):
@@ -209,7 +214,7 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
     worker.wait_until(
         lambda st: (
             st.get("events_processed", 0) >= sent
-            and st.get("windows_closed", 0) >= 3 * (len(CATALOG) + 1)
+            and st.get("windows_closed", 0) + st.get("quiet_windows", 0) >= 3 * (len(CATALOG) + 1)
         ),  # every SKU's first ones
         timeout=180,
     )
@@ -239,14 +244,23 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
     sent += 1 + settings.partitions  # (the aggregates row is not an input event)
     stats = worker.wait_until(drained(sent), timeout=180, stable_s=1.5)
     dlq_topic = asyncio.run(
-        read_price_changes(broker.bootstrap, settings.topic_dlq, len(where))
+        read_price_changes(broker.bootstrap, settings.topic_dlq, len(where) + duplicates)
     )  # any topic of JSON records: here the DLQ, as a downstream consumer reads it
     worker.stop()
     assert "Traceback" not in worker.tail_log(10**7), worker.tail_log()
 
     cases = [*POISON, ancient, bad_row]
     expected_reasons = Counter(c.reason for c in cases)
+    expected_reasons["duplicate_order"] = duplicates
     assert stats["dlq"] == dict(expected_reasons)
+    # two duplicate letters per order sent three times, each at one of its three offsets
+    dup_letters = [dl for dl in dlq_topic if dl["reason"] == "duplicate_order"]
+    dlq_topic = [dl for dl in dlq_topic if dl["reason"] != "duplicate_order"]
+    for group in dup_groups:
+        at = [dl for dl in dup_letters if (dl["source_topic"], dl["source_partition"],
+                                           dl["source_offset"]) in group]  # fmt: skip
+        assert len(at) == 2 and len({dl["source_offset"] for dl in at}) == 2, (group, at)
+    assert len(dup_letters) == duplicates
 
     def case_of(dl: dict) -> Case:
         if dl["reason"] == "late_event":  # found by the windows agent: source is in the detail
@@ -272,7 +286,9 @@ def test_every_poison_case_gets_its_reason_and_nothing_valid_is_lost(
             {"source_topic": t, "source_partition": p, "source_offset": o, "reason": r, "detail": d}
         ).name: r
         for t, p, o, r, d in rows
+        if r != "duplicate_order"
     }
+    assert sum(r == "duplicate_order" for *_, r, _ in rows) == duplicates
     assert got_ch == got_topic
 
     # every valid event counted exactly once: duplicates and poison changed nothing
