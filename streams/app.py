@@ -6,6 +6,7 @@ several differently-configured apps, and importing a module never connects anywh
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -57,6 +58,7 @@ class Stats:
     duplicate_orders: int = 0
     # per SKU partition: its conservation counts as of its latest tick (Accounting.to_dict())
     accounting: dict[int, dict[str, Any]] = field(default_factory=dict)
+    event_loop: str = ""  # class of the running event loop, e.g. uvloop.Loop
 
     def unaccounted(self) -> list[int]:
         """Events and units accepted but in no emitted window, open window or dead letter."""
@@ -90,6 +92,7 @@ class Stats:
             "duplicate_orders": self.duplicate_orders,
             "accounting": {str(p): a for p, a in sorted(self.accounting.items())},
             "unaccounted": self.unaccounted(),
+            "event_loop": self.event_loop,
             "updated_at": time.time(),
         }
 
@@ -200,6 +203,9 @@ def create_app(settings: Settings) -> Repricer:
 
     @app.timer(1.0)
     async def _write_stats() -> None:
+        if not rp.stats.event_loop:
+            loop = type(asyncio.get_running_loop())
+            rp.stats.event_loop = f"{loop.__module__}.{loop.__qualname__}"
         sku_topic = topics["sku_events"].get_topic_name()
         rp.stats.partitions = sorted(
             tp.partition for tp in app.consumer.assignment() if tp.topic == sku_topic

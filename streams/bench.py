@@ -133,6 +133,7 @@ def run_bench(what: str, *, quick: bool = False, progress: Progress = None) -> d
         report.update(run_pipeline_bench("all", quick=quick, progress=progress))
         for key in (
             "ingest_ratio",
+            "ingest_ratio_quix",
             "scaleout_ratio",
             "decisions_per_s",
             "decision_p99_s",

@@ -405,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
             "all",
         ],
         help="forecast: model WAPE vs naive baselines, LSTM batching; ingest: worker vs Faust "
-        "count-only events/s; scaleout: two workers in one consumer group vs one, events/s; "
-        "decisions: SKUs decided/s at window close; sink: the sink's decode + insert path vs "
+        "count-only (same event loop) and Quix Streams count-only events/s; scaleout: two "
+        "workers in one consumer group vs one, events/s; decisions: SKUs decided/s at window close; sink: the sink's decode + insert path vs "
         "one bulk clickhouse-driver insert, rows/s; memory: state bytes per SKU; recovery: "
         "seconds to process again after kill -9; all: everything in one report",
     )
