@@ -567,20 +567,20 @@ class WindowEngine:
         # events, not with SKUs x windows. A crash replays the whole walk: the shared model's
         # steps are skipped (``learned_upto``), the SKUs' are redone from their records.
         W = self.window_ms
-        at: dict[int, list[tuple[str, State, State]]] = {}
+        at: dict[int, dict[str, tuple[str, State, State]]] = {}
         for item in closing:
-            _, st, op = item
+            sku, st, op = item
             for k in op["w"]:
                 if st["next"] is None or int(k) >= st["next"]:
-                    for end in (int(k), int(k) + W):
-                        if end < b:
-                            at.setdefault(end, []).append(item)
+                    for end in (int(k), int(k) + W):  # once per SKU: one window's end is the
+                        if end < b:  # next one's start
+                            at.setdefault(end, {})[sku] = item
         learned = False
         for e in [*sorted(at), b]:
             final = e == b
             step = [
                 (sku, st, op)
-                for sku, st, op in (closing if final else at[e])
+                for sku, st, op in (closing if final else at[e].values())
                 if (st["next"] if st["next"] is not None else min(map(int, op["w"]))) < e
             ]
             if step:

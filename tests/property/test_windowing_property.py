@@ -246,6 +246,13 @@ def test_every_accepted_event_is_in_exactly_one_place(tr: dict[str, Any]) -> Non
     assert all(len(ids) == len(set(ids)) for ids in accepted_ids.values())
     for e in dups.values():
         assert e.order_id in accepted_ids[(e.sku, e.ts - e.ts % W)]
+    # the shared model learned each label once, crashes and catch-up walks included
+    record = worker.tables["meta"]["0"]
+    if record.get("model"):
+        shared = FixedDecider()
+        shared.restore(record["model"])
+        learned = [(sku, ws) for sku, ws, _ in shared.pooled]
+        assert len(learned) == len(set(learned))
     # the engine's own accounting balances, nothing left open
     acct = Accounting.from_dict(worker.tables["meta"]["0"]["acct"])
     assert acct.unaccounted == [0, 0], acct

@@ -648,5 +648,7 @@ def test_a_catch_up_forecasts_and_learns_every_window_before_its_label() -> None
     assert (day_later, 7.0) in [(ws, a) for ws, _, a in a_rows]
     # every forecast made was labelled and learned once; the price was decided once per SKU
     assert out.labels == len(out.forecasts)
+    learned = [(sku, ws) for sku, ws, _ in h.engine.decider.pooled]  # type: ignore[attr-defined]
+    assert len(learned) == len(set(learned)) == out.labels
     assert out.decisions == 2
     assert h.skus["A"]["labels"] == len(a_rows)
