@@ -95,6 +95,9 @@ def run_demo(
             "events_sent": rep.events,
             "events_processed": stats["events_processed"],
             "windows_closed": stats["windows_closed"],
+            "quiet_windows": stats.get("quiet_windows", 0),
+            "accounting": stats.get("accounting", {}),
+            "unaccounted": stats.get("unaccounted", [0, 0]),
             "decisions": stats["decisions"],
             "price_changes": stats["price_changes"],
             "price_changes_applied_by_shop": rep.price_changes_applied,
@@ -118,7 +121,18 @@ def print_report(report: dict[str, Any]) -> None:
     print("\n=== repricer demo report ===")
     print(f"events sent / processed : {report['events_sent']} / {report['events_processed']}")
     print(
-        f"windows closed          : {report['windows_closed']} (decisions: {report['decisions']})"
+        f"windows closed          : {report['windows_closed']} with events, "
+        f"{report['quiet_windows']} quiet (decisions: {report['decisions']})"
+    )
+    acct = report["accounting"]
+    accepted = sum(a["accepted"][0] for a in acct.values())
+    where = {
+        k: sum(a[k][0] for a in acct.values()) for k in ("emitted", "open", "late", "duplicate")
+    }
+    print(
+        f"events accounted for    : {accepted} accepted = "
+        + " + ".join(f"{v} {k}" for k, v in where.items())
+        + f"; unaccounted {report['unaccounted'][0]}"
     )
     print(
         f"price changes published : {report['price_changes']} "
