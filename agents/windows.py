@@ -212,7 +212,6 @@ def register(rp: Repricer) -> None:
             st.late_events += len(out.late)
             st.model_errors.update(out.model_errors)
             st.quiet_windows += out.quiet_windows
-            st.duplicate_orders += len(out.duplicates)
             if out.accounting is not None:
                 st.accounting[msg.partition] = out.accounting.to_dict()
 

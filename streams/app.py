@@ -55,7 +55,6 @@ class Stats:
     started_at: float = field(default_factory=time.time)
     partitions: list[int] = field(default_factory=list)  # SKU partitions owned by this worker
     quiet_windows: int = 0  # windows closed without a row (no event in them)
-    duplicate_orders: int = 0
     # per SKU partition: its conservation counts as of its latest tick (Accounting.to_dict())
     accounting: dict[int, dict[str, Any]] = field(default_factory=dict)
     event_loop: str = ""  # class of the running event loop, e.g. uvloop.Loop
@@ -89,7 +88,6 @@ class Stats:
             "uptime_s": round(time.time() - self.started_at, 1),
             "partitions": self.partitions,
             "quiet_windows": self.quiet_windows,
-            "duplicate_orders": self.duplicate_orders,
             "accounting": {str(p): a for p, a in sorted(self.accounting.items())},
             "unaccounted": self.unaccounted(),
             "event_loop": self.event_loop,

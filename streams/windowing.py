@@ -99,12 +99,15 @@ class Outputs:
     # durable before any SKU record of the tick, while the final one (closing done, offset) must
     # come after them; a caller staging writes publishes this one first (agents/windows.py)
     tick_meta: tuple[str, State] | None = None
-    duplicate_orders: int = 0
     # the partition's conservation counts after a tick (None when no tick ran)
     accounting: Accounting | None = None
     # decider calls that raised, by stage (learn_pooled, learn_local_batch, propose, predict_at):
     # the tick went on without them (see the module docstring)
     model_errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def duplicate_orders(self) -> int:
+        return len(self.duplicates)
 
 
 def decision_id(sku: str, window_start: int, old: float, new: float, policy: str) -> str:
@@ -462,7 +465,6 @@ class WindowEngine:
             return
         op["src"][env.src] = env.off
         op["off"] = offset
-        op["p"] = partition
         ws = self.window_of(env.ts)
         n_events, n_units = _counts_of(env)
         b = pm.get("b")  # every window before the partition's boundary is closed, for every SKU
@@ -473,8 +475,7 @@ class WindowEngine:
         elif (
             isinstance(env, OrderEnv) and self.dedupe and not _first_time(op, str(ws), env.order_id)
         ):
-            out.duplicate_orders += 1  # the same order again: counted once, dead-lettered
-            _add(op, "dp", n_events, n_units)
+            _add(op, "dp", n_events, n_units)  # the same order again: counted once
             out.duplicates.append(env)
         else:
             _add(op, "a", n_events, n_units)
@@ -549,16 +550,6 @@ class WindowEngine:
                 else:  # catalog only so far: its zero-demand windows start here
                     st["next"] = b
                     skus[sku] = st
-        known = set(members)
-        for sku, op in list(opens.items()):
-            if op.get("p") == partition and sku not in known:
-                # open windows without a state record (see _fold): give them one, close them
-                log.warning("SKU %s had open windows but no state record: recreated", sku)
-                st = _new_state(partition)
-                skus[sku] = st
-                members.append(sku)
-                if any(int(k) < b for k in op["w"]):
-                    closing.append((sku, st, op))
         # A step of more than one window (a catch-up, a history import) is walked per SKU, from
         # window with events to window with events: at the start of each, the quiet stretch
         # before it closes (its first window's forecast labelled 0) and the window is forecast
@@ -778,7 +769,8 @@ class WindowEngine:
             starts = [b - W]  # late events are counted on a row: here the tick's last window
         for ws in starts:
             self._quiet(sku, st, ws, out, tick)
-            orders, units, revenue, views, carts, removes = wins.pop(str(ws), [0, 0, 0.0, 0, 0, 0])
+            w = wins.pop(str(ws), [0, 0, 0.0, 0, 0, 0])
+            orders, units, revenue, views, carts, removes = w
             out.sales.append(
                 SalesWindow(
                     sku=sku,
@@ -802,7 +794,7 @@ class WindowEngine:
                 )
             )
             op["late"] = 0
-            _add(st, "em", *_window_counts([orders, units, revenue, views, carts, removes]))
+            _add(st, "em", *_window_counts(w))
             self._score_pending(sku, st, ws, units, out, tick)
             st["sold"] = st.get("sold", 0) + units
             if cat is not None and self.history_len > 0:
