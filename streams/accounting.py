@@ -22,17 +22,17 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-partition-state-changelog"
 
 
-def read_accounting(
-    settings: Settings, *, idle_s: float = 1.5, timeout_s: float = 60.0
+def latest_records(
+    topic: str, *, idle_s: float = 1.5, timeout_s: float = 60.0, **config: Any
 ) -> dict[str, Any]:
-    """``{"partitions": {p: counts}, "unaccounted": [events, units], "ok": bool}``; ``ok`` is
-    None when no partition has recorded a tick yet."""
-    topic = changelog_topic(settings)
-    consumer = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(settings))
+    """The latest value per key of a changelog ``topic`` (JSON keys and values; a tombstone is
+    None), read from the start of every partition without a consumer group, until the topic has
+    been quiet for ``idle_s`` (a broker's end offsets are not trusted). ``config``: kafka-python
+    consumer settings."""
+    consumer = KafkaConsumer(enable_auto_commit=False, **config)
     latest: dict[str, Any] = {}
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if tps:
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
@@ -47,9 +47,26 @@ def read_accounting(
                     quiet_since = time.monotonic()
     finally:
         consumer.close()
-    partitions = {
-        k: v["acct"] for k, v in sorted(latest.items()) if isinstance(v, dict) and "acct" in v
-    }
+    return latest
+
+
+def partition_accounting(records: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each partition's conservation counts from its ``partition-state`` records."""
+    return {k: v["acct"] for k, v in sorted(records.items()) if isinstance(v, dict) and "acct" in v}
+
+
+def read_accounting(
+    settings: Settings, *, idle_s: float = 1.5, timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """``{"partitions": {p: counts}, "unaccounted": [events, units], "ok": bool}``; ``ok`` is
+    None when no partition has recorded a tick yet."""
+    records = latest_records(
+        changelog_topic(settings),
+        idle_s=idle_s,
+        timeout_s=timeout_s,
+        **kafka_python_config(settings),
+    )
+    partitions = partition_accounting(records)
     unaccounted = [sum(a["unaccounted"][i] for a in partitions.values()) for i in range(2)]
     return {
         "partitions": partitions,

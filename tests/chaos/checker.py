@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.clickhouse import ClickHouseBackend
+from streams.accounting import latest_records, partition_accounting
 
 Key = tuple[str, int]
 
@@ -70,40 +71,19 @@ class LearnedLabels:
     accounting: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def read_learned_labels(bootstrap: str, app_id: str, partitions: int) -> LearnedLabels:
+def read_learned_labels(bootstrap: str, app_id: str) -> LearnedLabels:
     """The latest SKU and partition records from the changelog topics (read, not consumed)."""
-    import json
-
-    from kafka import KafkaConsumer, TopicPartition
-
-    latest: dict[str, dict[str, Any]] = {}
-    for table in ("sku-state", "partition-state"):
-        topic = f"{app_id}-{table}-changelog"
-        c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            c.assign(tps)
-            c.seek_to_beginning(*tps)
-            end = c.end_offsets(tps)
-            values: dict[str, Any] = {}
-            while any(c.position(tp) < end[tp] for tp in tps):
-                for msgs in c.poll(timeout_ms=1000).values():
-                    for m in msgs:
-                        values[json.loads(m.key)] = json.loads(m.value) if m.value else None
-            latest[table] = values
-        finally:
-            c.close()
+    latest = {
+        table: latest_records(f"{app_id}-{table}-changelog", bootstrap_servers=bootstrap)
+        for table in ("sku-state", "partition-state")
+    }
     per_sku = {
         k: int(v.get("labels", 0)) for k, v in latest["sku-state"].items() if isinstance(v, dict)
     }
     pooled = sum(
         int(v.get("labels", 0)) for v in latest["partition-state"].values() if isinstance(v, dict)
     )
-    accounting = {
-        k: v["acct"]
-        for k, v in latest["partition-state"].items()
-        if isinstance(v, dict) and "acct" in v
-    }
+    accounting = partition_accounting(latest["partition-state"])
     return LearnedLabels(per_sku=per_sku, pooled=pooled, accounting=accounting)
 
 

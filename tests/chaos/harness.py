@@ -201,7 +201,7 @@ class FaultRun:
         changes = asyncio.run(
             read_price_changes(self.broker.bootstrap, s.topic_price_changes, 10**9, timeout=8)
         )
-        learned = read_learned_labels(self.broker.bootstrap, s.app_id, s.partitions)
+        learned = read_learned_labels(self.broker.bootstrap, s.app_id)
         ch = connect(self.url)
         try:
             verdict = check(
