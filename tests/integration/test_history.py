@@ -97,7 +97,6 @@ def per_sku_day(rows: list[tuple[Any, ...]]) -> Counter[tuple[str, int]]:
 def run_history(
     worker_factory: WorkerFactory,
     clickhouse_server: ClickHouseServer,
-    tmp_path: Path,
     *,
     seed: int,
     kills: int,
@@ -200,24 +199,20 @@ def run_history(
 
 
 def test_a_shops_history_imported_at_full_speed_counts_every_unit(
-    worker_factory: WorkerFactory, clickhouse_server: ClickHouseServer, tmp_path: Path
+    worker_factory: WorkerFactory, clickhouse_server: ClickHouseServer
 ) -> None:
-    run_history(
-        worker_factory, clickhouse_server, tmp_path, seed=1, kills=0, single_record_batches=False
-    )
+    run_history(worker_factory, clickhouse_server, seed=1, kills=0, single_record_batches=False)
 
 
 @pytest.mark.parametrize("single_record_batches", [True, False], ids=["one-record", "ordinary"])
 def test_history_with_two_kills_mid_stream_counts_every_unit(
     worker_factory: WorkerFactory,
     clickhouse_server: ClickHouseServer,
-    tmp_path: Path,
     single_record_batches: bool,
 ) -> None:
     run_history(
         worker_factory,
         clickhouse_server,
-        tmp_path,
         seed=2,
         kills=2,
         single_record_batches=single_record_batches,
