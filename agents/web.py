@@ -183,6 +183,11 @@ def health(
             f"unaccounted events: {unaccounted[0]} events ({unaccounted[1]} units) accepted but "
             "in no emitted window, open window or dead letter"
         )
+    if st.envelopes_lost:
+        problems.append(
+            f"lost envelopes: {st.envelopes_lost} SKU-topic envelopes were deleted by the broker "
+            "before this worker applied them (retention shorter than the downtime)"
+        )
     if not consuming:
         problems.append(f"not consuming: no progress for {idle_s:.0f}s with lag {lag}")
     if not sink_ok:
@@ -250,6 +255,18 @@ def metrics_text(rp: Repricer) -> str:
             "emitted + open + late + duplicate; unaccounted must be 0.",
             rows,
         )
+    e.one(
+        "repricer_offset_rewinds_total",
+        "counter",
+        "SKU-topic partitions rewound because an envelope was delivered ahead of a missing one.",
+        st.offset_rewinds,
+    )
+    e.one(
+        "repricer_envelopes_lost_total",
+        "counter",
+        "Missing SKU-topic envelopes the broker no longer held (deleted by retention): must be 0.",
+        st.envelopes_lost,
+    )
     e.one(
         "repricer_decisions_total",
         "counter",

@@ -24,6 +24,7 @@ from agents.ingest import dead_letter
 from infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
 from schemas import DeadLetter, Rejection, encode
 from schemas.decode import excerpt
+from streams.continuity import Continuity, Step, applied_key
 from streams.envelope import EventEnv, pack, unpack
 from streams.windowing import Outputs
 
@@ -130,14 +131,52 @@ def register(rp: Repricer) -> None:
     skus, meta, opens = rp.tables["skus"], rp.tables["meta"], rp.tables["opens"]
     engine = rp.engine
 
+    guard = Continuity()
+
+    async def rewind(msg: Any, target: int) -> None:
+        """Seek the partition back to ``target``, the first envelope not applied yet (or, if the
+        broker no longer holds it, to the earliest it holds, reporting the rest as lost)."""
+        try:
+            earliest = (await asyncio.wait_for(rp.app.consumer.earliest_offsets(msg.tp), 5.0)).get(
+                msg.tp
+            )
+        except Exception as exc:  # the seek below is right either way unless retention struck
+            log.warning("earliest offset of %s unknown (%r): rewinding anyway", msg.tp, exc)
+            earliest = None
+        if earliest is not None and earliest > target:
+            st.envelopes_lost += earliest - target
+            log.error(
+                "%s/%s: envelopes %s..%s were never applied and the broker no longer holds them "
+                "(retention shorter than the downtime): their events are lost; reading on from %s",
+                msg.topic, msg.partition, target, earliest - 1, earliest,
+            )  # fmt: skip
+            meta[applied_key(msg.partition)] = earliest - 1
+            target = earliest
+        log.warning(
+            "%s/%s: envelope %s delivered before %s..%s were applied; rewinding to %s",
+            msg.topic, msg.partition, msg.offset, target, msg.offset - 1, target,
+        )  # fmt: skip
+        await rp.app.consumer.seek(msg.tp, target)
+
     async def windows(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
+            akey = applied_key(msg.partition)
+            applied = meta.get(akey)
+            action, target = guard.check(msg.partition, msg.offset, applied, time.monotonic())
+            st.offset_rewinds, st.envelopes_refused = guard.rewinds, guard.refused
+            if action is Step.REWIND:
+                await rewind(msg, target)
+                continue
+            if action is Step.WAIT:
+                continue
             try:
                 env = unpack(event.value)
             except msgspec.DecodeError as exc:  # only our own ingest writes here
                 rej = Rejection(reason="bad_envelope", detail=str(exc)[:300])
                 await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
+                if applied is None or msg.offset > applied:
+                    meta[akey] = msg.offset
                 continue
             s_skus, s_meta, s_opens = Staged(skus), Staged(meta), Staged(opens)
             try:
@@ -156,6 +195,8 @@ def register(rp: Repricer) -> None:
                 rej = Rejection(reason="processing_error", detail=repr(exc)[:300])
                 await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
                 st.dlq["processing_error"] += 1
+                if applied is None or msg.offset > applied:
+                    meta[akey] = msg.offset
                 continue
             agg = t["aggregates"]
             sent: list[Any] = []
@@ -195,6 +236,8 @@ def register(rp: Repricer) -> None:
             if tick:  # everything folded before this tick is durable before the tick is
                 await rp.app.producer.flush()
             steps = durable_steps(out, s_meta, s_skus, s_opens, meta)
+            if applied is None or msg.offset > applied:  # committed with the partition record
+                s_meta[akey] = msg.offset
             for i, step in enumerate(steps):
                 step()
                 if tick and i < len(steps) - 1:  # each step durable before the next

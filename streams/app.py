@@ -58,6 +58,10 @@ class Stats:
     # per SKU partition: its conservation counts as of its latest tick (Accounting.to_dict())
     accounting: dict[int, dict[str, Any]] = field(default_factory=dict)
     event_loop: str = ""  # class of the running event loop, e.g. uvloop.Loop
+    # SKU-topic envelopes delivered ahead of a missing one: the partition was rewound to it
+    offset_rewinds: int = 0
+    envelopes_refused: int = 0  # delivered ahead of a missing one, read again after the rewind
+    envelopes_lost: int = 0  # missing envelopes the broker no longer held (retention)
 
     def unaccounted(self) -> list[int]:
         """Events and units accepted but in no emitted window, open window or dead letter."""
@@ -91,6 +95,9 @@ class Stats:
             "accounting": {str(p): a for p, a in sorted(self.accounting.items())},
             "unaccounted": self.unaccounted(),
             "event_loop": self.event_loop,
+            "offset_rewinds": self.offset_rewinds,
+            "envelopes_refused": self.envelopes_refused,
+            "envelopes_lost": self.envelopes_lost,
             "updated_at": time.time(),
         }
 

@@ -116,3 +116,15 @@ def test_an_unaccounted_event_makes_the_worker_unhealthy_and_shows_in_metrics() 
     assert units("repricer_accounted_units", partition="1", state="unaccounted") == 5
     assert units("repricer_accounted_units", partition="0", state="unaccounted") == 0
     assert units("repricer_accounted_units", partition="0", state="accepted") == 25
+
+
+def test_lost_envelopes_make_the_worker_unhealthy_and_rewinds_show_in_metrics() -> None:
+    rp, p = fake_rp(0), Progress(last_progress_at=0.0)
+    rp.stats.offset_rewinds = 2
+    assert health(rp, p, now=1000.0)[0]  # a rewind is the guard working: not a problem
+    rp.stats.envelopes_lost = 3
+    ok, details = health(rp, p, now=1000.0)
+    assert not ok and details["problems"][0].startswith("lost envelopes: 3 ")
+    fams = parse_prometheus(metrics_text(rp))
+    assert fams.value("repricer_offset_rewinds_total") == 2
+    assert fams.value("repricer_envelopes_lost_total") == 3
