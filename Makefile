@@ -23,7 +23,7 @@ help:  ## list targets
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade -c $(LOCK) pip
-	$(PIP) install --quiet -c $(LOCK) -e '.[dev]'
+	$(PIP) install --quiet -c $(LOCK) -e '.[dev,local]'
 	touch $@
 
 $(VENV)/.torch: $(VENV)/.installed
@@ -39,7 +39,7 @@ lock:  ## re-resolve every dependency from scratch and rewrite constraints.txt (
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/pip install --quiet -e '.[dev]' torch==$(TORCH_VERSION)
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[dev,local]' torch==$(TORCH_VERSION)
 	{ echo "# Exact versions of every distribution the dev install resolves (Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version() + ", " + platform.machine())'));"; \
 	  echo "# the Makefile installs with -c constraints.txt. Written by \`make lock\` from a fresh virtualenv"; \
 	  echo "# with the project, its dev extra and torch (torch itself is pinned by TORCH_VERSION in the"; \

@@ -614,7 +614,13 @@ class ChdbBackend:
 
     def _ensure_session(self) -> Any:
         if self._session is None:
-            from chdb import session as chdb_session
+            try:
+                from chdb import session as chdb_session
+            except ImportError as exc:
+                raise ClickHouseUnavailable(
+                    f"{self!r}: embedded ClickHouse needs chdb: pip install 'repricer[local]' "
+                    "(or point REPRICER_CLICKHOUSE_URL at a ClickHouse server)"
+                ) from exc
 
             self.path.mkdir(parents=True, exist_ok=True)
             try:

