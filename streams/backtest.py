@@ -15,15 +15,15 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from models.base import DemandModel
-from models.decider import default_decider
-from models.guardrails import Bounds, GuardrailConfig, check_price
+from models.guardrails import Bounds, check_price
 from models.quantiles import count_quantile, dispersion, update_dispersion
+from streams.build import build_engine
 from streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from streams.settings import Settings
 from streams.simulator import (
@@ -67,16 +67,6 @@ class RunResult:
     @property
     def revenue(self) -> float:
         return float(sum(self.revenue_by_day))
-
-
-def guardrail_config(s: Settings) -> GuardrailConfig:
-    return GuardrailConfig(
-        min_margin=s.min_margin,
-        max_step=s.max_step,
-        min_change=s.min_change,
-        cooldown_ms=s.cooldown_s * 1000,
-        rounding=s.rounding,
-    )
 
 
 class EngineFeed:
@@ -143,7 +133,6 @@ def run_market(
     seed: int,
     settings: Settings,
     start_ms: int = 1_767_225_600_000,
-    lstm: bool = True,
     keep_forecasts: bool = False,
     markup: float | None = None,
     extra_members: Sequence[Callable[[], DemandModel]] = (),
@@ -167,30 +156,15 @@ def run_market(
     )
     w_ms = settings.window_ms
     windows = int(days * DAY_MS // w_ms)
-    cfg = guardrail_config(settings)
     truths = market.truths
     if pricing == "oracle":
         for sku, t in truths.items():
             market.apply_price(sku, oracle_price(t, days * 1440, settings.objective), start_ms)
-    decider = default_decider(
-        max_step=settings.max_step,
-        objective=settings.objective,
-        lstm=lstm,
-        regressor=settings.river_regressor,
-        restock_windows=settings.restock_s / settings.window_s,
-        salvage=settings.salvage,
-        thompson_hold_ms=settings.thompson_hold_s * 1000,
+    # the worker's engine; this feed closes each window itself (no allowed lateness)
+    engine = build_engine(
+        settings.model_copy(update={"lateness_s": 0}), extra_members=extra_members
     )
-    if extra_members:
-        decider = replace(decider, members=[*decider.members, *(f() for f in extra_members)])
-    engine = WindowEngine(
-        window_ms=w_ms,
-        lateness_ms=0,
-        guardrails=cfg,
-        decider=decider,
-        policy_version=settings.policy_version,
-        rate_limit_per_tick=settings.rate_limit_per_window,
-    )
+    cfg = engine.guardrails
     feed = EngineFeed(engine)
     if pricing == "policy":
         feed.catalog(market)
@@ -273,7 +247,6 @@ def backtest(
     days: float,
     seed: int,
     settings: Settings,
-    lstm: bool = True,
     markup: float = 2.0,
     stocked: float = 0.0,
     progress: Callable[[str], None] | None = None,
@@ -286,7 +259,6 @@ def backtest(
             days=days,
             seed=seed,
             settings=settings,
-            lstm=lstm,
             markup=markup,
             stocked=stocked,
             progress=progress,

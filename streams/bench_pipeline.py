@@ -561,23 +561,13 @@ def scaleout(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 2. decisions
 
 
-def _engine(lstm: bool = True) -> Any:
-    from models.decider import default_decider
-    from streams.backtest import guardrail_config
+def _engine() -> Any:
+    """The worker's engine (``streams.build``) from the environment's settings, for a feed that
+    closes each window itself (no allowed lateness)."""
+    from streams.build import build_engine
     from streams.settings import Settings
-    from streams.windowing import WindowEngine
 
-    s = Settings()
-    return WindowEngine(
-        window_ms=s.window_ms,
-        lateness_ms=0,
-        guardrails=guardrail_config(s),
-        decider=default_decider(
-            max_step=s.max_step, objective=s.objective, lstm=lstm, regressor=s.river_regressor
-        ),
-        policy_version=s.policy_version,
-        rate_limit_per_tick=max(s.rate_limit_per_window, 1_000_000),
-    )
+    return build_engine(Settings().model_copy(update={"lateness_s": 0}))
 
 
 class _InProcess:
@@ -609,8 +599,13 @@ def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     """SKUs decided per second in the tick that closes a window for every SKU at once."""
     n = 2_000 if quick else 10_000
     warmup, repeats = (1, 2) if quick else (2, 3)
-    _say(progress, f"[bench decisions] {n} SKUs, River + LSTM decider, {warmup} warm-up windows")
     ip = _InProcess(n)
+    members = [m.name for m in ip.feed.engine.decider.models()]
+    _say(
+        progress,
+        f"[bench decisions] {n} SKUs, the worker's policy ({' + '.join(members)}), "
+        f"{warmup} warm-up windows",
+    )
     for _ in range(warmup):
         ip.window()
     ticks, rates, decided, changes = [], [], [], []
@@ -626,6 +621,7 @@ def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "decision_skus": n,
         "decision_windows_timed": repeats,
         "decision_warmup_windows": warmup,
+        "decision_models": members,
         **_median_and_range("decisions_per_s", rates, 0),
         "decision_p99_s": round(_p99(ticks), 3),
         "decision_tick_s_min_median_max": _mmm(ticks),
@@ -633,6 +629,8 @@ def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         "price_changes_per_tick": changes,
         "decision_note": (
             f"{n} SKUs per tick{' (--quick; the full run has 10000)' if quick else ''}; "
+            "the worker's engine (streams.build.build_engine, the settings from the environment "
+            "with no allowed lateness), "
             "in process, one partition, dict tables: seconds of the WatermarkEnv that closes the "
             "window for every SKU at once (window close -> all price changes ready, before any "
             "Kafka send); p99 over only the timed windows (so effectively their max)"
@@ -858,7 +856,7 @@ def memory(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     """Bytes of table state per SKU at two SKU counts, and how linear it is."""
     small, large = (1_000, 5_000) if quick else (10_000, 100_000)
     windows = 3
-    history_len = _engine(lstm=False).history_len
+    history_len = _engine().history_len
     res = {}
     for n in (small, large):
         _say(progress, f"[bench memory] {n} SKUs x {windows} windows (tracemalloc on)")

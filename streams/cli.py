@@ -185,12 +185,13 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.restock_days is not None:
         settings = Settings(restock_s=round(args.restock_days * 86_400))
+    if args.no_lstm:
+        settings = settings.model_copy(update={"lstm": False})
     report = backtest(
         skus=args.skus,
         days=args.days,
         seed=args.seed,
         settings=settings,
-        lstm=not args.no_lstm,
         markup=args.markup,
         stocked=args.stocked,
         progress=progress,

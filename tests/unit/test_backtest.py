@@ -8,9 +8,9 @@ from streams.simulator import Market
 
 
 def test_policy_run_respects_guardrails_and_is_deterministic() -> None:
-    s = Settings(cooldown_s=60)
-    a = run_market("policy", skus=8, days=0.05, seed=3, settings=s, lstm=False)
-    b = run_market("policy", skus=8, days=0.05, seed=3, settings=s, lstm=False)
+    s = Settings(cooldown_s=60, lstm=False)
+    a = run_market("policy", skus=8, days=0.05, seed=3, settings=s)
+    b = run_market("policy", skus=8, days=0.05, seed=3, settings=s)
     assert a.price_changes > 0
     assert a.guardrail_violations == 0
     assert a.profit_by_day == b.profit_by_day and a.price_changes == b.price_changes
@@ -24,7 +24,7 @@ def test_static_and_oracle_share_traffic_and_oracle_wins() -> None:
 
 
 def test_backtest_report_has_the_contract_keys() -> None:
-    r = backtest(skus=5, days=0.03, seed=1, settings=Settings(), lstm=False)
+    r = backtest(skus=5, days=0.03, seed=1, settings=Settings(lstm=False))
     for key in (
         "profit_vs_oracle_last_day",
         "profit_vs_static",
@@ -62,7 +62,8 @@ def test_forecast_bench_reports_the_oracle_bound() -> None:
 def test_policy_learns_to_beat_static_prices_within_half_a_day() -> None:
     s = Settings()
     st = run_market("static", skus=20, days=0.5, seed=4, settings=s, markup=2.0)
-    po = run_market("policy", skus=20, days=0.5, seed=4, settings=s, markup=2.0, lstm=False)
+    river_only = Settings(lstm=False)
+    po = run_market("policy", skus=20, days=0.5, seed=4, settings=river_only, markup=2.0)
     orc = run_market("oracle", skus=20, days=0.5, seed=4, settings=s, markup=2.0)
     assert po.guardrail_violations == 0
     # keystone prices leave ≈10% of the oracle's profit on the table; the policy must recover
