@@ -53,7 +53,7 @@ def test_extra_members_join_the_ensemble() -> None:
 
 
 def test_decisions_bench_runs_the_workers_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.bench_pipeline import _engine
+    from streams.tools.bench.decisions import _engine
 
     monkeypatch.setenv("REPRICER_RESTOCK_S", "7200")
     monkeypatch.setenv("REPRICER_SALVAGE", "0.5")
