@@ -1,7 +1,8 @@
 """Tools around the engine: simulation, backtests, benchmarks, the demo, history import.
 
-Nothing in the engine or the agents imports from here; tools build the engine the worker runs
-with :func:`streams.build.build_engine`, or run ``repricer worker`` processes.
+Nothing the worker runs imports from here (tests/unit/test_tools_layer.py; the CLI and the
+LSTM trainer's simulator data excepted); tools build the engine the worker runs with
+:func:`streams.build.build_engine`, or run ``repricer worker`` processes.
 
 - ``backtest``: ``repricer backtest``, the real engine in process over the market simulator
   (static vs policy vs oracle), and ``run_market``, which the forecast benchmark reuses.
