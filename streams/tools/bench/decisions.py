@@ -8,7 +8,7 @@ import json
 import statistics
 import time
 import tracemalloc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.tools.bench.common import (
     MIN_MS,
@@ -21,8 +21,11 @@ from streams.tools.bench.common import (
     say,
 )
 
+if TYPE_CHECKING:
+    from streams.windowing import WindowEngine
 
-def _engine() -> Any:
+
+def _engine() -> WindowEngine:
     """The worker's engine (``streams.build``) from the environment's settings, for a feed that
     closes each window itself (no allowed lateness)."""
     from streams.build import build_engine
