@@ -5,7 +5,7 @@
 work without it. Runtime scoring (``models.onnx_scorer``) never imports this module.
 
 Data: closed 1-minute windows of many SKUs (:class:`WindowSet`), either simulated with
-:class:`streams.simulator.Market` (with random price moves so the model sees price variation) or
+:class:`streams.tools.simulator.market.Market` (with random price moves so the model sees price variation) or
 read from the ClickHouse sink (``sales_1m`` / ``clicks_1m``).
 
 Model (:func:`build_model`): ``LSTM(len(FEATURES) -> hidden, 1 layer)`` over the normalised
@@ -164,7 +164,8 @@ def generate_training_windows(
     with ``Market.apply_price`` and aggregates the events of ``Market.step`` minute by minute
     (slow: for checks on small sizes).
     """
-    from streams.simulator import MAX_CONVERSION, MIN_PER_DAY, QTY_PROBS, Market
+    from streams.tools.simulator.market import Market
+    from streams.tools.simulator.truth import MAX_CONVERSION, MIN_PER_DAY, QTY_PROBS
 
     if n_skus < 1 or minutes < 2:
         raise ValueError("need n_skus >= 1 and minutes >= 2")

@@ -18,8 +18,7 @@ from typing import Any
 import faust
 
 from infra.kafka_client import faust_credentials, producer_batch_bytes
-from models.decider import default_decider
-from models.guardrails import GuardrailConfig
+from streams.build import build_engine
 from streams.durable import AckedTable, make_flush_durable
 from streams.settings import Settings
 from streams.shutdown import RepricerApp
@@ -166,29 +165,7 @@ def create_app(settings: Settings) -> Repricer:
         "opens": app.Table("sku-open", default=None, partitions=p, key_type=str),
     }
     make_flush_durable(app, tables.values())
-    engine = WindowEngine(
-        window_ms=settings.window_ms,
-        lateness_ms=settings.lateness_ms,
-        guardrails=GuardrailConfig(
-            min_margin=settings.min_margin,
-            max_step=settings.max_step,
-            min_change=settings.min_change,
-            cooldown_ms=settings.cooldown_s * 1000,
-            rounding=settings.rounding,
-        ),
-        decider=default_decider(
-            max_step=settings.max_step,
-            objective=settings.objective,
-            lstm=settings.lstm,
-            regressor=settings.river_regressor,
-            restock_windows=settings.restock_s / settings.window_s,
-            salvage=settings.salvage,
-            thompson_hold_ms=settings.thompson_hold_s * 1000,
-        ),
-        policy_version=settings.policy_version,
-        dedupe=not settings.unsafe_disable_replay_dedup,
-        rate_limit_per_tick=settings.rate_limit_per_window,
-    )
+    engine = build_engine(settings)
     rp = Repricer(
         settings=settings,
         app=app,

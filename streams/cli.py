@@ -50,7 +50,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.simulate import run_simulation
+    from streams.tools.simulate import run_simulation
 
     settings = Settings()
 
@@ -88,7 +88,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import print_report, run_demo
+    from streams.tools.demo import print_report, run_demo
 
     report = run_demo(
         workdir=Path(args.workdir),
@@ -107,7 +107,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from streams.tail import tail
+    from streams.tools.tail import tail
 
     return asyncio.run(
         tail(
@@ -176,7 +176,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from streams.backtest import backtest
+    from streams.tools.backtest import backtest
 
     def progress(msg: str) -> None:
         if not args.json:
@@ -185,12 +185,13 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.restock_days is not None:
         settings = Settings(restock_s=round(args.restock_days * 86_400))
+    if args.no_lstm:
+        settings = settings.model_copy(update={"lstm": False})
     report = backtest(
         skus=args.skus,
         days=args.days,
         seed=args.seed,
         settings=settings,
-        lstm=not args.no_lstm,
         markup=args.markup,
         stocked=args.stocked,
         progress=progress,
@@ -200,7 +201,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from streams.bench import run_bench
+    from streams.tools.bench.run import run_bench
 
     report = run_bench(args.what, quick=args.quick, progress=None if args.json else _err)
     print(json.dumps(report, indent=None if args.json else 2))
@@ -220,18 +221,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from streams import replay as rp
+    from streams.tools.replay import read, send
 
     settings = Settings()
     if args.end_of_input_only:
         if args.at is None:
             raise SystemExit("repricer replay: --end-of-input-only needs --at TIME")
         try:
-            at = rp.parse_time(args.at)
+            at = read.parse_time(args.at)
         except ValueError as exc:
             raise SystemExit(f"repricer replay: --at: {exc}") from None
         try:
-            print(json.dumps(rp.end_of_input_only(settings, at)))
+            print(json.dumps(send.end_of_input_only(settings, at)))
         except RuntimeError as exc:  # refused by the broker, or no such topic
             raise SystemExit(f"repricer replay: {exc}") from None
         return 0
@@ -241,21 +242,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if not sources:
         raise SystemExit("repricer replay: give FILE, --orders, --clicks or --catalog")
     try:
-        opts = rp.ReadOptions(
-            mapping=rp.parse_mapping(args.map),
+        opts = read.ReadOptions(
+            mapping=read.parse_mapping(args.map),
             ts_unit=args.ts_unit,
             tz=ZoneInfo(args.tz) if args.tz else None,
             fmt=args.format,
             delimiter=args.delimiter,
         )
         for _, path in sources:
-            rp.file_format(path, opts.fmt)
+            read.file_format(path, opts.fmt)
             if not path.is_file():
                 raise ValueError(f"{path}: no such file")
     except (ValueError, KeyError) as exc:  # ZoneInfo raises a KeyError subclass
         raise SystemExit(f"repricer replay: {exc}") from None
     try:
-        summary = rp.replay_files(
+        summary = send.replay_files(
             sources,
             opts=opts,
             speed=args.speed,

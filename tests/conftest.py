@@ -23,8 +23,8 @@ from infra.local.clickhouse_server import (
     start_clickhouse_server,
 )
 from infra.local.tansu import TansuBroker, find_tansu, start_tansu
-from streams.runner import WorkerProcess
 from streams.settings import Settings
+from streams.tools.runner import WorkerProcess
 from tests.tls import self_signed_cert
 from tests.workers import StartedWorker, WorkerFactory
 

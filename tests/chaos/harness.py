@@ -24,9 +24,9 @@ from infra.clickhouse import connect
 from infra.kafka_admin import ensure_topics
 from infra.local.tansu import TansuBroker
 from schemas import Order, encode
-from streams.runner import WorkerProcess
 from streams.settings import Settings
-from streams.simulator import Market
+from streams.tools.runner import WorkerProcess
+from streams.tools.simulator.market import Market
 from tests.chaos.checker import Expected, Verdict, check, read_learned_labels
 from tests.integration.test_pipeline import read_price_changes
 

@@ -32,7 +32,7 @@ import pytest
 from infra.clickhouse import connect
 from infra.local.clickhouse_server import ClickHouseServer
 from infra.local.tansu import TansuBroker
-from streams.runner import drained
+from streams.tools.runner import drained
 from tests.integration.test_pipeline import (
     CATALOG,
     MIN,

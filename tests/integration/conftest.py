@@ -18,8 +18,8 @@ from kafka import KafkaProducer
 
 from infra.local.clickhouse_server import ClickHouseServer
 from infra.local.tansu import free_port
-from streams.runner import WorkerProcess
 from streams.settings import Settings
+from streams.tools.runner import WorkerProcess
 from tests.workers import WorkerFactory
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

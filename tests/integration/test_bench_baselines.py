@@ -11,14 +11,8 @@ import pytest
 
 from infra.kafka_admin import ensure_topics
 from infra.local.tansu import TansuBroker
-from streams.bench_pipeline import (
-    _bench_settings,
-    _click_payloads,
-    _produce,
-    _run_faust_count,
-    _run_pipeline_ingest,
-    _run_quix_count,
-)
+from streams.tools.bench.common import bench_settings, click_payloads, produce
+from streams.tools.bench.ingest import _run_faust_count, _run_pipeline_ingest, _run_quix_count
 
 pytestmark = pytest.mark.integration
 N = 500
@@ -26,8 +20,8 @@ N = 500
 
 def _topic(broker: TansuBroker, tmp_path: Path) -> str:
     topic = f"bench-clicks-{uuid.uuid4().hex[:6]}"
-    ensure_topics(_bench_settings(tmp_path, broker.url, "topics", topic_clicks=topic))
-    _produce(broker.bootstrap, topic, _click_payloads(N))
+    ensure_topics(bench_settings(tmp_path, broker.url, "topics", topic_clicks=topic))
+    produce(broker.bootstrap, topic, click_payloads(N))
     return topic
 
 

@@ -22,7 +22,7 @@ from agents.web import History
 from infra.clickhouse import ClickHouseError, connect
 from infra.local.clickhouse_server import ClickHouseServer
 from streams import cli
-from streams.runner import closed_out, drained
+from streams.tools.runner import closed_out, drained
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

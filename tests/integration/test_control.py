@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from infra.local.tansu import TansuBroker
-from streams.runner import drained, settings_env
+from streams.tools.runner import drained, settings_env
 from tests.integration.test_pipeline import read_price_changes
 from tests.workers import WorkerFactory
 

@@ -27,8 +27,8 @@ from kafka import KafkaProducer
 
 from infra.clickhouse import connect
 from infra.local.clickhouse_server import ClickHouseServer
-from streams.runner import closed_out, drained, settings_env
 from streams.settings import Settings
+from streams.tools.runner import closed_out, drained, settings_env
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

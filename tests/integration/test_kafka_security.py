@@ -30,8 +30,8 @@ from infra.kafka_admin import ensure_topics
 from infra.kafka_client import aiokafka_config, kafka_python_config
 from infra.local.tansu import TansuBroker, free_port, start_tansu
 from streams import cli
-from streams.runner import WorkerProcess, settings_env
 from streams.settings import Settings
+from streams.tools.runner import WorkerProcess, settings_env
 from tests.tls import TlsProxy
 
 pytestmark = pytest.mark.integration

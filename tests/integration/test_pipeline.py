@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from infra.clickhouse import connect
 from infra.local.tansu import TansuBroker
 from schemas.export import JSON_DIR
-from streams.runner import drained
+from streams.tools.runner import drained
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,10 @@ from infra.kafka_admin import ensure_topics
 from infra.local.clickhouse_server import ClickHouseServer
 from infra.local.tansu import TansuBroker
 from streams import cli
-from streams.replay import ReadOptions, load, replay_files
-from streams.runner import drained, settings_env
 from streams.settings import Settings
+from streams.tools.replay.read import ReadOptions, load
+from streams.tools.replay.send import replay_files
+from streams.tools.runner import drained, settings_env
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

@@ -30,8 +30,8 @@ from infra.kafka_client import aiokafka_config, kafka_python_config
 from infra.local.clickhouse_server import ClickHouseServer
 from infra.local.tansu import TansuBroker, free_port
 from streams.app import create_app
-from streams.runner import WorkerProcess, settings_env
 from streams.settings import Settings, settings_reference
+from streams.tools.runner import WorkerProcess, settings_env
 from tests.conftest import CLICKHOUSE_APP_USER
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 
 from infra.clickhouse import connect
 from infra.local.clickhouse_server import start_clickhouse_server
-from streams.runner import drained
+from streams.tools.runner import drained
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

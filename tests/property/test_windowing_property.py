@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from agents.windows import Staged, durable_steps
 from models.guardrails import GuardrailConfig
 from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, OrderEnv, WatermarkEnv
-from streams.testing import FixedDecider
+from streams.tools.testing import FixedDecider
 from streams.windowing import Accounting, WindowEngine
 
 T0 = 1_767_225_600_000

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from streams.backtest import backtest, run_market
 from streams.settings import Settings
-from streams.simulator import Market
+from streams.tools.backtest import backtest, run_market
+from streams.tools.simulator.market import Market
 
 
 def test_policy_run_respects_guardrails_and_is_deterministic() -> None:
-    s = Settings(cooldown_s=60)
-    a = run_market("policy", skus=8, days=0.05, seed=3, settings=s, lstm=False)
-    b = run_market("policy", skus=8, days=0.05, seed=3, settings=s, lstm=False)
+    s = Settings(cooldown_s=60, lstm=False)
+    a = run_market("policy", skus=8, days=0.05, seed=3, settings=s)
+    b = run_market("policy", skus=8, days=0.05, seed=3, settings=s)
     assert a.price_changes > 0
     assert a.guardrail_violations == 0
     assert a.profit_by_day == b.profit_by_day and a.price_changes == b.price_changes
@@ -24,7 +24,7 @@ def test_static_and_oracle_share_traffic_and_oracle_wins() -> None:
 
 
 def test_backtest_report_has_the_contract_keys() -> None:
-    r = backtest(skus=5, days=0.03, seed=1, settings=Settings(), lstm=False)
+    r = backtest(skus=5, days=0.03, seed=1, settings=Settings(lstm=False))
     for key in (
         "profit_vs_oracle_last_day",
         "profit_vs_static",
@@ -39,8 +39,8 @@ def test_backtest_report_has_the_contract_keys() -> None:
 def test_compound_poisson_median_matches_simulated_draws() -> None:
     import numpy as np
 
-    from streams.backtest import compound_poisson_median
-    from streams.simulator import MEAN_QTY, QTY_PROBS, QTY_VALUES
+    from streams.tools.bench.forecast import compound_poisson_median
+    from streams.tools.simulator.truth import MEAN_QTY, QTY_PROBS, QTY_VALUES
 
     rng = np.random.default_rng(0)
     assert compound_poisson_median(0.0) == 0.0
@@ -51,7 +51,7 @@ def test_compound_poisson_median_matches_simulated_draws() -> None:
 
 
 def test_forecast_bench_reports_the_oracle_bound() -> None:
-    from streams.backtest import forecast_bench
+    from streams.tools.bench.forecast import forecast_bench
 
     r = forecast_bench(skus=6, days=0.08, seed=2, settings=Settings(), eval_days=0.04)
     # the median of the true distribution minimises expected absolute error: a bound
@@ -62,7 +62,8 @@ def test_forecast_bench_reports_the_oracle_bound() -> None:
 def test_policy_learns_to_beat_static_prices_within_half_a_day() -> None:
     s = Settings()
     st = run_market("static", skus=20, days=0.5, seed=4, settings=s, markup=2.0)
-    po = run_market("policy", skus=20, days=0.5, seed=4, settings=s, markup=2.0, lstm=False)
+    river_only = Settings(lstm=False)
+    po = run_market("policy", skus=20, days=0.5, seed=4, settings=river_only, markup=2.0)
     orc = run_market("oracle", skus=20, days=0.5, seed=4, settings=s, markup=2.0)
     assert po.guardrail_violations == 0
     # keystone prices leave ≈10% of the oracle's profit on the table; the policy must recover
@@ -77,8 +78,8 @@ def test_policy_learns_to_beat_static_prices_within_half_a_day() -> None:
 def test_stock_aware_oracle_sells_the_stock_over_the_run_at_the_best_price() -> None:
     from dataclasses import replace
 
-    from streams.backtest import oracle_price
-    from streams.simulator import MEAN_QTY, conversion, oracle_price_of
+    from streams.tools.backtest import oracle_price
+    from streams.tools.simulator.truth import MEAN_QTY, conversion, oracle_price_of
 
     m = Market(n_skus=30, seed=2, start_ms=0, stocked_fraction=0.0)
     for t in m.truths.values():

@@ -11,17 +11,17 @@ import pytest
 
 from schemas import Rejection
 from schemas.decode import watermark_marker
-from streams.replay import (
+from streams.settings import Settings
+from streams.tools.replay.read import (
     ReadOptions,
     convert_ts,
-    end_of_input_at,
     file_format,
     load,
     parse_mapping,
     parse_time,
     read_file,
 )
-from streams.settings import Settings
+from streams.tools.replay.send import end_of_input_at
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 S = Settings()

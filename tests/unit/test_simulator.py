@@ -1,4 +1,4 @@
-"""Unit tests of the closed-loop market simulator (streams.simulator)."""
+"""Unit tests of the closed-loop market simulator (streams.tools.simulator)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ import pytest
 
 from schemas.decode import decode
 from schemas.events import CatalogItem, Click, Order, Rejection
-from streams.simulator import (
-    MEAN_QTY,
-    Market,
-    SkuTruth,
-    conversion,
-    oracle_price_of,
-)
+from streams.tools.simulator.market import Market
+from streams.tools.simulator.truth import MEAN_QTY, SkuTruth, conversion, oracle_price_of
 
 START = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 MIN = 60_000
@@ -278,7 +273,7 @@ def test_stock_runs_out() -> None:
 
 
 def test_step_counts_match_expected_units() -> None:
-    from streams.simulator import Market as _Market
+    from streams.tools.simulator.market import Market as _Market
 
     m = _Market(n_skus=20, seed=3, start_ms=START)
     minutes = 400

@@ -13,7 +13,7 @@ from models.decider import ModelDecider
 from models.guardrails import GuardrailConfig
 from models.river_model import RiverDemand
 from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
-from streams.testing import FixedDecider
+from streams.tools.testing import FixedDecider
 from streams.windowing import (
     ORDER_IDS_PER_WINDOW,
     Outputs,

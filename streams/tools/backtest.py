@@ -5,7 +5,8 @@ demand models, policy and guardrails the worker runs, applies every price change
 market, and records realised profit per simulated day plus every forecast the models made.
 ``repricer backtest`` compares three pricings of one market with one seed (common random
 numbers, so the same traffic): static prices, the policy, and the oracle. ``repricer bench
-forecast`` scores the models' forecasts against naive baselines on the same kind of run.
+forecast`` (:mod:`streams.tools.bench.forecast`) scores the models' forecasts against naive
+baselines on the same kind of run.
 """
 
 from __future__ import annotations
@@ -13,28 +14,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
-
 from models.base import DemandModel
-from models.decider import default_decider
-from models.guardrails import Bounds, GuardrailConfig, check_price
-from models.quantiles import count_quantile, dispersion, update_dispersion
+from models.guardrails import Bounds, check_price
+from streams.build import build_engine
 from streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from streams.settings import Settings
-from streams.simulator import (
-    MEAN_QTY,
-    QTY_PROBS,
-    QTY_VALUES,
-    Market,
-    Objective,
-    SkuTruth,
-    oracle_price_of,
-)
+from streams.tools.simulator.market import Market
+from streams.tools.simulator.truth import MEAN_QTY, Objective, SkuTruth, oracle_price_of
 from streams.windowing import WindowEngine
 
 DAY_MS = 86_400_000
@@ -67,16 +58,6 @@ class RunResult:
     @property
     def revenue(self) -> float:
         return float(sum(self.revenue_by_day))
-
-
-def guardrail_config(s: Settings) -> GuardrailConfig:
-    return GuardrailConfig(
-        min_margin=s.min_margin,
-        max_step=s.max_step,
-        min_change=s.min_change,
-        cooldown_ms=s.cooldown_s * 1000,
-        rounding=s.rounding,
-    )
 
 
 class EngineFeed:
@@ -143,7 +124,6 @@ def run_market(
     seed: int,
     settings: Settings,
     start_ms: int = 1_767_225_600_000,
-    lstm: bool = True,
     keep_forecasts: bool = False,
     markup: float | None = None,
     extra_members: Sequence[Callable[[], DemandModel]] = (),
@@ -167,30 +147,15 @@ def run_market(
     )
     w_ms = settings.window_ms
     windows = int(days * DAY_MS // w_ms)
-    cfg = guardrail_config(settings)
     truths = market.truths
     if pricing == "oracle":
         for sku, t in truths.items():
             market.apply_price(sku, oracle_price(t, days * 1440, settings.objective), start_ms)
-    decider = default_decider(
-        max_step=settings.max_step,
-        objective=settings.objective,
-        lstm=lstm,
-        regressor=settings.river_regressor,
-        restock_windows=settings.restock_s / settings.window_s,
-        salvage=settings.salvage,
-        thompson_hold_ms=settings.thompson_hold_s * 1000,
+    # the worker's engine; this feed closes each window itself (no allowed lateness)
+    engine = build_engine(
+        settings.model_copy(update={"lateness_s": 0}), extra_members=extra_members
     )
-    if extra_members:
-        decider = replace(decider, members=[*decider.members, *(f() for f in extra_members)])
-    engine = WindowEngine(
-        window_ms=w_ms,
-        lateness_ms=0,
-        guardrails=cfg,
-        decider=decider,
-        policy_version=settings.policy_version,
-        rate_limit_per_tick=settings.rate_limit_per_window,
-    )
+    cfg = engine.guardrails
     feed = EngineFeed(engine)
     if pricing == "policy":
         feed.catalog(market)
@@ -273,7 +238,6 @@ def backtest(
     days: float,
     seed: int,
     settings: Settings,
-    lstm: bool = True,
     markup: float = 2.0,
     stocked: float = 0.0,
     progress: Callable[[str], None] | None = None,
@@ -286,7 +250,6 @@ def backtest(
             days=days,
             seed=seed,
             settings=settings,
-            lstm=lstm,
             markup=markup,
             stocked=stocked,
             progress=progress,
@@ -332,148 +295,3 @@ def backtest(
         "oracle_profit_by_day": [round(p, 2) for p in orc.profit_by_day],
         "seconds": round(sum(r.seconds for r in runs.values()), 1),
     }
-
-
-def wape(pred: np.ndarray, actual: np.ndarray) -> float:
-    """Weighted absolute percentage error: sum |error| / sum actual (well-defined with zeros)."""
-    return float(np.abs(pred - actual).sum() / max(actual.sum(), 1e-9))
-
-
-def compound_poisson_median(mean_units: float) -> float:
-    """Median of the simulator's units in a window whose expected units are ``mean_units``.
-
-    Orders are Poisson with mean ``mean_units / MEAN_QTY`` and each order is 1, 2 or 3 units
-    (``QTY_PROBS``); the pmf of the compound sum comes from Panjer's recursion.
-    """
-    lam = max(float(mean_units), 0.0) / MEAN_QTY
-    g = [math.exp(-lam)]
-    cdf = g[0]
-    k = 0
-    while cdf < 0.5:
-        k += 1
-        g.append(
-            lam
-            / k
-            * sum(q * p * g[k - q] for q, p in zip(QTY_VALUES, QTY_PROBS, strict=True) if q <= k)
-        )
-        cdf += g[k]
-    return float(k)
-
-
-def _p50_forecasts(
-    forecasts: Sequence[tuple[str, int, str, float, float]], since: int
-) -> dict[str, list[tuple[float, float]]]:
-    """Per model, (median point forecast, actual) of every window from ``since`` on.
-
-    The median is the negative-binomial median of the recorded expected-units forecast, with
-    the dispersion of the model's residuals on that SKU *before* the window (causal: it uses
-    only labels the model had already seen).
-    """
-    states: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-    rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-    for sku, ws, model, pred, act in sorted(forecasts, key=lambda f: (f[1], f[0], f[2])):
-        st = states[(model, sku)]
-        if ws >= since:
-            rows[model].append((pred, dispersion(st, "d"), act))
-        update_dispersion(st, "d", pred, act)
-    out = {}
-    for model, r in rows.items():
-        arr = np.array(r, dtype=np.float64)
-        p50 = count_quantile(arr[:, 0], arr[:, 1])
-        out[model] = list(zip(p50.tolist(), arr[:, 2].tolist(), strict=True))
-    return out
-
-
-def forecast_bench(
-    *,
-    skus: int,
-    days: float,
-    seed: int,
-    settings: Settings,
-    eval_days: float = 1.0,
-    extra_members: Sequence[Callable[[], DemandModel]] = (),
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """WAPE of every model on the last ``eval_days`` of a policy run, ÷ the best naive baseline.
-
-    Models forecast expected units (what pricing needs); WAPE rewards the median. So besides
-    the recorded (mean) forecasts this also scores each model's median point forecast
-    (``wape_ratio_<model>_p50``: :func:`models.quantiles.count_quantile` of the recorded forecast
-    with the dispersion of that model's own past residuals on the SKU, learned causally), and
-    how far each mean forecast is from the true expected units (``truth_error_<model>``:
-    sum |forecast - true mean| / sum true mean, which only a simulator can measure).
-    """
-    res = run_market(
-        "policy",
-        skus=skus,
-        days=days,
-        seed=seed,
-        settings=settings,
-        keep_forecasts=True,
-        extra_members=extra_members,
-        progress=progress,
-    )
-    w_ms = settings.window_ms
-    end = 1_767_225_600_000 + int(days * DAY_MS // w_ms) * w_ms
-    since = end - int(eval_days * DAY_MS)
-    by_model: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    keys: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for sku, ws, model, pred, act in res.forecasts:
-        if ws >= since:
-            by_model[model].append((pred, act))
-            keys[model].append((sku, ws))
-    medians = _p50_forecasts(res.forecasts, since)
-    # same window yesterday: a naive baseline computed from the sales series itself
-    yest = [
-        (float(res.units.get((s, ws - DAY_MS), math.nan)), float(res.units[(s, ws)]))
-        for s, ws in keys["ensemble"]
-    ]
-    yest = [(p, a) for p, a in yest if math.isfinite(p)]
-    if yest:
-        by_model["same_window_yesterday"] = yest
-    # the attainable bound, from the hidden truth: the true expected units (what an unbiased
-    # model converges to) and its median (what minimises the expected absolute error, hence
-    # WAPE); no forecast from the observable past can do better than the better of the two
-    # in expectation. Neither is a model: nothing learns from them.
-    truth = [
-        (res.expected[(s, ws)], float(res.units[(s, ws)]))
-        for s, ws in keys["ensemble"]
-        if (s, ws) in res.expected
-    ]
-    if truth:
-        by_model["oracle_mean"] = truth
-        by_model["oracle_median"] = [(compound_poisson_median(m), a) for m, a in truth]
-    for m, v in medians.items():
-        if not m.endswith("_p50"):
-            by_model.setdefault(f"{m}_p50", v)  # a recorded p50 row (if any) wins
-    scores = {
-        m: round(wape(np.array([p for p, _ in v]), np.array([a for _, a in v])), 4)
-        for m, v in by_model.items()
-        if v
-    }
-    naive = [m for m in ("last_window", "moving_average", "same_window_yesterday") if m in scores]
-    best_naive = min(naive, key=lambda m: scores[m])
-    out: dict[str, Any] = {f"wape_{m}": s for m, s in scores.items()}
-    for m in scores:
-        if m not in naive:
-            out[f"wape_ratio_{m}"] = round(scores[m] / scores[best_naive], 4)
-    if "oracle_mean" in scores:
-        out["wape_ratio_oracle"] = min(
-            out["wape_ratio_oracle_mean"], out["wape_ratio_oracle_median"]
-        )
-    out["best_naive_baseline"] = best_naive
-    for m in by_model:
-        if m.endswith("_p50") or m.startswith("oracle") or m == "same_window_yesterday":
-            continue
-        pairs = [
-            (p, res.expected[k])
-            for (p, _), k in zip(by_model[m], keys[m], strict=True)
-            if k in res.expected
-        ]
-        if pairs:
-            err = sum(abs(p - t) for p, t in pairs) / max(sum(t for _, t in pairs), 1e-9)
-            out[f"truth_error_{m}"] = round(err, 4)
-    out["model_state_bytes_per_sku"] = res.state_bytes
-    out["labels_scored"] = len(by_model.get("ensemble", []))
-    out["seconds"] = round(res.seconds, 1)
-    return out

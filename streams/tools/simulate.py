@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from infra.kafka_client import aiokafka_config, producer_batch_bytes
 from schemas import Order, PriceChange, encode
 from streams.settings import Settings
-from streams.simulator import Market
+from streams.tools.simulator.market import Market
 
 log = logging.getLogger(__name__)
 MINUTE_MS = 60_000

@@ -13,9 +13,9 @@ from infra.clickhouse import connect
 from infra.kafka_admin import ensure_topics
 from infra.local.tansu import free_port, start_tansu
 from streams import queries
-from streams.runner import WorkerProcess, drained
 from streams.settings import Settings
-from streams.simulate import SimReport, run_simulation
+from streams.tools.runner import WorkerProcess, drained
+from streams.tools.simulate import SimReport, run_simulation
 
 
 def run_demo(

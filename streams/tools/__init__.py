@@ -1,0 +1,17 @@
+"""Tools around the engine: simulation, backtests, benchmarks, the demo, history import.
+
+Nothing the worker runs imports from here (tests/unit/test_tools_layer.py; the CLI and the
+LSTM trainer's simulator data excepted); tools build the engine the worker runs with
+:func:`streams.build.build_engine`, or run ``repricer worker`` processes.
+
+- ``backtest``: ``repricer backtest``, the real engine in process over the market simulator
+  (static vs policy vs oracle), and ``run_market``, which the forecast benchmark reuses.
+- ``bench/``: ``repricer bench`` (see its package docstring, one line per benchmark module).
+- ``demo``: ``repricer demo``, a local broker, embedded ClickHouse, the simulator and a worker.
+- ``replay/``: ``repricer replay``, history files into Kafka, then the end-of-input markers.
+- ``runner``: a worker as a child process, watched through its stats file (demo, benches, tests).
+- ``simulate``: ``repricer simulate``, the market simulator driven through Kafka, closed loop.
+- ``simulator/``: the closed-loop market simulator (hidden demand truths, the market).
+- ``tail``: ``repricer tail``, the example downstream consumer of ``price-changes``.
+- ``testing``: test doubles shipped with the code (a fixed decider for the engine's tests).
+"""

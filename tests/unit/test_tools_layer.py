@@ -1,0 +1,44 @@
+"""The tools (streams/tools/) sit above the engine: nothing the worker runs imports them, and
+every tool module stays within the size limit."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# the LSTM trainer draws its training data from the simulator (a command, not the worker)
+ALLOWED = {"streams/cli.py", "models/lstm_train.py"}
+
+
+def _imports(path: Path) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out
+
+
+def test_nothing_below_the_tools_imports_them() -> None:
+    offenders = []
+    for pkg in ("streams", "agents", "models", "schemas", "infra"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("streams/tools/") or rel in ALLOWED:
+                continue
+            bad = sorted(m for m in _imports(path) if m.startswith("streams.tools"))
+            if bad:
+                offenders.append(f"{rel}: {', '.join(bad)}")
+    assert not offenders, offenders
+
+
+def test_tool_modules_are_at_most_500_lines() -> None:
+    long = {
+        p.relative_to(ROOT).as_posix(): n
+        for p in (ROOT / "streams" / "tools").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 500
+    }
+    assert not long, long
