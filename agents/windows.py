@@ -104,6 +104,11 @@ def event_letter(env: EventEnv, reason: str, why: str) -> bytes:
     )
 
 
+def where(msg: Any, reason: str) -> dict[str, Any]:
+    """The structured fields of a log line about one SKU-topic record."""
+    return {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "reason": reason}
+
+
 def durable_steps(
     out: Outputs, s_meta: Staged, s_skus: Staged, s_opens: Staged, meta: MutableMapping[str, Any]
 ) -> list[Callable[[], None]]:
@@ -149,12 +154,14 @@ def register(rp: Repricer) -> None:
                 "%s/%s: envelopes %s..%s were never applied and the broker no longer holds them "
                 "(retention shorter than the downtime): their events are lost; reading on from %s",
                 msg.topic, msg.partition, target, earliest - 1, earliest,
+                extra=where(msg, "envelopes_lost"),
             )  # fmt: skip
             meta[applied_key(msg.partition)] = earliest - 1
             target = earliest
         log.warning(
             "%s/%s: envelope %s delivered before %s..%s were applied; rewinding to %s",
             msg.topic, msg.partition, msg.offset, target, msg.offset - 1, target,
+            extra=where(msg, "offset_rewind"),
         )  # fmt: skip
         await rp.app.consumer.seek(msg.tp, target)
 
@@ -190,8 +197,9 @@ def register(rp: Repricer) -> None:
                 )
             except Exception as exc:  # a bug must not stop the stream: park the event, say why
                 log.exception(
-                    "window engine failed on %s@%s:%s", msg.topic, msg.partition, msg.offset
-                )
+                    "window engine failed on %s@%s:%s", msg.topic, msg.partition, msg.offset,
+                    extra=where(msg, "processing_error"),
+                )  # fmt: skip
                 rej = Rejection(reason="processing_error", detail=repr(exc)[:300])
                 await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
                 st.dlq["processing_error"] += 1

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from infra import logs
 from streams.settings import Settings
 
 TS_UNITS = ("ms", "s", "us")
@@ -28,7 +29,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     rp = create_app(settings)
     worker = GracefulWorker(
-        rp.app, loglevel=args.loglevel, quiet=True, shutdown_timeout_s=settings.shutdown_timeout_s
+        rp.app,
+        loglevel=args.loglevel,
+        quiet=True,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+        # the same format as the CLI's own lines (JSON with REPRICER_LOG_FORMAT=json)
+        logging_config=logs.logging_config(settings.log_format, logs.level(args.loglevel)),
     )
     worker.execute_from_commandline()
     return 0
@@ -561,11 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.setup(logs.log_format())
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="Event loop of the worker; uvloop is about 1.35x faster for Faust."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text, or one JSON object per line (ts, level, logger, pid, msg, "
+        "and sku/partition/offset/topic/reason where they apply).",
+    )
     web_enabled: bool = Field(False, description="Serve Faust's web endpoints on 127.0.0.1.")
     web_port: int = Field(6066, description="Port of the worker's web server.")
     health_stall_s: float = Field(

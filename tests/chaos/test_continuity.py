@@ -11,6 +11,10 @@ This test drives the rewind through a real worker and broker: while the worker i
 record of the last applied offset of partition 0 is set three envelopes back, so the committed
 offset it resumes from is ahead of it. The worker must seek back, apply the three again as the
 replays they are (no event counted twice), and finish the run with every aggregate exact.
+
+The worker runs with ``REPRICER_LOG_FORMAT=json`` and a password in its settings: every line it
+logs must be a JSON object, the rewind line must carry its partition and offset as fields, and
+the password must appear nowhere.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ def test_envelopes_delivered_ahead_of_the_applied_offset_are_rewound(
     broker: TansuBroker, clickhouse_server: ClickHouseServer, tmp_path: Path
 ) -> None:
     url = clickhouse_server.url(f"chaos_rewind_{uuid.uuid4().hex[:8]}")
-    run = FaultRun(broker, url, tmp_path, seed=31, skus=12, partitions=2, workers=1)
+    secret = f"pw-{uuid.uuid4().hex}"
+    run = FaultRun(
+        broker, url, tmp_path, seed=31, skus=12, partitions=2, workers=1,
+        log_format="json", kafka_password=secret,
+    )  # fmt: skip
     for _ in range(3):
         run.send_minute(pause_s=2.5)
     run.workers[0].wait_until(lambda st: st.get("windows_closed", 0) > 0, timeout=60)
@@ -66,5 +74,9 @@ def test_envelopes_delivered_ahead_of_the_applied_offset_are_rewound(
     assert rewinds >= 1, "the worker applied an envelope ahead of its applied offset"
     assert sum(st.get("envelopes_lost", 0) for st in r.stats) == 0
     assert r.verdict.ok, "\n".join(r.verdict.problems[:30])
-    log = run.workers[0].log_path.read_text(errors="replace")
-    assert "rewinding to" in log
+    text = run.workers[0].log_path.read_text(errors="replace")
+    assert secret not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line: JSON
+    rewound = [x for x in lines if x.get("reason") == "offset_rewind"]
+    assert rewound and rewound[0]["partition"] == 0 and "rewinding to" in rewound[0]["msg"]
+    assert isinstance(rewound[0]["offset"], int) and rewound[0]["level"] == "WARNING"
