@@ -79,6 +79,14 @@ class WindowEngine:
     def guardrails(self) -> GuardrailConfig:
         return self.config.guardrails
 
+    @property
+    def window_ms(self) -> int:
+        return self.config.window_ms
+
+    @property
+    def history_len(self) -> int:
+        return self.config.history_len
+
     def handle(
         self,
         env: Envelope,

@@ -140,6 +140,18 @@ class OpenWindows(Record):
     late_counts: Counts = field(default_factory=Counts, name="lt")
     duplicates: Counts = field(default_factory=Counts, name="dp")
 
+    def __json__(self) -> Any:
+        """As ``Record``, but order ids, late and duplicate counts only once there are any:
+        this record is written per event, so it stays as small as it was before it was typed
+        (those keys decode to their defaults when absent)."""
+        wire = to_wire(self)
+        if not wire["ids"]:
+            del wire["ids"]
+        for key in ("lt", "dp"):
+            if wire[key] == [0, 0]:
+                del wire[key]
+        return wire
+
 
 class Accounting(msgspec.Struct, kw_only=True):
     """Where a partition's accepted events are, as counted at the end of its latest tick.
@@ -216,9 +228,9 @@ def load(typ: type[R], value: Any) -> R:
     return msgspec.convert(value, typ, str_keys=True)
 
 
-def encode(record: msgspec.Struct) -> bytes:
-    """The record as changelog JSON bytes."""
-    return _encoder.encode(record)
+def encode(record: Record) -> bytes:
+    """The record as changelog JSON bytes (what Faust's JSON codec writes)."""
+    return _encoder.encode(record.__json__())
 
 
 def decode(typ: type[R], raw: bytes | str) -> R:
