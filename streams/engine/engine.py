@@ -79,13 +79,30 @@ class WindowEngine:
     def guardrails(self) -> GuardrailConfig:
         return self.config.guardrails
 
+    # the configuration, read-only (the worker's, the backtest's and the benches' checks)
     @property
     def window_ms(self) -> int:
-        return self.config.window_ms
+        return self.config.clock.window_ms
+
+    @property
+    def lateness_ms(self) -> int:
+        return self.config.clock.lateness_ms
+
+    @property
+    def policy_version(self) -> str:
+        return self.config.policy_version
+
+    @property
+    def rate_limit_per_tick(self) -> int:
+        return self.config.rate_limit_per_tick
 
     @property
     def history_len(self) -> int:
         return self.config.history_len
+
+    @property
+    def dedupe(self) -> bool:
+        return self.config.dedupe
 
     def handle(
         self,
