@@ -31,6 +31,7 @@ from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejec
 from schemas.decode import excerpt, watermark_marker
 from schemas.events import ts_ms
 from streams import shutdown
+from streams.engine.clock import advance_idle_sources
 from streams.envelope import (
     BatchEnv,
     CatalogEnv,
@@ -42,7 +43,6 @@ from streams.envelope import (
     pack,
     sku_partition,
 )
-from streams.windowing import advance_idle_sources
 
 if TYPE_CHECKING:
     from streams.app import Repricer

@@ -25,8 +25,9 @@ from infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
 from schemas import DeadLetter, Rejection, encode
 from schemas.decode import excerpt
 from streams.continuity import Continuity, Step, applied_key
+from streams.engine import OpenWindows, Outputs, PartitionState, SkuState
+from streams.engine.state import Record, load
 from streams.envelope import EventEnv, pack, unpack
-from streams.windowing import Outputs
 
 if TYPE_CHECKING:
     from streams.app import Repricer
@@ -36,10 +37,15 @@ _json = msgspec.json.Encoder()
 
 
 class Staged(MutableMapping[str, Any]):
-    """A view of a table that records writes instead of sending them to the changelog."""
+    """A view of a table that records writes instead of sending them to the changelog.
 
-    def __init__(self, table: Any) -> None:
+    The table holds the engine's records (``typ``); a value recovered from the changelog is its
+    JSON form, read as the record here (``streams.engine.state.load``).
+    """
+
+    def __init__(self, table: Any, typ: type[Record]) -> None:
         self.table = table
+        self.typ = typ
         self.writes: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
@@ -48,13 +54,16 @@ class Staged(MutableMapping[str, Any]):
         value = self.table[key]
         if value is None:
             raise KeyError(key)
-        return value
+        return load(self.typ, value)
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         if key in self.writes:
             return self.writes[key]
         value = self.table.get(key)
-        return default if value is None else value
+        return default if value is None else load(self.typ, value)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.writes or self.table.get(key) is not None
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.writes[key] = value
@@ -69,7 +78,7 @@ class Staged(MutableMapping[str, Any]):
         return len(self.table)
 
     def items(self):  # type: ignore[no-untyped-def,override]
-        return self.table.items()
+        return ((k, load(self.typ, v)) for k, v in self.table.items() if v is not None)
 
     def commit(self) -> None:
         for key, value in self.writes.items():
@@ -185,7 +194,8 @@ def register(rp: Repricer) -> None:
                 if applied is None or msg.offset > applied:
                     meta[akey] = msg.offset
                 continue
-            s_skus, s_meta, s_opens = Staged(skus), Staged(meta), Staged(opens)
+            s_skus, s_meta = Staged(skus, SkuState), Staged(meta, PartitionState)
+            s_opens = Staged(opens, OpenWindows)
             try:
                 out = engine.handle(
                     env,

@@ -1,16 +1,18 @@
 """Hard guardrails: the last word on every price repricer publishes.
 
 ``apply_guardrails`` takes whatever a policy proposes (NaN and negative included) and returns a
-price that satisfies every rule, or no change. Order of precedence: kill switch, infeasible
-bounds, floor/ceiling (they beat every other rule, including max step, so a SKU whose catalog
-bounds moved is brought back inside them), fallback to the last good price, cooldown,
-global rate limit, max step, rounding, minimum change.
+price that satisfies every rule, or no change. The rules are the functions of ``RULES``, applied
+in order of precedence: kill switch, infeasible bounds, floor/ceiling (they beat every other
+rule, including max step, so a SKU whose catalog bounds moved is brought back inside them),
+fallback to the last good price, cooldown, the tick's rate limit, max step, rounding, minimum
+change. To add a guardrail: write its rule function here and put it in ``RULES`` at its place.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 Rounding = Literal["cent", "ninety_nine"]
@@ -68,6 +70,154 @@ def _round_within(p: float, lo: float, hi: float, rounding: Rounding) -> float |
     return None
 
 
+@dataclass(slots=True)
+class Pricing:
+    """One SKU's price decision as the rules see it, from the proposal to the price to publish.
+
+    The inputs are set by ``apply_guardrails``; the rules narrow ``[lo, hi]`` around ``target``,
+    set ``price`` and name themselves in ``applied`` when they bind.
+    """
+
+    current: float
+    proposed: float
+    bounds: Bounds
+    cfg: GuardrailConfig
+    now_ms: int
+    last_change_ms: int | None
+    frozen: bool = False  # the SKU's or its partition's kill switch
+    override: float | None = None
+    rate_ok: bool = True  # the tick's budget of price changes is not spent
+    floor: float = math.nan
+    ceiling: float = math.nan
+    out_of_bounds: bool = False  # the current price is outside [floor, ceiling] (or not valid)
+    target: float = math.nan
+    lo: float = math.nan
+    hi: float = math.nan
+    price: float = math.nan
+    applied: list[str] = field(default_factory=list)
+
+    @property
+    def policy_led(self) -> bool:
+        """The policy's proposal decides (no override, current price inside its bounds)."""
+        return self.override is None and not self.out_of_bounds
+
+    def keep(self, *why: str) -> Guarded:
+        return Guarded(price=self.current, changed=False, applied=why)
+
+
+# A rule returns a final outcome (hold the price), or None to hand the pricing to the next rule.
+Rule = Callable[[Pricing], Guarded | None]
+
+
+def kill_switch(p: Pricing) -> Guarded | None:
+    """A frozen SKU (or partition) holds its price, whatever else holds."""
+    return p.keep("kill_switch") if p.frozen else None
+
+
+def infeasible_bounds(p: Pricing) -> Guarded | None:
+    """No price can satisfy bounds that are not finite or whose floor is above the ceiling."""
+    p.floor, p.ceiling = p.bounds.floor(p.cfg.min_margin), p.bounds.max_price
+    if not (math.isfinite(p.floor) and math.isfinite(p.ceiling)) or p.floor > p.ceiling:
+        return p.keep("infeasible_bounds")
+    return None
+
+
+def catalog_bounds(p: Pricing) -> Guarded | None:
+    """Floor and ceiling beat every other rule: a manual override, or a current price outside
+    its bounds (they moved), is brought inside them, past max step and cooldown."""
+    c = p.current
+    p.out_of_bounds = not (p.floor <= c <= p.ceiling) or not math.isfinite(c) or c <= 0
+    p.lo, p.hi = p.floor, p.ceiling
+    if p.override is not None:
+        p.target = p.override
+        p.applied.append("override")
+    elif p.out_of_bounds:
+        p.target = c if math.isfinite(c) else p.floor
+    else:
+        p.target = p.proposed
+    return None
+
+
+def fallback_last_good(p: Pricing) -> Guarded | None:
+    """No usable proposal (NaN, not positive: a model that failed) holds the last good price."""
+    if p.policy_led and not (math.isfinite(p.proposed) and p.proposed > 0):
+        return p.keep("fallback_last_good")
+    return None
+
+
+def cooldown(p: Pricing) -> Guarded | None:
+    """A price changed less than ``cooldown_ms`` ago holds."""
+    since = p.last_change_ms
+    if p.policy_led and since is not None and p.now_ms - since < p.cfg.cooldown_ms:
+        return p.keep("cooldown")
+    return None
+
+
+def rate_limit(p: Pricing) -> Guarded | None:
+    """Once the tick's budget of price changes is spent, the rest hold (``ChangeBudget``)."""
+    return p.keep("rate_limit") if p.policy_led and not p.rate_ok else None
+
+
+def max_step(p: Pricing) -> Guarded | None:
+    """A policy move is at most ``max_step`` of the current price either way."""
+    if p.policy_led:
+        p.lo = max(p.floor, p.current * (1.0 - p.cfg.max_step))
+        p.hi = min(p.ceiling, p.current * (1.0 + p.cfg.max_step))
+    return None
+
+
+def clamp(p: Pricing) -> Guarded | None:
+    """The target into ``[lo, hi]``, naming the bound that binds (floor, ceiling or max step)."""
+    if p.target < p.lo:
+        p.applied.append("floor" if p.lo == p.floor else "max_step")
+    elif p.target > p.hi:
+        p.applied.append("ceiling" if p.hi == p.ceiling else "max_step")
+    p.price = min(max(p.target, p.lo), p.hi)
+    return None
+
+
+def rounding(p: Pricing) -> Guarded | None:
+    """The price onto the rounding grid inside ``[lo, hi]`` (or ``lo`` if no cent fits)."""
+    clamped = p.price
+    price = _round_within(clamped, p.lo, p.hi, p.cfg.rounding)
+    if price is None:
+        # The interval is narrower than a cent: publish its exact lower bound (still inside).
+        p.price = p.lo
+    else:
+        p.price = price
+        if price != clamped:
+            p.applied.append("rounding")
+    return None
+
+
+def min_change(p: Pricing) -> Guarded | None:
+    """A policy move smaller than ``min_change`` of the current price is not worth publishing."""
+    if p.policy_led and abs(p.price - p.current) < p.cfg.min_change * p.current:
+        return p.keep(*p.applied, "min_change")
+    return None
+
+
+def unchanged(p: Pricing) -> Guarded | None:
+    """The same price as now is no change."""
+    return p.keep(*p.applied) if p.price == p.current else None
+
+
+# The guardrails, in order of precedence: the first rule that returns an outcome decides.
+RULES: tuple[Rule, ...] = (
+    kill_switch,
+    infeasible_bounds,
+    catalog_bounds,
+    fallback_last_good,
+    cooldown,
+    rate_limit,
+    max_step,
+    clamp,
+    rounding,
+    min_change,
+    unchanged,
+)
+
+
 def apply_guardrails(
     *,
     current: float,
@@ -79,6 +229,7 @@ def apply_guardrails(
     frozen: bool = False,
     override: float | None = None,
     rate_ok: bool = True,
+    rules: Sequence[Rule] = RULES,
 ) -> Guarded:
     """Clamp ``proposed`` into a publishable price; ``changed`` is False when nothing may move.
 
@@ -90,47 +241,37 @@ def apply_guardrails(
     ...                  now_ms=0, last_change_ms=None).applied
     ('fallback_last_good',)
     """
-    keep = lambda *why: Guarded(price=current, changed=False, applied=why)  # noqa: E731
-    if frozen:
-        return keep("kill_switch")
-    floor, ceiling = bounds.floor(cfg.min_margin), bounds.max_price
-    if not (math.isfinite(floor) and math.isfinite(ceiling)) or floor > ceiling:
-        return keep("infeasible_bounds")
-    applied: list[str] = []
-    out_of_bounds = not (floor <= current <= ceiling) or not math.isfinite(current) or current <= 0
-    if override is not None:
-        target, lo, hi = override, floor, ceiling
-        applied.append("override")
-    elif out_of_bounds:
-        target = current if math.isfinite(current) else floor
-        lo, hi = floor, ceiling
-    else:
-        if not (math.isfinite(proposed) and proposed > 0):
-            return keep("fallback_last_good")
-        if last_change_ms is not None and now_ms - last_change_ms < cfg.cooldown_ms:
-            return keep("cooldown")
-        if not rate_ok:
-            return keep("rate_limit")
-        target = proposed
-        lo = max(floor, current * (1.0 - cfg.max_step))
-        hi = min(ceiling, current * (1.0 + cfg.max_step))
-    if target < lo:
-        applied.append("floor" if lo == floor else "max_step")
-    elif target > hi:
-        applied.append("ceiling" if hi == ceiling else "max_step")
-    clamped = min(max(target, lo), hi)
-    price = _round_within(clamped, lo, hi, cfg.rounding)
-    if price is None:
-        # The interval is narrower than a cent: publish its exact lower bound (still inside).
-        price = lo
-    elif price != clamped:
-        applied.append("rounding")
-    if not out_of_bounds and override is None:
-        if abs(price - current) < cfg.min_change * current:
-            return keep(*applied, "min_change")
-    if price == current:
-        return keep(*applied)
-    return Guarded(price=price, changed=True, applied=tuple(applied))
+    p = Pricing(
+        current=current,
+        proposed=proposed,
+        bounds=bounds,
+        cfg=cfg,
+        now_ms=now_ms,
+        last_change_ms=last_change_ms,
+        frozen=frozen,
+        override=override,
+        rate_ok=rate_ok,
+    )
+    for rule in rules:
+        outcome = rule(p)
+        if outcome is not None:
+            return outcome
+    return Guarded(price=p.price, changed=True, applied=tuple(p.applied))
+
+
+@dataclass(slots=True)
+class ChangeBudget:
+    """The price changes one tick may still publish (the ``rate_limit`` rule's budget)."""
+
+    left: int
+
+    @property
+    def ok(self) -> bool:
+        return self.left > 0
+
+    def spend(self, outcome: Guarded) -> None:
+        if outcome.changed:
+            self.left -= 1
 
 
 def check_price(price: float, *, bounds: Bounds, cfg: GuardrailConfig) -> list[str]:

@@ -1,7 +1,7 @@
 """Read the engine's conservation counts back from its durable state (``repricer report``).
 
 Each SKU partition's record in the ``partition-state`` table holds, after every tick, where the
-events it accepted are (``streams.windowing.Accounting``). This reads the latest record per
+events it accepted are (``streams.engine.state.Accounting``). This reads the latest record per
 partition from the table's changelog topic, without joining a consumer group and without
 trusting a broker's end offsets (it reads until the topic has been quiet for ``idle_s``).
 """
@@ -52,7 +52,11 @@ def latest_records(
 
 def partition_accounting(records: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each partition's conservation counts from its ``partition-state`` records."""
-    return {k: v["acct"] for k, v in sorted(records.items()) if isinstance(v, dict) and "acct" in v}
+    return {
+        k: v["acct"]
+        for k, v in sorted(records.items())
+        if isinstance(v, dict) and v.get("acct") is not None  # null: no tick yet
+    }
 
 
 def read_accounting(

@@ -20,9 +20,9 @@ import faust
 from infra.kafka_client import faust_credentials, producer_batch_bytes
 from streams.build import build_engine
 from streams.durable import AckedTable, make_flush_durable
+from streams.engine import WindowEngine
 from streams.settings import Settings
 from streams.shutdown import RepricerApp
-from streams.windowing import WindowEngine
 
 log = logging.getLogger(__name__)
 

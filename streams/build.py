@@ -15,8 +15,8 @@ from dataclasses import replace
 from models.base import DemandModel
 from models.decider import ModelDecider, default_decider
 from models.guardrails import GuardrailConfig
+from streams.engine import WindowEngine
 from streams.settings import Settings
-from streams.windowing import WindowEngine
 
 
 def guardrail_config(settings: Settings) -> GuardrailConfig:

@@ -22,11 +22,11 @@ from typing import Any, Literal
 from models.base import DemandModel
 from models.guardrails import Bounds, check_price
 from streams.build import build_engine
+from streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
 from streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from streams.settings import Settings
 from streams.tools.simulator.market import Market
 from streams.tools.simulator.truth import MEAN_QTY, Objective, SkuTruth, oracle_price_of
-from streams.windowing import WindowEngine
 
 DAY_MS = 86_400_000
 Pricing = Literal["static", "policy", "oracle"]
@@ -68,9 +68,9 @@ class EngineFeed:
 
     def __init__(self, engine: WindowEngine) -> None:
         self.engine = engine
-        self.skus: dict[str, Any] = {}
-        self.meta: dict[str, Any] = {}
-        self.opens: dict[str, Any] = {}
+        self.skus: dict[str, SkuState] = {}
+        self.meta: dict[str, PartitionState] = {}
+        self.opens: dict[str, OpenWindows] = {}
         self.off = 0
 
     def send(self, env: Any) -> Any:
@@ -209,7 +209,7 @@ def run_market(
     if feed.skus:
         sizes: Counter[str] = Counter()
         for st in feed.skus.values():
-            for k, val in (st.get("m") or {}).items():
+            for k, val in st.model_state.items():
                 sizes[k] += len(json.dumps(val, separators=(",", ":")))
         res.state_bytes = {k: round(n / len(feed.skus), 1) for k, n in sorted(sizes.items())}
     res.seconds = time.monotonic() - t_start

@@ -19,6 +19,7 @@ from typing import Any
 
 from infra.clickhouse import ClickHouseBackend
 from streams.accounting import latest_records, partition_accounting
+from streams.engine.state import PartitionState, SkuState, load
 
 Key = tuple[str, int]
 
@@ -77,11 +78,14 @@ def read_learned_labels(bootstrap: str, app_id: str) -> LearnedLabels:
         table: latest_records(f"{app_id}-{table}-changelog", bootstrap_servers=bootstrap)
         for table in ("sku-state", "partition-state")
     }
+    # decoded as the engine's records: what a restarted worker would read back
     per_sku = {
-        k: int(v.get("labels", 0)) for k, v in latest["sku-state"].items() if isinstance(v, dict)
+        k: load(SkuState, v).labels for k, v in latest["sku-state"].items() if isinstance(v, dict)
     }
     pooled = sum(
-        int(v.get("labels", 0)) for v in latest["partition-state"].values() if isinstance(v, dict)
+        load(PartitionState, v).labels
+        for v in latest["partition-state"].values()
+        if isinstance(v, dict)
     )
     accounting = partition_accounting(latest["partition-state"])
     return LearnedLabels(per_sku=per_sku, pooled=pooled, accounting=accounting)

@@ -100,7 +100,7 @@ def test_metrics_text_parses() -> None:
 
 
 def test_an_unaccounted_event_makes_the_worker_unhealthy_and_shows_in_metrics() -> None:
-    from streams.windowing import Accounting
+    from streams.engine import Accounting
 
     rp, p = fake_rp(0), Progress(last_progress_at=0.0)
     good = Accounting(accepted=[10, 25], emitted=[7, 20], open=[2, 5], late=[1, 0])

@@ -22,7 +22,7 @@ from streams.tools.bench.common import (
 )
 
 if TYPE_CHECKING:
-    from streams.windowing import WindowEngine
+    from streams.engine import WindowEngine
 
 
 def _engine() -> WindowEngine:
@@ -103,7 +103,8 @@ def decisions(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
 
 
 def _json_bytes(table: dict[str, Any]) -> int:
-    return sum(len(json.dumps(k)) + len(json.dumps(v)) for k, v in table.items())
+    # each record's changelog value (Record.__json__), spaced as json.dumps spaces it
+    return sum(len(json.dumps(k)) + len(json.dumps(v.__json__())) for k, v in table.items())
 
 
 def _state_at(n: int, windows: int, history_len: int) -> dict[str, float]:
@@ -119,11 +120,9 @@ def _state_at(n: int, windows: int, history_len: int) -> dict[str, float]:
     sizes = {name: _json_bytes(t) for name, t in (("skus", feed.skus), ("opens", feed.opens))}
     sizes["meta"] = _json_bytes(feed.meta)
     total = sum(sizes.values())
-    hist_rows = [len(st.get("hist") or []) for st in feed.skus.values()]
+    hist_rows = [len(st.history) for st in feed.skus.values()]
     row_bytes = [
-        len(json.dumps(r)) + 1
-        for st in list(feed.skus.values())[:200]
-        for r in st.get("hist") or []
+        len(json.dumps(r)) + 1 for st in list(feed.skus.values())[:200] for r in st.history
     ]
     per_row = statistics.mean(row_bytes) if row_bytes else 0.0
     missing = max(0.0, history_len - statistics.mean(hist_rows)) if hist_rows else 0.0

@@ -21,14 +21,16 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from faust.serializers import codecs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.windows import Staged, durable_steps
 from models.guardrails import GuardrailConfig
+from streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
+from streams.engine.state import load
 from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, OrderEnv, WatermarkEnv
 from streams.tools.testing import FixedDecider
-from streams.windowing import Accounting, WindowEngine
 
 T0 = 1_767_225_600_000
 W = 60_000
@@ -55,11 +57,14 @@ class Table(dict):  # type: ignore[type-arg]
             raise Crash
         self.budget[0] -= 1
         super().__setitem__(key, value)
-        self.persisted[key] = json.loads(json.dumps(value))
+        # the changelog record, written by Faust's JSON codec as the worker's tables write it
+        self.persisted[key] = codecs.dumps("json", value)
 
     def restart(self) -> None:
+        """Recovery: the table holds the changelog's JSON values (the agent reads them as
+        records at the table boundary)."""
         self.clear()
-        dict.update(self, json.loads(json.dumps(self.persisted)))
+        dict.update(self, {k: json.loads(v) for k, v in self.persisted.items()})
 
 
 @st.composite
@@ -126,7 +131,8 @@ class Worker:
     def handle(self, env: Any, offset: int, publish: Callable[[Any], None]) -> None:
         """As the window agent: outputs published (acknowledged) first, then the table writes."""
         skus, meta, opens = self.tables["skus"], self.tables["meta"], self.tables["opens"]
-        s_skus, s_meta, s_opens = Staged(skus), Staged(meta), Staged(opens)
+        s_skus, s_meta = Staged(skus, SkuState), Staged(meta, PartitionState)
+        s_opens = Staged(opens, OpenWindows)
         out = self.engine.handle(
             env, partition=0, offset=offset, skus=s_skus, meta=s_meta, opens=s_opens
         )
@@ -247,14 +253,15 @@ def test_every_accepted_event_is_in_exactly_one_place(tr: dict[str, Any]) -> Non
     for e in dups.values():
         assert e.order_id in accepted_ids[(e.sku, e.ts - e.ts % W)]
     # the shared model learned each label once, crashes and catch-up walks included
-    record = worker.tables["meta"]["0"]
-    if record.get("model"):
+    record = load(PartitionState, worker.tables["meta"]["0"])
+    if record.model:
         shared = FixedDecider()
-        shared.restore(record["model"])
+        shared.restore(record.model)
         learned = [(sku, ws) for sku, ws, _ in shared.pooled]
         assert len(learned) == len(set(learned))
     # the engine's own accounting balances, nothing left open
-    acct = Accounting.from_dict(worker.tables["meta"]["0"]["acct"])
+    acct = record.accounting
+    assert acct is not None
     assert acct.unaccounted == [0, 0], acct
     assert acct.open == [0, 0]
     n_dup_units = sum(e.qty for e in dups.values())

@@ -12,14 +12,18 @@ import pytest
 from models.decider import ModelDecider
 from models.guardrails import GuardrailConfig
 from models.river_model import RiverDemand
-from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
-from streams.tools.testing import FixedDecider
-from streams.windowing import (
-    ORDER_IDS_PER_WINDOW,
+from streams.engine import (
+    OpenWindows,
     Outputs,
+    PartitionState,
+    SkuState,
     WindowEngine,
     advance_idle_sources,
 )
+from streams.engine.fold import ORDER_IDS_PER_WINDOW
+from streams.engine.state import Record, decode, encode
+from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
+from streams.tools.testing import FixedDecider
 
 T0 = 1_767_225_600_000
 W = 60_000
@@ -33,9 +37,9 @@ class Harness:
         cfg = GuardrailConfig(cooldown_ms=0, min_change=0.0)
         kw.setdefault("decider", FixedDecider())
         self.engine = WindowEngine(window_ms=W, lateness_ms=L, guardrails=cfg, **kw)
-        self.skus: dict[str, Any] = {}
-        self.meta: dict[str, Any] = {}
-        self.opens: dict[str, Any] = {}
+        self.skus: dict[str, SkuState] = {}
+        self.meta: dict[str, PartitionState] = {}
+        self.opens: dict[str, OpenWindows] = {}
         self.offset = 0
         self.src_off: dict[str, int] = {}
 
@@ -107,9 +111,9 @@ def test_quiet_windows_close_without_rows_but_count_as_zero_demand() -> None:
     assert [c.views for c in out.clicks] == [1]
     assert (out.windows_closed, out.quiet_windows) == (1, 3)
     st = h.skus["A"]
-    assert st["next"] == T0 + 4 * W and st["n"] == 4  # four windows seen, three of them quiet
-    assert st["ue"] == pytest.approx(1.0 * 0.7**3)  # decayed once per quiet window
-    assert len(st["hist"]) == 4  # the LSTM history has the quiet windows too
+    assert st.next_window == T0 + 4 * W and st.windows_seen == 4  # four seen, three of them quiet
+    assert st.units_ewma == pytest.approx(1.0 * 0.7**3)  # decayed once per quiet window
+    assert len(st.history) == 4  # the LSTM history has the quiet windows too
 
 
 def test_catalog_only_sku_closes_quiet_windows_from_the_current_boundary() -> None:
@@ -119,7 +123,7 @@ def test_catalog_only_sku_closes_quiet_windows_from_the_current_boundary() -> No
     h.catalog("A")
     out = h.mark(T0 + 3 * W + L)
     assert [r for r in out.sales if r.sku == "A"] == []
-    assert h.skus["A"]["next"] == T0 + 3 * W and h.skus["A"]["n"] == 2
+    assert h.skus["A"].next_window == T0 + 3 * W and h.skus["A"].windows_seen == 2
 
 
 def test_late_events_are_counted_and_returned_not_folded() -> None:
@@ -142,7 +146,7 @@ def test_watermark_is_the_minimum_over_sources() -> None:
     assert len(h.mark(T0 + W + L, src="clickstream/0").sales) == 1
     out = h.mark(T0 + 5 * W, src="clickstream/0")
     assert out.quiet_windows == 1  # window T0 + W closed: now orders/0 is the minimum
-    assert h.skus["A"]["next"] == T0 + 2 * W
+    assert h.skus["A"].next_window == T0 + 2 * W
 
 
 def test_idle_sources_are_advanced_to_the_frontier() -> None:
@@ -196,7 +200,7 @@ def test_decision_publishes_guarded_change_and_price_state() -> None:
     c = changes[-1]
     assert c.new_price > c.old_price and c.new_price <= c.old_price * 1.05 + 1e-9
     assert out.prices[-1].price == c.new_price and out.prices[-1].version >= 1
-    assert h.skus["A"]["price"] == c.new_price
+    assert h.skus["A"].price == c.new_price
 
 
 def test_freeze_stops_changes_and_unfreeze_resumes() -> None:
@@ -239,13 +243,22 @@ def test_event_ids_are_deterministic() -> None:
     assert first and first == run()
 
 
+def persisted(table: dict[str, Any]) -> dict[str, Any]:
+    """What a changelog holds of ``table``: each record through its wire format."""
+    return {k: _wire(v) for k, v in table.items()}
+
+
+def _wire(record: Record) -> Any:
+    return decode(type(record), encode(record))
+
+
 class CrashingDict(dict):  # type: ignore[type-arg]
     """A table that dies once the shared write ``budget`` is spent; ``persisted`` is what its
     changelog holds at that moment."""
 
     def __init__(self, data: dict, budget: list[int]) -> None:  # type: ignore[type-arg]
-        super().__init__(json.loads(json.dumps(data)))
-        self.persisted = json.loads(json.dumps(data))
+        super().__init__(persisted(data))
+        self.persisted = persisted(data)
         self.budget = budget
         self.writes = 0
 
@@ -255,7 +268,7 @@ class CrashingDict(dict):  # type: ignore[type-arg]
         self.budget[0] -= 1
         self.writes += 1
         super().__setitem__(key, value)
-        self.persisted[key] = json.loads(json.dumps(value))
+        self.persisted[key] = _wire(value)  # type: ignore[arg-type]
 
 
 def _tick_pending(skus: list[str]) -> Harness:
@@ -278,8 +291,8 @@ def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
     for crash_after in range(0, 12):
         h = _tick_pending(skus)
         # the next tick (labels for window 2) crashes after `crash_after` table writes
-        persisted_meta = json.loads(json.dumps(h.meta))
-        persisted_skus = json.loads(json.dumps(h.skus))
+        persisted_meta = persisted(h.meta)
+        persisted_skus = persisted(h.skus)
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
         budget = [crash_after]
         table = CrashingDict(persisted_skus, budget)
@@ -296,7 +309,7 @@ def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
         h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
         # what the shared model's changelog holds after the restart is what counts
         decider = FixedDecider()
-        decider.restore(h2.meta["0"]["model"])
+        decider.restore(h2.meta["0"].model)  # type: ignore[arg-type]
         learned = [(s, ws) for s, ws, _ in decider.pooled]
         assert len(learned) == len(set(learned)), (
             crash_after,
@@ -307,7 +320,7 @@ def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
         assert sorted(learned) == sorted((s, T0 + w * W) for s in skus for w in (1, 2, 3)), (
             crash_after
         )
-        assert all(h2.skus[s]["m"]["local"] == 3 for s in skus), crash_after
+        assert all(h2.skus[s].model_state["local"] == 3 for s in skus), crash_after
 
 
 def test_an_order_id_counts_once_per_sku_window() -> None:
@@ -326,17 +339,17 @@ def test_an_order_id_counts_once_per_sku_window() -> None:
     got = {(r.sku, r.orders, r.units) for r in out.sales if r.window_start == T0}
     assert got == {("A", 2, 3), ("B", 1, 5)}
     # a closed window forgets its ids: the open record stays small
-    assert h.opens["A"].get("ids", {}) == {} and h.opens["B"].get("ids", {}) == {}
+    assert h.opens["A"].order_ids == {} and h.opens["B"].order_ids == {}
 
 
 def test_order_ids_remembered_per_window_are_bounded() -> None:
     h = Harness()
     for i in range(ORDER_IDS_PER_WINDOW + 10):
         h.order("A", T0 + 1_000, order_id=f"o{i}")
-    assert len(h.opens["A"]["ids"][str(T0)]) == ORDER_IDS_PER_WINDOW
-    assert h.opens["A"]["w"][str(T0)][0] == ORDER_IDS_PER_WINDOW + 10  # all counted
+    assert len(h.opens["A"].order_ids[T0]) == ORDER_IDS_PER_WINDOW
+    assert h.opens["A"].windows[T0].orders == ORDER_IDS_PER_WINDOW + 10  # all counted
     assert h.order("A", T0 + 1_000, order_id="o0").duplicate_orders == 1
-    assert json.loads(json.dumps(h.opens["A"])) == h.opens["A"]  # changelog-serialisable
+    assert _wire(h.opens["A"]) == h.opens["A"]  # changelog-serialisable
 
 
 def test_without_dedup_a_duplicate_order_counts_twice() -> None:
@@ -362,10 +375,10 @@ def test_real_decider_state_after_a_crash_mid_tick_equals_an_uncrashed_run() -> 
                     h.click(s, T0 + w * W + 10 + k)
                 h.order(s, T0 + w * W + 100, qty=1 + (w + i) % 3)
             h.mark(T0 + (w + 1) * W + L)
-        persisted_meta = json.loads(json.dumps(h.meta))
+        persisted_meta = persisted(h.meta)
         for s in skus:
             h.order(s, T0 + 4 * W + 1, qty=2)
-        persisted_skus = json.loads(json.dumps(h.skus))
+        persisted_skus = persisted(h.skus)
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 5 * W + L)
         budget = [crash_after]
         table = CrashingDict(persisted_skus, budget)
@@ -378,8 +391,8 @@ def test_real_decider_state_after_a_crash_mid_tick_equals_an_uncrashed_run() -> 
         h2 = Harness(decider=ModelDecider(members=[RiverDemand()]))
         h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
         h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
-        pooled = json.loads(json.loads(h2.meta["0"]["model"])["_elasticity"])
-        return {s: h2.skus[s]["m"]["el"] for s in skus}, pooled
+        pooled = json.loads(json.loads(h2.meta["0"].model or "")["_elasticity"])
+        return {s: h2.skus[s].model_state["el"] for s in skus}, pooled
 
     clean = run(10_000)
     assert all(len(v) == 5 for v in clean[0].values())
@@ -423,7 +436,8 @@ def test_the_window_agents_write_order_learns_each_label_once_across_a_crash() -
 
     def agent_handle(engine: WindowEngine, env: Any, offset: int, *tables: dict) -> None:  # type: ignore[type-arg]
         skus_t, meta_t, opens_t = tables
-        s_skus, s_meta, s_opens = Staged(skus_t), Staged(meta_t), Staged(opens_t)
+        s_skus, s_meta = Staged(skus_t, SkuState), Staged(meta_t, PartitionState)
+        s_opens = Staged(opens_t, OpenWindows)
         out = engine.handle(
             env, partition=0, offset=offset, skus=s_skus, meta=s_meta, opens=s_opens
         )
@@ -452,7 +466,7 @@ def test_the_window_agents_write_order_learns_each_label_once_across_a_crash() -
             h2.engine, WatermarkEnv(src="clickstream/0", ts=T0 + 5 * W + L), 1000, *durable
         )
         decider = FixedDecider()
-        decider.restore(durable[1]["0"]["model"])
+        decider.restore(durable[1]["0"].model)
         learned = sorted((s, ws) for s, ws, _ in decider.pooled)
         assert learned == sorted((s, T0 + w * W) for s in skus for w in (1, 2, 3, 4)), crash_after
 
@@ -472,16 +486,17 @@ def test_catalog_forwarded_again_by_a_restarted_ingest_changes_nothing() -> None
     assert len(h.send(cat(7, stock=100)).prices) == 1
     h.order("A", T0 + 1_000, qty=3)
     h.mark(T0 + W + L)
-    assert h.skus["A"]["sold"] == 3
+    assert h.skus["A"].sold == 3
     again = h.send(cat(7, stock=100))
     assert again.skipped_replay and again.prices == []
-    assert h.skus["A"]["sold"] == 3
+    assert h.skus["A"].sold == 3
     h.send(cat(8, stock=50))  # a restock: the new record counts from zero
-    assert h.skus["A"]["sold"] == 0 and h.skus["A"]["cat"]["stock"] == 50
+    cat = h.skus["A"].catalog
+    assert h.skus["A"].sold == 0 and cat is not None and cat.stock == 50
     h.send(ControlEnv(sku="A", action="freeze", price=None, who="t", why="", src="c/0", off=4))
     h.send(ControlEnv(sku="A", action="unfreeze", price=None, who="t", why="", src="c/0", off=5))
     h.send(ControlEnv(sku="A", action="freeze", price=None, who="t", why="", src="c/0", off=4))
-    assert h.skus["A"]["frozen"] is False  # the old freeze, forwarded again, is dropped
+    assert h.skus["A"].frozen is False  # the old freeze, forwarded again, is dropped
 
 
 class _FailingDecider(FixedDecider):
@@ -520,17 +535,17 @@ def test_a_decider_whose_learning_raises_does_not_stop_windows_closing(
     skus = ["A", "B", "C", "D"]
     h = _tick_pending(skus)  # labels of windows 1 and 2 learned, window 3's decided
     h.engine.decider = d = _FailingDecider("learn_pooled", "learn_local_batch")
-    d.restore(h.meta["0"]["model"])
+    d.restore(h.meta["0"].model)  # type: ignore[arg-type]
     before = list(d.pooled)
-    with caplog.at_level(logging.ERROR, logger="streams.windowing"):
+    with caplog.at_level(logging.ERROR, logger="streams.engine"):
         out = h.mark(T0 + 4 * W + L)
     # the windows closed and their aggregates are out, the tick is done
     assert sorted((r.sku, r.window_start, r.units) for r in out.sales) == [
         (s, T0 + 3 * W, 7) for s in skus
     ]
     assert len(out.clicks) == len(skus) and out.windows_closed == len(skus)
-    assert all(h.skus[s]["next"] == T0 + 4 * W for s in skus)
-    assert h.meta["0"]["closing"] is False and h.meta["0"]["learned_upto"] == T0 + 4 * W
+    assert all(h.skus[s].next_window == T0 + 4 * W for s in skus)
+    assert h.meta["0"].closing is False and h.meta["0"].learned_upto == T0 + 4 * W
     # the failure is logged with its exception, once per stage, and counted
     assert out.model_errors == {"learn_pooled": 1, "learn_local_batch": 1}
     logged = [r for r in caplog.records if r.exc_info]
@@ -539,8 +554,8 @@ def test_a_decider_whose_learning_raises_does_not_stop_windows_closing(
         FloatingPointError,
     ]
     # the shared model is back where it was (not half-learned), the skipped labels recorded
-    assert d.pooled == before and json.loads(h.meta["0"]["model"]) == [list(x) for x in before]
-    assert h.meta["0"]["skipped"] == len(skus)
+    assert d.pooled == before and json.loads(h.meta["0"].model or "") == [list(x) for x in before]
+    assert h.meta["0"].skipped == len(skus)
     # decisions still made, and the next tick learns again, not the skipped labels
     assert out.decisions == len(skus)
     d.fail.clear()
@@ -559,7 +574,7 @@ def test_a_decider_that_raises_when_deciding_holds_prices_within_guardrails(
     h.catalog("A", cost=5.0, base=6.0)
     h.catalog("B", cost=5.0, base=6.0)
     h.send(ControlEnv(sku="B", action="override", price=7.0, who="ops", why="promo"))
-    with caplog.at_level(logging.ERROR, logger="streams.windowing"):
+    with caplog.at_level(logging.ERROR, logger="streams.engine"):
         for w in range(3):
             h.order("A", T0 + w * W + 1)
             h.order("B", T0 + w * W + 2)
@@ -569,12 +584,14 @@ def test_a_decider_that_raises_when_deciding_holds_prices_within_guardrails(
             assert out.model_errors == {"propose": 1, "predict_at": 1}
             # A holds its price; B still follows the manual override (guardrails' own rule)
             assert [c.sku for c in out.changes] == (["B"] if w == 0 else [])
-    assert h.skus["A"]["price"] == 6.0 and h.skus["B"]["price"] == 7.0
+    assert h.skus["A"].price == 6.0 and h.skus["B"].price == 7.0
     for s in ("A", "B"):
-        cat = h.skus[s]["cat"]
-        bounds = Bounds(cost=cat["cost"], min_price=cat["min_price"], max_price=cat["max_price"])
-        assert check_price(h.skus[s]["price"], bounds=bounds, cfg=h.engine.guardrails) == []
-        assert h.skus[s]["pend"]["pred"] == {}  # no forecast saved to score
+        st = h.skus[s]
+        cat = st.catalog
+        assert cat is not None and st.price is not None and st.pending is not None
+        bounds = Bounds(cost=cat.cost, min_price=cat.min_price, max_price=cat.max_price)
+        assert check_price(st.price, bounds=bounds, cfg=h.engine.guardrails) == []
+        assert st.pending.predictions == {}  # no forecast saved to score
     assert sum(1 for r in caplog.records if r.exc_info) == 6
     # the model back: the next window is decided by it again
     h.engine.decider.fail.clear()  # type: ignore[attr-defined]
@@ -590,7 +607,7 @@ def test_a_failed_shared_learn_and_a_crash_mid_tick_never_learn_a_label_twice() 
     for crash_after in range(0, 12):
         h = _tick_pending(skus)
         h.engine.decider = d = _FailingDecider("learn_pooled")
-        d.restore(h.meta["0"]["model"])
+        d.restore(h.meta["0"].model)  # type: ignore[arg-type]
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
         budget = [crash_after]
         table = CrashingDict(h.skus, budget)
@@ -604,16 +621,16 @@ def test_a_failed_shared_learn_and_a_crash_mid_tick_never_learn_a_label_twice() 
         h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
         h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
         decider = FixedDecider()
-        decider.restore(h2.meta["0"]["model"])
+        decider.restore(h2.meta["0"].model)  # type: ignore[arg-type]
         learned = sorted((s, ws) for s, ws, _ in decider.pooled)
-        skipped = h2.meta["0"].get("skipped", 0)
+        skipped = h2.meta["0"].skipped
         window_3 = [] if skipped else [(s, T0 + 3 * W) for s in skus]
         assert learned == sorted([(s, T0 + w * W) for s in skus for w in (1, 2)] + window_3), (
             crash_after
         )
         assert skipped in (0, len(skus)), crash_after
-        assert all(h2.skus[s]["m"]["local"] == 3 for s in skus), crash_after
-        assert all(h2.skus[s]["next"] == T0 + 4 * W for s in skus), crash_after
+        assert all(h2.skus[s].model_state["local"] == 3 for s in skus), crash_after
+        assert all(h2.skus[s].next_window == T0 + 4 * W for s in skus), crash_after
 
 
 def test_a_catch_up_forecasts_and_learns_every_window_before_its_label() -> None:
@@ -651,4 +668,4 @@ def test_a_catch_up_forecasts_and_learns_every_window_before_its_label() -> None
     learned = [(sku, ws) for sku, ws, _ in h.engine.decider.pooled]  # type: ignore[attr-defined]
     assert len(learned) == len(set(learned)) == out.labels
     assert out.decisions == 2
-    assert h.skus["A"]["labels"] == len(a_rows)
+    assert h.skus["A"].labels == len(a_rows)
