@@ -27,10 +27,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
-from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejection, decode, encode
-from schemas.decode import excerpt, watermark_marker
+from schemas import CatalogItem, Click, ControlCommand, Order, Rejection, decode, encode
+from schemas.decode import watermark_marker
 from schemas.events import ts_ms
 from streams import shutdown
+from streams.consumers import start_group_consumer
+from streams.dead_letters import dead_letter
 from streams.engine.clock import advance_idle_sources
 from streams.envelope import (
     BatchEnv,
@@ -45,7 +47,7 @@ from streams.envelope import (
 )
 
 if TYPE_CHECKING:
-    from streams.app import Repricer
+    from streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 WATERMARK_FLUSH_S = 0.2
@@ -92,21 +94,7 @@ def to_envelope(
     )
 
 
-def dead_letter(rej: Rejection, message: Any, value: bytes | None) -> DeadLetter:
-    return DeadLetter(
-        reason=rej.reason,
-        detail=rej.detail,
-        source_topic=message.topic,
-        source_partition=message.partition,
-        source_offset=message.offset,
-        payload_excerpt=excerpt(value),
-        received_at=int(time.time() * 1000),
-    )
-
-
 def register(rp: Repricer) -> None:
-    from agents.sink import start_group_consumer
-
     s, t = rp.settings, rp.topics
     partitions = s.partitions
     kinds: dict[str, tuple[str, type]] = {

@@ -26,20 +26,20 @@ from operator import attrgetter, or_
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 from msgspec import Struct
 
-from agents.ingest import dead_letter
 from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
 from infra.clickhouse.tables import AGGREGATES, DEAD_LETTERS, PRICE_CHANGES, Table
-from infra.kafka_client import aiokafka_config
 from schemas import DeadLetter, PriceChange, Rejection, encode
 from streams import shutdown
+from streams.consumers import Batch, poll_batch, start_group_consumer
+from streams.dead_letters import dead_letter
 
 if TYPE_CHECKING:
-    from streams.app import Repricer
+    from streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 
@@ -215,65 +215,6 @@ class ClickHouseSink:
         if self._backend is not None:
             self._backend.close()
         self._pool.shutdown(wait=False)
-
-
-Batch = dict[TopicPartition, list[Any]]
-
-
-async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, flush_s: float) -> Batch:
-    """Records until ``max_records`` or ``flush_s`` after the first one ({} after an idle poll)."""
-    batch: Batch = {}
-    n, deadline = 0, None
-    loop = asyncio.get_running_loop()
-    while n < max_records:
-        timeout = flush_s if deadline is None else max(0.0, deadline - loop.time())
-        got = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records - n)
-        for tp, records in got.items():
-            batch.setdefault(tp, []).extend(records)
-            n += len(records)
-        if deadline is None:
-            if not got:
-                return batch  # idle: let the caller check whether to stop
-            deadline = loop.time() + flush_s
-        elif loop.time() >= deadline:
-            break
-    return batch
-
-
-async def start_group_consumer(rp: Repricer, role: str, topics: list[str]) -> AIOKafkaConsumer:
-    """A started aiokafka consumer in group ``<app_id>-<role>`` that commits only when told to
-    (ingest and sink own their offsets); assignments are logged and it is listed for /metrics."""
-    s = rp.settings
-    consumer = AIOKafkaConsumer(
-        group_id=f"{s.app_id}-{role}",
-        client_id=f"{s.app_id}-{role}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
-        heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000),
-        **aiokafka_config(s),
-    )
-    await consumer.start()
-    consumer.subscribe(topics, listener=LogRebalance(role))
-    rp.consumers[role] = consumer
-    return consumer
-
-
-class LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Log which partitions a consumer group member gets and gives up (operators need it)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        log.info("%s: partitions revoked %s", self.name, _tps(revoked))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("%s: partitions assigned %s", self.name, _tps(assigned))
-
-
-def _tps(tps: Any) -> str:
-    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in tps)) or "none"
 
 
 def register(rp: Repricer) -> None:

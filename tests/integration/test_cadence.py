@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.web import History
 from infra.clickhouse import ClickHouseError, connect
 from infra.local.clickhouse_server import ClickHouseServer
 from streams import cli
+from streams.queries import History
 from streams.tools.runner import closed_out, drained
 from tests.workers import WorkerFactory
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from agents.web import Progress, consumer_lag, health, metrics_text
 from models.decider import ModelDecider
-from streams.app import Stats
+from streams.metrics import Progress, consumer_lag, health, metrics_text
 from streams.settings import Settings
+from streams.worker import Stats
 from tests.integration.promtext import parse_prometheus
 
 
