@@ -219,7 +219,7 @@ def _err(msg: str) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.lstm_train import main as train_main  # needs torch: `pip install torch`
+    from streams.tools.train import main as train_main  # training needs torch: `pip install torch`
 
     return int(train_main(args.train_args) or 0)
 
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "train_args",
         nargs=argparse.REMAINDER,
-        help="arguments of `python -m models.lstm_train` (see `repricer train --help`)",
+        help="arguments of `python -m streams.tools.train` (see `repricer train --help`)",
     )
     tr.set_defaults(func=_cmd_train)
 

@@ -1,7 +1,7 @@
 """Tools around the engine: simulation, backtests, benchmarks, the demo, history import.
 
-Nothing the worker runs imports from here (tests/unit/test_tools_layer.py; the CLI and the
-LSTM trainer's simulator data excepted); tools build the engine the worker runs with
+Nothing the worker runs imports from here (tests/unit/test_tools_layer.py; the CLI
+excepted); tools build the engine the worker runs with
 :func:`streams.build.build_engine`, or run ``repricer worker`` processes.
 
 - ``backtest``: ``repricer backtest``, the real engine in process over the market simulator
@@ -13,5 +13,7 @@ LSTM trainer's simulator data excepted); tools build the engine the worker runs 
 - ``simulate``: ``repricer simulate``, the market simulator driven through Kafka, closed loop.
 - ``simulator/``: the closed-loop market simulator (hidden demand truths, the market).
 - ``tail``: ``repricer tail``, the example downstream consumer of ``price-changes``.
+- ``train``: ``repricer train``, the LSTM's training windows (simulated, or read from the sink),
+  then training and export with ``models.lstm_train``.
 - ``testing``: test doubles shipped with the code (a fixed decider for the engine's tests).
 """

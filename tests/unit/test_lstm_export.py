@@ -72,7 +72,7 @@ class _FakeBackend:
 def test_windows_from_clickhouse_joins_and_fills_quiet_windows():
     from datetime import UTC, datetime, timedelta
 
-    from models.lstm_train import windows_from_clickhouse
+    from streams.tools.train import windows_from_clickhouse
 
     t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     m = [t0 + timedelta(minutes=i) for i in range(6)]
