@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,6 @@ from schemas.events import ts_ms
 from streams import shutdown
 from streams.consumers import start_group_consumer
 from streams.dead_letters import dead_letter
-from streams.engine.clock import advance_idle_sources
 from streams.envelope import (
     BatchEnv,
     CatalogEnv,
@@ -45,13 +43,13 @@ from streams.envelope import (
     pack,
     sku_partition,
 )
+from streams.source_watermarks import SourceWatermarks
 
 if TYPE_CHECKING:
     from streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 WATERMARK_FLUSH_S = 0.2
-FRESH_FETCH_S = 0.5  # an idle partition's "nothing new" must be this much newer than the frontier
 MAX_BATCH_EVENTS = 1000  # events per BatchEnv message (~60 KB)
 
 
@@ -103,16 +101,9 @@ def register(rp: Repricer) -> None:
         s.topic_catalog: ("catalog", CatalogItem),
         s.topic_control: ("control", ControlCommand),
     }
-    # highest event time forwarded (and acknowledged) per source partition, what was last
-    # broadcast for it, when it last had an event, and the next offset to read in it
-    forwarded: dict[str, int] = {}
-    broadcast: dict[str, int] = {}
-    last_event: dict[str, float] = {}
-    next_offset: dict[str, int] = {}
-    inflight: set[str] = set()  # source partitions with a batch being forwarded right now
-    # (newest event time forwarded, wall time it got there): what an idle partition may join
-    frontier_moves: deque[tuple[int, float]] = deque(maxlen=4096)
     event_topics = {s.topic_orders, s.topic_clicks}
+    # how far each source partition has been forwarded, and which are idle (no Kafka in it)
+    wm = SourceWatermarks(event_topics, s.idle_source_s)
 
     @rp.app.service
     class IngestService(Service):
@@ -170,11 +161,11 @@ def register(rp: Repricer) -> None:
                 self.done.set()
 
         async def _forward(self, c: AIOKafkaConsumer, batch: dict[TopicPartition, list]) -> None:
-            inflight.update(f"{tp.topic}/{tp.partition}" for tp in batch)
+            wm.batch_started(f"{tp.topic}/{tp.partition}" for tp in batch)
             try:
                 await self._forward_batch(c, batch)
             finally:
-                inflight.clear()
+                wm.batch_done()
 
         async def _forward_batch(
             self, c: AIOKafkaConsumer, batch: dict[TopicPartition, list]
@@ -237,15 +228,8 @@ def register(rp: Repricer) -> None:
                 # partitions moved meanwhile: their new owner forwards again; the window agent
                 # drops what it already has by source offset
                 log.warning("ingest commit failed (%s); the batch will be forwarded again", exc)
-            now = time.monotonic()
-            for tp, off in offsets.items():
-                src = f"{tp.topic}/{tp.partition}"
-                next_offset[src] = off
-                if tp.topic in event_topics:
-                    last_event[src] = now
-            for src, ts in newest.items():
-                if ts > forwarded.get(src, 0):
-                    forwarded[src] = ts
+            read = {f"{tp.topic}/{tp.partition}": off for tp, off in offsets.items()}
+            wm.forwarded_batch(read, newest, time.monotonic())
 
         async def _send(self, key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
             return await t["sku_events"].send(key=key, value=value, partition=partition)
@@ -257,67 +241,45 @@ def register(rp: Repricer) -> None:
         if consumer is None:
             return
         now = time.monotonic()
-        caught_up: set[str] = set()
         # Every partition of the event topics is announced, owned here or not (0 = "nothing
         # forwarded yet"): a window must never close on the sources one worker happens to own
         # while another source has no owner yet (a member that died before announcing its
         # partitions, a group still joining). A 0 never lowers what the owner announced.
-        for topic in event_topics:
-            for p in consumer.partitions_for_topic(topic) or ():
-                forwarded.setdefault(f"{topic}/{p}", 0)
+        wm.start_round(
+            (
+                f"{topic}/{p}"
+                for topic in event_topics
+                for p in consumer.partitions_for_topic(topic) or ()
+            ),
+            time.time(),
+        )
         # source partitions assigned here but silent since (re)start must not hold windows
         # open forever: once nothing is left to read in them, they become idle like any other
-        newest = max(forwarded.values(), default=0)
-        if newest and (not frontier_moves or newest > frontier_moves[-1][0]):
-            frontier_moves.append((newest, time.time()))
-        targets: dict[str, int] = {}
         for tp in consumer.assignment():
             if tp.topic not in event_topics:
                 continue
             src = f"{tp.topic}/{tp.partition}"
-            forwarded.setdefault(src, 0)
-            last_event.setdefault(src, now)  # quiet since it was assigned here
             hw = consumer.highwater(tp)
-            if hw is None or src in inflight:  # not fetched yet, or being forwarded: not idle
+            if wm.idle_target(src, hw, consumer.last_poll_timestamp(tp), now) is None:
                 continue
-            # An idle partition joins only the event time forwarded elsewhere *before* its own
-            # latest empty fetch: data produced together with newer events may not have been
-            # fetched here yet (a stale highwater would let it jump past its own new events).
-            polled = consumer.last_poll_timestamp(tp)
-            if polled is None:
-                continue
-            target = next(
-                (ts for ts, at in reversed(frontier_moves) if at + FRESH_FETCH_S <= polled / 1000),
-                0,
-            )
-            if target <= forwarded[src]:
-                continue
-            targets[src] = target
-            pos = next_offset.get(src)
+            pos = wm.next_offset.get(src)
             if pos is None:  # nothing read since it was assigned: where reading starts
                 try:
-                    pos = await asyncio.wait_for(consumer.position(tp), 0.5)
+                    pos = int(await asyncio.wait_for(consumer.position(tp), 0.5))
                 except (TimeoutError, KafkaError, AssertionError, KeyError):
                     continue
-                if src in inflight or src in next_offset:
+                if not wm.still_unread(src):
                     continue
-            if hw == 0 or pos >= hw:
-                caught_up.add(src)
-            else:
-                last_event[src] = max(last_event.get(src, now), now - s.idle_source_s / 2)
-        moved = advance_idle_sources(
-            forwarded, last_event, now, s.idle_source_s, caught_up, targets=targets
-        )
+            wm.fetch_state(src, hw, pos, now)
+        moved = wm.advance(now)
         if moved:
             log.info(
                 "idle source partitions %s advanced to event time %s",
                 moved,
-                max(forwarded.values()),
+                max(wm.forwarded.values()),
             )
-        for src, ts in list(forwarded.items()):
-            if broadcast.get(src) == ts:  # 0 = "assigned, nothing forwarded yet": hold windows
-                continue
-            broadcast[src] = ts
-            wm = pack(WatermarkEnv(src=src, ts=ts))
+        for src, ts in wm.unannounced():  # 0 = "assigned, nothing forwarded yet": hold windows
+            wm.announced(src, ts)
+            wm_env = pack(WatermarkEnv(src=src, ts=ts))
             for p in range(partitions):
-                await t["sku_events"].send(key=b"", value=wm, partition=p)
+                await t["sku_events"].send(key=b"", value=wm_env, partition=p)
