@@ -2,18 +2,17 @@
 
 * The decider's snapshot carries every member's shared state, keyed by member name, and a
   fresh decider restored from it decides and forecasts exactly as the one that learned.
-* No code outside a model's own file tests for a concrete model class (``isinstance``,
-  ``issubclass``, ``type(x) is``): what a model can do is asked through the protocol.
+
+No code outside a model's own file tests for a concrete model class: that scan is in
+``test_architecture.py`` with the other checks over the source.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,10 +23,6 @@ from models.decider import ModelDecider, default_decider
 from models.guardrails import Bounds
 from models.registry import MODELS, entry
 from models.river_model import RiverDemand
-
-ROOT = Path(__file__).resolve().parents[2]
-SKIP_DIRS = {".venv", ".git", "build", "dist", "node_modules", "__pycache__", ".mypy_cache"}
-
 
 # ------------------------------------------------------------------ the decider's persistence
 
@@ -151,107 +146,3 @@ def test_member_names_must_be_unique() -> None:
 def test_without_lstm_the_default_ensemble_is_river_alone() -> None:
     assert [m.name for m in default_decider(lstm=False).models()] == ["river"]
     assert entry("lstm").optional and entry("lstm").role == "member"
-
-
-# ------------------------------------------------------------- no probing for model classes
-
-_CHECKED_CALLS = {"isinstance", "issubclass"}
-
-
-def _py_files() -> list[Path]:
-    out = []
-    for p in ROOT.rglob("*.py"):
-        rel = p.relative_to(ROOT)
-        if not SKIP_DIRS.intersection(rel.parts):
-            out.append(p)
-    return out
-
-
-def _names(node: ast.AST) -> set[str]:
-    """Class names an isinstance target mentions: ``C``, ``mod.C``, ``(A, B)``, ``A | B``."""
-    if isinstance(node, ast.Name):
-        return {node.id}
-    if isinstance(node, ast.Attribute):
-        return {node.attr}
-    if isinstance(node, ast.Tuple | ast.List | ast.Set):
-        return set().union(*(_names(e) for e in node.elts))
-    if isinstance(node, ast.BinOp):
-        return _names(node.left) | _names(node.right)
-    return set()
-
-
-def model_classes() -> dict[str, Path]:
-    """Concrete demand models defined in models/: subclasses of ModelBase (transitively) and any
-    other class implementing ``forecast`` and ``learn`` (not a Protocol)."""
-    bases: dict[str, set[str]] = {}
-    where: dict[str, Path] = {}
-    implements: set[str] = set()
-    for path in sorted((ROOT / "models").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not isinstance(node, ast.ClassDef):
-                continue
-            names = set().union(*(_names(b) for b in node.bases)) if node.bases else set()
-            if "Protocol" in names:
-                continue
-            bases[node.name], where[node.name] = names, path
-            methods = {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
-            if {"forecast", "learn"} <= methods:
-                implements.add(node.name)
-    found = set(implements)
-    grew = True
-    while grew:
-        more = {c for c, b in bases.items() if b & (found | {"ModelBase"})} - found
-        found |= more
-        grew = bool(more)
-    return {c: where[c] for c in found}
-
-
-def probes(source: str, classes: set[str]) -> list[tuple[int, str]]:
-    """(line, class) of every isinstance/issubclass/``type(x) is C`` naming one of ``classes``."""
-    hits = []
-    for node in ast.walk(ast.parse(source)):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in _CHECKED_CALLS
-            and len(node.args) == 2
-        ):
-            hits += [(node.lineno, c) for c in sorted(_names(node.args[1]) & classes)]
-        elif (
-            isinstance(node, ast.Compare)
-            and isinstance(node.left, ast.Call)
-            and isinstance(node.left.func, ast.Name)
-            and node.left.func.id == "type"
-        ):
-            for comp in node.comparators:
-                hits += [(node.lineno, c) for c in sorted(_names(comp) & classes)]
-    return hits
-
-
-def test_the_scan_finds_every_registered_model_class() -> None:
-    classes = model_classes()
-    registered = {e.target.partition(":")[2] for e in MODELS}
-    assert registered <= set(classes), registered - set(classes)
-    assert "ModelDecider" not in classes and "Elasticity" not in classes
-
-
-def test_the_scan_catches_a_probe() -> None:
-    src = (
-        "if isinstance(m, RiverDemand): pass\n"
-        "ok = isinstance(m, (int, river_model.LstmDemand))\n"
-        "ok = isinstance(m, int | SeasonalPoisson)\n"
-        "ok = type(m) is LastWindow\n"
-        "ok = isinstance(m, dict)\n"
-    )
-    got = probes(src, set(model_classes()))
-    assert got == [(1, "RiverDemand"), (2, "LstmDemand"), (3, "SeasonalPoisson"), (4, "LastWindow")]
-
-
-def test_no_code_outside_a_model_file_tests_for_a_model_class() -> None:
-    classes = model_classes()
-    bad = []
-    for path in _py_files():
-        own = {c for c, p in classes.items() if p == path}
-        for line, cls in probes(path.read_text(), set(classes) - own):
-            bad.append(f"{path.relative_to(ROOT)}:{line}: {cls}")
-    assert not bad, "ask the model through models.base.DemandModel instead:\n" + "\n".join(bad)
