@@ -5,7 +5,7 @@
 * **Layers only point down**: ``schemas`` and ``infra`` at the bottom, ``models`` above them, the
   engine (the rest of ``streams``) above the models, the agents above the engine, and the
   worker's wiring (``streams.app``), the CLI and the tools at the top. A module may import its
-  own layer or any layer below, never one above.
+  own layer or any layer below, never one above. Agents do not import each other either.
 * **No test for a concrete model class** (``isinstance``/``issubclass``/``type(x) is C``) outside
   that model's own file: the decider and the worker know models only through the protocol
   (``models.base.DemandModel``).
@@ -229,6 +229,19 @@ def test_no_import_cycle() -> None:
 def test_imports_only_point_down() -> None:
     bad = upward_imports(import_graph())
     assert not bad, "imports against the layers:\n" + "\n".join(bad)
+
+
+def test_agents_do_not_import_each_other() -> None:
+    """What two agents share lives below them (``streams.worker``, ``streams.consumers``,
+    ``streams.dead_letters``), not in one of them."""
+    bad = [
+        f"{src} imports {dst} at line {line}"
+        for src, edges in sorted(import_graph().items())
+        if src.startswith("agents.")
+        for dst, line in sorted(edges.items())
+        if dst.startswith("agents")
+    ]
+    assert not bad, "\n".join(bad)
 
 
 def test_every_top_module_listed_exists() -> None:
