@@ -5,7 +5,8 @@
 * **Layers only point down**: ``schemas`` and ``infra`` at the bottom, ``models`` above them, the
   engine (the rest of ``streams``) above the models, the agents above the engine, and the
   worker's wiring (``streams.app``), the CLI and the tools at the top. A module may import its
-  own layer or any layer below, never one above. Agents do not import each other either.
+  own layer or any layer below, never one above. Models do not import ``infra`` either (no
+  Kafka, no ClickHouse in a model), and agents do not import each other.
 * **No test for a concrete model class** (``isinstance``/``issubclass``/``type(x) is C``) outside
   that model's own file: the decider and the worker know models only through the protocol
   (``models.base.DemandModel``).
@@ -229,6 +230,19 @@ def test_no_import_cycle() -> None:
 def test_imports_only_point_down() -> None:
     bad = upward_imports(import_graph())
     assert not bad, "imports against the layers:\n" + "\n".join(bad)
+
+
+def test_models_import_no_infrastructure() -> None:
+    """Models are numbers in, numbers out: no Kafka, no ClickHouse, no simulator. Where their
+    data comes from is the caller's business (``streams.train`` feeds the LSTM trainer)."""
+    bad = [
+        f"{src} imports {dst} at line {line}"
+        for src, edges in sorted(import_graph().items())
+        if layer(src) == MODELS_LAYER
+        for dst, line in sorted(edges.items())
+        if dst.split(".")[0] not in ("models", "schemas")
+    ]
+    assert not bad, "\n".join(bad)
 
 
 def test_agents_do_not_import_each_other() -> None:
