@@ -172,7 +172,13 @@ def register(rp: Repricer) -> None:
             msg.topic, msg.partition, msg.offset, target, msg.offset - 1, target,
             extra=where(msg, "offset_rewind"),
         )  # fmt: skip
-        await rp.app.consumer.seek(msg.tp, target)
+        try:
+            await rp.app.consumer.seek(msg.tp, target)
+        except Exception as exc:  # e.g. revoked meanwhile: the next envelope asks again
+            log.warning(
+                "%s/%s: rewinding to %s failed (%r); retried when its next envelope arrives",
+                msg.topic, msg.partition, target, exc, extra=where(msg, "offset_rewind"),
+            )  # fmt: skip
 
     async def windows(stream: Any) -> None:
         async for event in stream.events():
