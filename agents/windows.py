@@ -118,6 +118,14 @@ def where(msg: Any, reason: str) -> dict[str, Any]:
     return {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "reason": reason}
 
 
+def mark_applied(
+    table: MutableMapping[str, Any], key: str, applied: int | None, offset: int
+) -> None:
+    """Record ``offset`` as the partition's last applied envelope (a replay never lowers it)."""
+    if applied is None or offset > applied:
+        table[key] = offset
+
+
 def durable_steps(
     out: Outputs, s_meta: Staged, s_skus: Staged, s_opens: Staged, meta: MutableMapping[str, Any]
 ) -> list[Callable[[], None]]:
@@ -186,19 +194,17 @@ def register(rp: Repricer) -> None:
             akey = applied_key(msg.partition)
             applied = meta.get(akey)
             action, target = guard.check(msg.partition, msg.offset, applied, time.monotonic())
-            st.offset_rewinds, st.envelopes_refused = guard.rewinds, guard.refused
-            if action is Step.REWIND:
-                await rewind(msg, target)
-                continue
-            if action is Step.WAIT:
+            if action is not Step.APPLY:  # the guard's counters only move here
+                st.offset_rewinds, st.envelopes_refused = guard.rewinds, guard.refused
+                if action is Step.REWIND:
+                    await rewind(msg, target)
                 continue
             try:
                 env = unpack(event.value)
             except msgspec.DecodeError as exc:  # only our own ingest writes here
                 rej = Rejection(reason="bad_envelope", detail=str(exc)[:300])
                 await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
-                if applied is None or msg.offset > applied:
-                    meta[akey] = msg.offset
+                mark_applied(meta, akey, applied, msg.offset)
                 continue
             s_skus, s_meta = Staged(skus, SkuState), Staged(meta, PartitionState)
             s_opens = Staged(opens, OpenWindows)
@@ -219,8 +225,7 @@ def register(rp: Repricer) -> None:
                 rej = Rejection(reason="processing_error", detail=repr(exc)[:300])
                 await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
                 st.dlq["processing_error"] += 1
-                if applied is None or msg.offset > applied:
-                    meta[akey] = msg.offset
+                mark_applied(meta, akey, applied, msg.offset)
                 continue
             agg = t["aggregates"]
             sent: list[Any] = []
@@ -260,8 +265,7 @@ def register(rp: Repricer) -> None:
             if tick:  # everything folded before this tick is durable before the tick is
                 await rp.app.producer.flush()
             steps = durable_steps(out, s_meta, s_skus, s_opens, meta)
-            if applied is None or msg.offset > applied:  # committed with the partition record
-                s_meta[akey] = msg.offset
+            mark_applied(s_meta, akey, applied, msg.offset)  # committed with the partition record
             for i, step in enumerate(steps):
                 step()
                 if tick and i < len(steps) - 1:  # each step durable before the next
