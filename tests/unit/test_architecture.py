@@ -40,8 +40,8 @@ LAYER_NAMES = {
 # Modules of ``streams`` that sit at the top, beside the tools: the worker's wiring (it registers
 # the agents) and the CLI. The tools (``streams.tools``: simulator, backtest, benches, demo, the
 # trainer's command, ...) are at the top as a whole. Everything else in ``streams`` is the engine.
-TOP_MODULES = {"streams.app", "streams.cli"}
-TOP_PACKAGES = ("streams.tools",)
+TOP_MODULES = {"streams.app"}
+TOP_PACKAGES = ("streams.tools", "streams.cli")
 
 
 def layer(module: str) -> int:
@@ -63,7 +63,6 @@ def layer(module: str) -> int:
 # Modules over MAX_LINES today. Remove an entry when its split lands: the test fails on an entry
 # that is no longer needed, so this list only shrinks. Never add one.
 OVERSIZED = {
-    "streams/cli.py",  # every command's arguments and handler; not being split yet
     "infra/clickhouse/backends.py",  # native + chdb backends and their column checks; not yet
 }
 

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED = {"streams/cli.py"}  # the commands
+ALLOWED = "streams/cli/"  # the commands
 
 
 def _imports(path: Path) -> set[str]:
@@ -26,7 +26,7 @@ def test_nothing_below_the_tools_imports_them() -> None:
     for pkg in ("streams", "agents", "models", "schemas", "infra"):
         for path in sorted((ROOT / pkg).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel.startswith("streams/tools/") or rel in ALLOWED:
+            if rel.startswith("streams/tools/") or rel.startswith(ALLOWED):
                 continue
             bad = sorted(m for m in _imports(path) if m.startswith("streams.tools"))
             if bad:

@@ -32,7 +32,7 @@ import time
 
 import faust
 
-if os.environ["BENCH_EVENT_LOOP"] == "uvloop":  # as `repricer worker` (streams/cli.py) does
+if os.environ["BENCH_EVENT_LOOP"] == "uvloop":  # as `repricer worker` (streams/cli/worker.py) does
     import uvloop
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -1,0 +1,49 @@
+"""The ``repricer`` command line: every subcommand has ``--help``.
+
+One module per group of commands; each command is an ``add_<name>(sub)`` function that adds its
+parser and handler. To add a command, write its function and list it in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from infra import logs
+from streams.cli import ops, replay, tools, worker
+from streams.cli.common import Subparsers
+
+# in the order ``repricer --help`` lists them
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    worker.add_worker,
+    worker.add_init,
+    tools.add_simulate,
+    tools.add_demo,
+    tools.add_tail,
+    ops.add_query,
+    tools.add_backtest,
+    tools.add_bench,
+    tools.add_train,
+    replay.add_replay,
+    ops.add_control,
+    ops.add_report,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="repricer",
+        description="Streaming live repricing: Kafka in, guarded price changes out, "
+        "aggregates to ClickHouse. Configuration comes from REPRICER_* env vars "
+        "(see README).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logs.setup(logs.log_format())
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

@@ -1,0 +1,127 @@
+"""Operator commands: ``query``, ``report`` and ``control``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from streams.cli.common import Subparsers
+from streams.settings import Settings
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from infra.clickhouse import connect
+
+    params = dict(p.split("=", 1) for p in args.param)
+    ch = connect(Settings().clickhouse_url.get_secret_value())
+    try:
+        for row in ch.query(args.sql, params or None):
+            print("\t".join(str(v) for v in row))
+    finally:
+        ch.close()
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from infra.clickhouse import connect
+    from streams import queries
+
+    settings = Settings()
+    ch = connect(settings.clickhouse_url.get_secret_value())
+    try:
+        out: dict[str, Any] = {
+            "clickhouse_rows": queries.row_counts(ch),
+            "top_skus_by_revenue": queries.top_skus_by_revenue(ch),
+            "dead_letters_by_reason": queries.dead_letters_by_reason(ch),
+            "price_changes_by_reason": queries.price_changes_by_reason(ch),
+            "forecast_accuracy": queries.forecast_accuracy(ch),
+        }
+    finally:
+        ch.close()
+    if not args.no_accounting:
+        from streams.accounting import read_accounting
+
+        out["accounting"] = acct = read_accounting(settings)
+        if acct["ok"] is False:
+            print(
+                f"ERROR: {acct['unaccounted'][0]} accepted events ({acct['unaccounted'][1]} "
+                "units) are in no emitted window, open window or dead letter",
+                file=sys.stderr,
+            )
+    if args.audit:
+        from streams.accounting import audit
+
+        out["audit"] = aud = audit(settings)
+        if not aud["ok"]:
+            print(
+                f"ERROR: ingest committed {aud['source_events']} valid events, the engine "
+                f"accepted {aud['accepted_events']} ({aud['missing_events']} missing; run it "
+                "when the input has stopped and the worker has caught up)",
+                file=sys.stderr,
+            )
+    print(json.dumps(out, default=str, indent=None if args.json else 2))
+    failed = out.get("accounting", {}).get("ok") is False or out.get("audit", {}).get("ok") is False
+    return 1 if failed else 0
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+
+    from infra.kafka_client import kafka_python_config, producer_batch_bytes
+    from schemas import ControlCommand, encode
+
+    settings = Settings()
+    cmd = ControlCommand(
+        sku=args.sku, action=args.action, price=args.price, who=args.who, why=args.why
+    )
+    producer = KafkaProducer(
+        batch_size=producer_batch_bytes(settings), **kafka_python_config(settings)
+    )
+    producer.send(settings.topic_control, key=args.sku.encode(), value=encode(cmd))
+    producer.flush()
+    producer.close()
+    print(f"sent {args.action} for {args.sku!r} to {settings.topic_control}")
+    return 0
+
+
+def add_query(sub: Subparsers) -> None:
+    q = sub.add_parser("query", help="run a SQL query against the configured ClickHouse")
+    q.add_argument("sql", help="SQL; use %%(name)s placeholders with --param name=value")
+    q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    q.set_defaults(func=_cmd_query)
+
+
+def add_control(sub: Subparsers) -> None:
+    c = sub.add_parser(
+        "control", help="freeze/unfreeze a SKU (or '*'), or set/clear a price override"
+    )
+    c.add_argument("action", choices=["freeze", "unfreeze", "override", "clear_override"])
+    c.add_argument("sku", help="a SKU, or '*' for every SKU (freeze/unfreeze only)")
+    c.add_argument("--price", type=float, help="override price (with `override`)")
+    c.add_argument("--who", default="cli", help="who is asking (recorded)")
+    c.add_argument("--why", default="", help="why (recorded)")
+    c.set_defaults(func=_cmd_control)
+
+
+def add_report(sub: Subparsers) -> None:
+    r = sub.add_parser(
+        "report",
+        help="summary queries over ClickHouse (row counts, top SKUs, DLQ) and the engine's "
+        "conservation counts per partition (exit 1 if any accepted event is unaccounted)",
+    )
+    r.add_argument("--json", action="store_true", help="one-line JSON")
+    r.add_argument(
+        "--no-accounting",
+        action="store_true",
+        help="skip reading the conservation counts from Kafka (ClickHouse only)",
+    )
+    r.add_argument(
+        "--audit",
+        action="store_true",
+        help="also count the valid orders and clicks in the input topics up to the ingest "
+        "group's committed offsets and compare with the events the engine accepted (run it "
+        "when the input has stopped; reads the input topics from the start)",
+    )
+    r.set_defaults(func=_cmd_report)

@@ -1,0 +1,248 @@
+"""Commands of the tools: simulator, demo, tail, backtest, benches, trainer."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from streams.cli.common import Subparsers, err
+from streams.settings import Settings
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from streams.tools.simulate import run_simulation
+
+    settings = Settings()
+
+    def progress(rep: Any) -> None:
+        if rep.minutes % 10 == 0:
+            print(
+                f"minute {rep.minutes}: {rep.events} events sent, "
+                f"{rep.price_changes_applied} price changes applied",
+                file=sys.stderr,
+            )
+
+    rep = asyncio.run(
+        run_simulation(
+            settings,
+            skus=args.skus,
+            minutes=args.minutes,
+            speed=args.speed,
+            seed=args.seed,
+            poison_every=args.poison_every,
+            on_minute=progress,
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "minutes": rep.minutes,
+                "orders": rep.orders,
+                "clicks": rep.clicks,
+                "poison": rep.poison,
+                "price_changes_applied": rep.price_changes_applied,
+            }
+        )
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streams.tools.demo import print_report, run_demo
+
+    report = run_demo(
+        workdir=Path(args.workdir),
+        skus=args.skus,
+        minutes=args.minutes,
+        speed=args.speed,
+        seed=args.seed,
+        poison_every=args.poison_every,
+        quiet=args.json,
+    )
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        print_report(report)
+    return 0
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    from streams.tools.tail import tail
+
+    return asyncio.run(
+        tail(
+            Settings(),
+            group=args.group,
+            from_beginning=args.from_beginning,
+            max_events=args.max,
+            idle_timeout=args.timeout,
+        )
+    )
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from streams.tools.backtest import backtest
+
+    def progress(msg: str) -> None:
+        if not args.json:
+            print(msg, file=sys.stderr, flush=True)
+
+    settings = Settings()
+    if args.restock_days is not None:
+        settings = Settings(restock_s=round(args.restock_days * 86_400))
+    if args.no_lstm:
+        settings = settings.model_copy(update={"lstm": False})
+    report = backtest(
+        skus=args.skus,
+        days=args.days,
+        seed=args.seed,
+        settings=settings,
+        markup=args.markup,
+        stocked=args.stocked,
+        progress=progress,
+    )
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0 if report["guardrail_violations"] == 0 else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from streams.tools.bench.run import run_bench
+
+    report = run_bench(args.what, quick=args.quick, progress=None if args.json else err)
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from streams.tools.train import main as train_main  # training needs torch: `pip install torch`
+
+    return int(train_main(args.train_args) or 0)
+
+
+def _sim_args(sp: argparse.ArgumentParser, *, minutes: int, speed: float, poison: int) -> None:
+    sp.add_argument("--skus", type=int, default=30, help="number of simulated SKUs (default 30)")
+    sp.add_argument(
+        "--minutes",
+        type=int,
+        default=minutes,
+        help=f"simulated minutes to run (default {minutes})",
+    )
+    sp.add_argument(
+        "--speed",
+        type=float,
+        default=speed,
+        help=f"simulated seconds per wall second (default {speed:g})",
+    )
+    sp.add_argument("--seed", type=int, default=7, help="random seed of the market (default 7)")
+    sp.add_argument(
+        "--poison-every",
+        type=int,
+        default=poison,
+        help=f"send one malformed order every N events, 0 = never (default {poison})",
+    )
+
+
+def add_simulate(sub: Subparsers) -> None:
+    s = sub.add_parser("simulate", help="run the closed-loop market simulator against Kafka")
+    _sim_args(s, minutes=60, speed=240.0, poison=0)
+    s.set_defaults(func=_cmd_simulate)
+
+
+def add_demo(sub: Subparsers) -> None:
+    d = sub.add_parser(
+        "demo", help="everything local: Tansu broker + chdb + simulator + worker, then a report"
+    )
+    _sim_args(d, minutes=90, speed=240.0, poison=5000)
+    d.add_argument("--workdir", default=".repricer/demo", help="scratch directory (wiped first)")
+    d.add_argument("--json", action="store_true", help="print the final report as one JSON object")
+    d.set_defaults(func=_cmd_demo)
+
+
+def add_tail(sub: Subparsers) -> None:
+    t = sub.add_parser("tail", help="example downstream consumer: print price changes as they come")
+    t.add_argument("--group", default="repricer-tail", help="consumer group id")
+    t.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
+    t.add_argument("--max", type=int, default=0, help="stop after N events (0 = never)")
+    t.add_argument(
+        "--timeout", type=float, default=0, help="stop after this many idle seconds (0 = never)"
+    )
+    t.set_defaults(func=_cmd_tail)
+
+
+def add_backtest(sub: Subparsers) -> None:
+    b = sub.add_parser("backtest", help="static vs policy vs oracle prices on the simulated market")
+    b.add_argument("--skus", type=int, default=200, help="simulated SKUs (default 200)")
+    b.add_argument("--days", type=float, default=7, help="simulated days (default 7)")
+    b.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
+    b.add_argument(
+        "--markup",
+        type=float,
+        default=2.0,
+        help="initial prices: cost x markup, a keystone rule by default (2.0)",
+    )
+    b.add_argument(
+        "--stocked",
+        type=float,
+        default=0.0,
+        help="share of SKUs with finite stock and no replenishment (default 0: none)",
+    )
+    b.add_argument(
+        "--restock-days",
+        type=float,
+        default=None,
+        help="inventory awareness: stock must cover this many days of demand "
+        "(default REPRICER_RESTOCK_S; 0 ignores stock)",
+    )
+    b.add_argument("--no-lstm", action="store_true", help="River only (faster)")
+    b.add_argument("--json", action="store_true", help="one-line JSON report")
+    b.set_defaults(func=_cmd_backtest)
+
+
+def add_bench(sub: Subparsers) -> None:
+    be = sub.add_parser("bench", help="benchmarks (ratios measured side by side in one run)")
+    be.add_argument(
+        "what",
+        choices=[
+            "forecast",
+            "ingest",
+            "scaleout",
+            "decisions",
+            "sink",
+            "memory",
+            "recovery",
+            "all",
+        ],
+        help="forecast: model WAPE vs naive baselines, LSTM batching; ingest: worker vs Faust "
+        "count-only (same event loop) and Quix Streams count-only events/s; scaleout: two "
+        "workers in one consumer group vs one, events/s; decisions: SKUs decided/s at window close; sink: the sink's decode + insert path vs "
+        "one bulk clickhouse-driver insert, rows/s; memory: state bytes per SKU; recovery: "
+        "seconds to process again after kill -9; all: everything in one report",
+    )
+    be.add_argument(
+        "--quick",
+        action="store_true",
+        help="a reduced smoke run: `all` takes about 1.5 min on 2 cores (the figures: full runs)",
+    )
+    be.add_argument("--json", action="store_true", help="one-line JSON report")
+    be.set_defaults(func=_cmd_bench)
+
+
+def add_train(sub: Subparsers) -> None:
+    tr = sub.add_parser(
+        "train",
+        help="train the LSTM (simulator or ClickHouse history) and export ONNX",
+        add_help=False,
+        # every argument, --help included, is the trainer's: none is an option of this parser
+        # (with "-" as a prefix, a leading --source is refused before REMAINDER can take it)
+        prefix_chars="\0",
+    )
+    tr.add_argument(
+        "train_args",
+        nargs=argparse.REMAINDER,
+        help="arguments of `python -m streams.tools.train` (see `repricer train --help`)",
+    )
+    tr.set_defaults(func=_cmd_train)
