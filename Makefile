@@ -15,7 +15,7 @@ TORCH_VERSION ?= 2.13.0
 CLICKHOUSE_SERVER ?= /usr/sbin/clickhouse-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: chaos help install lock deps clickhouse-server chromium demo test lint typecheck unit integration bench clean schemas
+.PHONY: chaos help install typecheck-links lock deps clickhouse-server chromium demo test lint typecheck unit integration bench clean schemas
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,6 +24,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade -c $(LOCK) pip
 	$(PIP) install --quiet -c $(LOCK) -e '.[dev,local]'
+	$(MAKE) --no-print-directory typecheck-links
 	touch $@
 
 $(VENV)/.torch: $(VENV)/.installed
@@ -74,7 +75,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: install
+# mypy reads the folders under their installed names (repricer.streams, ...) through links
+typecheck-links:
+	@mkdir -p .typecheck/repricer
+	@for d in streams agents models schemas infra; do ln -sfn ../../$$d .typecheck/repricer/$$d; done
+
+typecheck: install typecheck-links
 	$(VENV)/bin/mypy
 
 unit: install
@@ -90,8 +96,8 @@ chaos: deps  ## the fault-injection suite alone, printing each run's figures
 	$(VENV)/bin/pytest -q -s tests/chaos
 
 schemas: install  ## re-export schemas/json and the README settings table after a change
-	$(PY) -m schemas.export
-	$(PY) -m streams.settings --update-readme
+	$(PY) -m repricer.schemas.export
+	$(PY) -m repricer.streams.settings --update-readme
 
 clean:
-	rm -rf $(VENV) .repricer .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .repricer .pytest_cache .mypy_cache .ruff_cache .typecheck

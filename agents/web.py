@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from faust import web as fweb
 
-from infra.clickhouse import ClickHouseError
-from infra.prometheus import CONTENT_TYPE_PROMETHEUS
-from streams.metrics import Progress, health, metrics_text, provider_models
-from streams.queries import History
+from repricer.infra.clickhouse import ClickHouseError
+from repricer.infra.prometheus import CONTENT_TYPE_PROMETHEUS
+from repricer.streams.metrics import Progress, health, metrics_text, provider_models
+from repricer.streams.queries import History
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ MAX_LIMIT = 500
 
 
 def dashboard_html() -> str:
-    return resources.files("agents").joinpath("dashboard.html").read_text(encoding="utf-8")
+    return resources.files("repricer.agents").joinpath("dashboard.html").read_text(encoding="utf-8")
 
 
 def _int_arg(request: Any, name: str, default: int, hi: int = MAX_LIMIT) -> int:

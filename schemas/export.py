@@ -1,4 +1,4 @@
-"""Export the event contracts as JSON Schema files (``python -m schemas.export``).
+"""Export the event contracts as JSON Schema files (``python -m repricer.schemas.export``).
 
 The files under ``schemas/json/`` are checked in; a test fails when they drift from the code,
 so a contract change is always a visible diff. Every ``description`` is normalised with
@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.events import PUBLIC_CONTRACTS
+from repricer.schemas.events import PUBLIC_CONTRACTS
 
 JSON_DIR = Path(__file__).parent / "json"
 # keywords whose values are instance data, not schemas: left exactly as msgspec renders them

@@ -20,10 +20,11 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.registry import MODELS
+from repricer.models.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("schemas", "infra", "models", "streams", "agents")
+INSTALLED = "repricer."  # the wheel installs the five folders as repricer.<folder>
 SKIP_DIRS = {".venv", ".git", "build", "dist", "node_modules", "__pycache__", ".mypy_cache"}
 MAX_LINES = 500
 
@@ -101,10 +102,11 @@ def imports_of(
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] in PACKAGES and (hit := known(alias.name)):
+                name = alias.name.removeprefix(INSTALLED)
+                if name.split(".")[0] in PACKAGES and (hit := known(name)):
                     yield hit, node.lineno
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
+            base = (node.module or "").removeprefix(INSTALLED)
             if node.level:
                 here = module.split(".") if is_package else module.split(".")[:-1]
                 here = here[: len(here) - node.level + 1]
@@ -116,6 +118,28 @@ def imports_of(
                 hit = sub if sub in modules else known(base)
                 if hit:
                     yield hit, node.lineno
+
+
+def bare_imports(root: Path = ROOT) -> list[str]:
+    """Imports of a project package by its folder name (``streams.x``) instead of its installed
+    name (``repricer.streams.x``): they work from the checkout's root only, and load a second
+    copy of the module beside the installed one."""
+    out = []
+    for top in (*PACKAGES, "tests"):
+        for path in sorted((root / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                out += [
+                    f"{path.relative_to(root)}:{node.lineno}: {n}"
+                    for n in names
+                    if n.split(".")[0] in PACKAGES
+                ]
+    return out
 
 
 def import_graph(root: Path = ROOT) -> dict[str, dict[str, int]]:
@@ -217,6 +241,13 @@ def test_layers() -> None:
         TOP,
     ]
     assert layer("streams.tools.simulator") == TOP
+
+
+def test_imports_use_the_installed_names() -> None:
+    found = bare_imports()
+    assert not found, "import these as repricer.<package> (see pyproject.toml):\n" + "\n".join(
+        found
+    )
 
 
 def test_no_import_cycle() -> None:

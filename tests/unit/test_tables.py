@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents.sink import aggregate_columns, batch_rows
-from infra.clickhouse import load_schema
-from infra.clickhouse.backends import _prepare_columns
-from infra.clickhouse.tables import (
+from repricer.agents.sink import aggregate_columns, batch_rows
+from repricer.infra.clickhouse import load_schema
+from repricer.infra.clickhouse.backends import _prepare_columns
+from repricer.infra.clickhouse.tables import (
     AGGREGATES,
     COLUMN_TYPES,
     FORECASTS,
@@ -25,8 +25,8 @@ from infra.clickhouse.tables import (
     Table,
     row_type,
 )
-from schemas import ClicksWindow, SalesWindow
-from streams import queries
+from repricer.schemas import ClicksWindow, SalesWindow
+from repricer.streams import queries
 
 T0 = 1_767_225_600_000
 
@@ -181,9 +181,10 @@ def test_every_aggregate_table_goes_through_the_sink_by_its_tag(table: Table) ->
 
 def test_infra_imports_no_streams_agents_or_models() -> None:
     code = (
-        "import sys, infra.kafka_client, infra.kafka_admin, infra.clickhouse, "
-        "infra.local.tansu, infra.local.clickhouse_server\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'streams', 'agents', 'models'}))"
+        "import sys, repricer.infra.kafka_client, repricer.infra.kafka_admin, "
+        "repricer.infra.clickhouse, repricer.infra.local.tansu, repricer.infra.local.clickhouse_server\n"
+        "print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules}\n"
+        "             & {'repricer.streams', 'repricer.agents', 'repricer.models'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
