@@ -25,7 +25,7 @@ Adding a table
 2. Define one :class:`Table` below and add it to :data:`REGISTRY`: the same columns and types
    in the same order, ``key``, ``partition_by``, ``version_from`` and ``message``. Column types
    are those the backends convert (:data:`COLUMN_KINDS`); a new one needs support in
-   ``backends.py``. An entry that contradicts itself fails when the module is imported.
+   ``values.py``. An entry that contradicts itself fails when the module is imported.
 3. Its rows reach the sink either as window-agent aggregates -- ``aggregate=True``; the message
    struct's fields must then be exactly the columns but ``version``, the sink decodes them by
    ``tag`` without further code, and the engine sends ``{"t": TABLE.tag, "r": row}`` on the
@@ -77,7 +77,7 @@ INT_RANGES = {
     "Int32": (-(2**31), 2**31 - 1),
     "Int64": (-(2**63), 2**63 - 1),
 }
-# Every column type the backends can validate and convert (``backends._check_column``).
+# Every column type the backends can validate and convert (``values._check_column``).
 COLUMN_KINDS = frozenset({"String", "Float64", "DateTime", "Array(String)", *INT_RANGES})
 
 

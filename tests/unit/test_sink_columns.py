@@ -17,7 +17,7 @@ from repricer.agents.sink import (
     price_change_columns,
 )
 from repricer.infra.clickhouse import TABLES, row_type, rows_to_columns
-from repricer.infra.clickhouse.backends import _prepare_columns
+from repricer.infra.clickhouse.values import _prepare_columns
 from repricer.schemas import (
     ClicksWindow,
     DeadLetter,

@@ -14,7 +14,6 @@ import pytest
 
 from repricer.agents.sink import aggregate_columns, batch_rows
 from repricer.infra.clickhouse import load_schema
-from repricer.infra.clickhouse.backends import _prepare_columns
 from repricer.infra.clickhouse.tables import (
     AGGREGATES,
     COLUMN_TYPES,
@@ -25,6 +24,7 @@ from repricer.infra.clickhouse.tables import (
     Table,
     row_type,
 )
+from repricer.infra.clickhouse.values import _prepare_columns
 from repricer.schemas import ClicksWindow, SalesWindow
 from repricer.streams import queries
 
