@@ -40,9 +40,44 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-from repricer.streams.engine.clock import advance_idle_sources
-
 FRESH_FETCH_S = 0.5  # an idle partition's "nothing new" must be this much newer than the frontier
+
+
+def advance_idle_sources(
+    forwarded: dict[str, int],
+    last_event: dict[str, float],
+    now: float,
+    idle_s: float,
+    caught_up: set[str] | None = None,
+    *,
+    targets: dict[str, int] | None = None,
+) -> list[str]:
+    """Move source partitions quiet for ``idle_s`` (wall clock) up to the newest event time.
+
+    A quiet partition (no orders for a while, or no producer at all) would otherwise hold every
+    window open. Only partitions in ``caught_up`` (nothing left to read: a partition with a
+    backlog is slow, not idle) are moved; ``None`` means all. ``targets`` caps how far each may
+    move (ingest: the event time forwarded elsewhere before that partition's own latest empty
+    fetch). Returns the sources moved.
+
+    >>> fwd = {"orders/0": 100, "orders/1": 500}
+    >>> advance_idle_sources(fwd, {"orders/0": 0.0, "orders/1": 9.0}, now=10.0, idle_s=5.0)
+    ['orders/0']
+    >>> fwd
+    {'orders/0': 500, 'orders/1': 500}
+    """
+    if not forwarded:
+        return []
+    frontier = max(forwarded.values())
+    moved = []
+    for src, ts in forwarded.items():
+        if caught_up is not None and src not in caught_up:
+            continue
+        to = frontier if targets is None else min(frontier, targets.get(src, 0))
+        if ts < to and now - last_event.get(src, now) >= idle_s:
+            forwarded[src] = to
+            moved.append(src)
+    return moved
 
 
 class SourceWatermarks:

@@ -4,7 +4,6 @@
 its docstring for the map of the package.
 """
 
-from repricer.streams.engine.clock import advance_idle_sources
 from repricer.streams.engine.engine import WindowEngine
 from repricer.streams.engine.outputs import Outputs, decision_id
 from repricer.streams.engine.state import Accounting, OpenWindows, PartitionState, SkuState
@@ -16,6 +15,5 @@ __all__ = [
     "PartitionState",
     "SkuState",
     "WindowEngine",
-    "advance_idle_sources",
     "decision_id",
 ]

@@ -18,7 +18,6 @@ from repricer.streams.engine import (
     PartitionState,
     SkuState,
     WindowEngine,
-    advance_idle_sources,
 )
 from repricer.streams.engine.fold import ORDER_IDS_PER_WINDOW
 from repricer.streams.engine.state import Record, decode, encode
@@ -154,13 +153,6 @@ def test_watermark_is_the_minimum_over_sources() -> None:
     out = h.mark(T0 + 5 * W, src="clickstream/0")
     assert out.quiet_windows == 1  # window T0 + W closed: now orders/0 is the minimum
     assert h.skus["A"].next_window == T0 + 2 * W
-
-
-def test_idle_sources_are_advanced_to_the_frontier() -> None:
-    fwd = {"orders/0": T0, "orders/1": T0 + 5 * W, "clickstream/0": T0 + 6 * W}
-    seen = {"orders/0": 100.0, "orders/1": 104.0, "clickstream/0": 110.0}
-    assert advance_idle_sources(fwd, seen, now=110.0, idle_s=10.0) == ["orders/0"]
-    assert fwd == {"orders/0": T0 + 6 * W, "orders/1": T0 + 5 * W, "clickstream/0": T0 + 6 * W}
 
 
 def test_replayed_envelopes_are_skipped() -> None:

@@ -7,7 +7,7 @@ wall time of its latest fetch, position).
 
 from __future__ import annotations
 
-from repricer.streams.source_watermarks import SourceWatermarks
+from repricer.streams.source_watermarks import SourceWatermarks, advance_idle_sources
 
 IDLE_S = 10.0
 T0 = 1_000.0  # wall clock (time.time()) at monotonic 0
@@ -204,3 +204,10 @@ def test_catalog_and_control_partitions_are_read_but_never_quiet_sources() -> No
     assert wm.next_offset == {"catalog/0": 9, "orders/0": 3}
     assert wm.last_event == {"orders/0": 7.0}
     assert "catalog/0" not in wm.forwarded
+
+
+def test_idle_sources_are_advanced_to_the_frontier() -> None:
+    fwd = {"orders/0": 1_000, "orders/1": 5_000, "clickstream/0": 6_000}
+    seen = {"orders/0": 100.0, "orders/1": 104.0, "clickstream/0": 110.0}
+    assert advance_idle_sources(fwd, seen, now=110.0, idle_s=10.0) == ["orders/0"]
+    assert fwd == {"orders/0": 6_000, "orders/1": 5_000, "clickstream/0": 6_000}
