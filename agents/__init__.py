@@ -4,7 +4,7 @@ The logic they call lives in plain modules below them (``schemas.decode``, ``str
 ``streams.source_watermarks``, ``streams.metrics``, ``streams.queries``, ``infra.clickhouse``) so
 it is testable without Kafka; what they share is in ``streams.worker``, ``streams.consumers``
 and ``streams.dead_letters``. Agents never import ``streams.app`` (it imports them) nor each
-other (``tests/unit/test_architecture.py``).
+other (``tests/unit/project/test_architecture.py``).
 """
 
 from repricer.agents import ingest, sink, web, windows

@@ -1,7 +1,7 @@
 """Conformance checks run over every demand model (in the spirit of ``river.checks``).
 
 Each check takes a zero-argument factory (fresh model) and raises ``AssertionError`` with a
-message when the model breaks the contract. ``tests/unit/test_model_checks.py`` runs them all
+message when the model breaks the contract. ``tests/unit/models/test_model_checks.py`` runs them all
 over every model registered in :mod:`models.registry` (:func:`shipped_models`), so a new model
 is checked as soon as it is listed there. :func:`check_persistence` is the one that keeps a
 learning model from silently forgetting on restart: whatever it learned must come back from its

@@ -351,7 +351,7 @@ class ModelDecider:
         """Learn one label per SKU into each SKU's state, vectorised over the SKUs.
 
         ``saveds[i]`` is what the decision saved for ``views[i]`` (price and forecasts). The same
-        as :meth:`learn_local` label by label (tests/unit/test_decider_batch.py): no row reads
+        as :meth:`learn_local` label by label (tests/unit/models/test_decider_batch.py): no row reads
         another SKU's state or anything this writes.
         """
         self._at_cur = None

@@ -2,7 +2,7 @@
 
 :func:`models.decider.default_decider` builds its ensemble (role ``member``) and its naive
 comparisons (role ``baseline``) from :data:`MODELS`; ``models.checks`` runs every conformance
-check, the persistence round trip included, over every entry (tests/unit/test_model_checks.py).
+check, the persistence round trip included, over every entry (tests/unit/models/test_model_checks.py).
 A ``candidate`` is checked and can be measured beside the ensemble (``repricer bench``) without
 being in it. Nothing else in the code names a model class: the decider, the worker's model
 reload and the metrics only talk to models through :class:`models.base.DemandModel`.
@@ -22,7 +22,7 @@ Adding a model
 
    (``role="member"`` puts it in the ensemble of every worker and backtest.)
 
-Then ``pytest tests/unit/test_model_checks.py`` checks it, persistence included.
+Then ``pytest tests/unit/models/test_model_checks.py`` checks it, persistence included.
 """
 
 from __future__ import annotations

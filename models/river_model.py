@@ -90,7 +90,7 @@ class StableBayesianLinearRegression(linear_model.BayesianLinearRegression):
     ``_PRIOR_FLOOR`` (1e-8: a ridge that pins directions the data never saw, and changes the
     others by about 1e-8), the covariance comes from a Cholesky factor, and an update is
     computed in full before the model changes (a failure leaves it as it was). Otherwise the
-    posterior is River's (tests/unit/test_decider_batch.py). Relies on River's array state
+    posterior is River's (tests/unit/models/test_decider_batch.py). Relies on River's array state
     (river >= 0.26).
     """
 

@@ -12,7 +12,7 @@ The DDL itself stays in ``schema.sql``, written by hand: it is the file operator
 review, ``docker-compose.yml`` mounts it into the ClickHouse container's init directory (so a
 server gets its tables without any Python), and it must run unchanged on ClickHouse 18.16 and
 on chdb, which is easiest to guarantee for SQL one can read. The registry is checked against it
-on both backends instead (``tests/unit/test_tables.py`` reads schema.sql;
+on both backends instead (``tests/unit/infra/test_tables.py`` reads schema.sql;
 ``tests/integration/test_clickhouse_backends.py`` creates the tables on the 18.16 server and on
 chdb and compares columns, types, key, partition and version column).
 
@@ -34,7 +34,7 @@ Adding a table
 
 Nothing else lists tables: the backends, ``repricer report``'s row counts and the sink's
 decoder pick the new table up from the registry.
-``pytest tests/unit/test_tables.py tests/integration/test_clickhouse_backends.py`` then checks
+``pytest tests/unit/infra/test_tables.py tests/integration/test_clickhouse_backends.py`` then checks
 the entry against the DDL on ClickHouse 18.16 and chdb (``test_adding_a_table_by_the_recipe``
 follows these steps on a copy of ``infra/`` and writes through the sink on chdb).
 """

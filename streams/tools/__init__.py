@@ -1,6 +1,6 @@
 """Tools around the engine: simulation, backtests, benchmarks, the demo, history import.
 
-Nothing the worker runs imports from here (tests/unit/test_tools_layer.py; the CLI
+Nothing the worker runs imports from here (tests/unit/project/test_tools_layer.py; the CLI
 excepted); tools build the engine the worker runs with
 :func:`streams.build.build_engine`, or run ``repricer worker`` processes.
 

@@ -5,7 +5,7 @@ past offsets its agent never saw (a record fetched before the seek is delivered 
 it jumped over become a "gap" its consumer may commit past). A two-worker fault run lost part of a
 minute that way. The agent now keeps the last offset it applied per partition, durably, and
 rewinds when an envelope arrives more than one past it (streams/continuity.py; the decisions are
-unit-tested in tests/unit/test_continuity.py).
+unit-tested in tests/unit/streams/test_continuity.py).
 
 This test drives the rewind through a real worker and broker: while the worker is down, its
 record of the last applied offset of partition 0 is set three envelopes back, so the committed

@@ -10,7 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("streams", "agents", "models", "schemas", "infra")
 DATA = (
     "infra/clickhouse/schema.sql",

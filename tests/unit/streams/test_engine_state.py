@@ -25,7 +25,7 @@ from repricer.streams.engine.state import (
 # records written by the engine before its state was typed (sku-state, sku-open and
 # partition-state, as Faust's JSON codec wrote them to the changelog topics)
 RECORDS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).parents[1] / "data" / "engine-records-v1.json").read_text()
+    (Path(__file__).parents[2] / "data" / "engine-records-v1.json").read_text()
 )
 
 

@@ -13,7 +13,7 @@ from repricer.streams.cli import build_parser
 from repricer.streams.settings import settings_reference
 from repricer.streams.tools.train import build_parser as build_train_parser
 
-README = (Path(__file__).parents[2] / "README.md").read_text()
+README = (Path(__file__).parents[3] / "README.md").read_text()
 
 
 def test_readme_settings_table_is_current() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from repricer.models.registry import MODELS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("schemas", "infra", "models", "streams", "agents")
 INSTALLED = "repricer."  # the wheel installs the five folders as repricer.<folder>
 SKIP_DIRS = {".venv", ".git", "build", "dist", "node_modules", "__pycache__", ".mypy_cache"}
