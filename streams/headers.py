@@ -36,7 +36,10 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "ClicksWindow": 1,
     "ForecastRow": 1,
     "Envelope": 1,  # the internal messages on <app_id>-sku-events (streams.envelope)
-    "ControlCommand": 1,
+    "ControlCommand": 1,  # `repricer control`
+    "Order": 1,  # `repricer dlq resend` sends input records again
+    "Click": 1,
+    "CatalogItem": 1,
 }
 
 
