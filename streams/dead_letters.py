@@ -32,9 +32,9 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from schemas import DeadLetter, Rejection, encode
-from schemas.decode import DEFAULT_MAX_BYTES, excerpt
-from streams import headers as h
+from repricer.schemas import DeadLetter, Rejection, encode
+from repricer.schemas.decode import DEFAULT_MAX_BYTES, excerpt
+from repricer.streams import headers as h
 
 REASON = "repricer-dlq-reason"
 ERROR = "repricer-dlq-error"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from infra.clickhouse.tables import REGISTRY, Table, check_ident
+from repricer.infra.clickhouse.tables import REGISTRY, Table, check_ident
 
 Query = Callable[[str, Mapping[str, Any] | None], list[tuple[Any, ...]]]
 

@@ -7,14 +7,14 @@ import json
 import textwrap
 from pathlib import Path
 
-from streams.cli.common import Subparsers, err
-from streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, err
+from repricer.streams.settings import Settings
 
 GROUPS = ("reason", "topic", "hour", "day")
 
 
 def _filter(args: argparse.Namespace) -> object:
-    from streams.tools import dlq
+    from repricer.streams.tools import dlq
 
     try:
         return dlq.Filter(
@@ -29,7 +29,7 @@ def _filter(args: argparse.Namespace) -> object:
 
 
 def _read(args: argparse.Namespace, settings: Settings) -> list:  # type: ignore[type-arg]
-    from streams.tools import dlq
+    from repricer.streams.tools import dlq
 
     progress = None if args.quiet else err
     try:
@@ -42,7 +42,7 @@ def _read(args: argparse.Namespace, settings: Settings) -> list:  # type: ignore
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from streams.tools import dlq
+    from repricer.streams.tools import dlq
 
     settings = Settings()
     entries = [e for e in _read(args, settings) if _filter(args)(e)]  # type: ignore[operator]
@@ -55,7 +55,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from streams.tools import dlq
+    from repricer.streams.tools import dlq
 
     settings = Settings()
     shown = dlq.show(_read(args, settings), args.letter_id, settings)
@@ -67,7 +67,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_resend(args: argparse.Namespace) -> int:
-    from streams.tools import dlq
+    from repricer.streams.tools import dlq
 
     if not (args.reason or args.id):
         raise SystemExit("repricer dlq resend: say which letters: --reason REASON or --id ID")

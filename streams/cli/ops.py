@@ -7,12 +7,12 @@ import json
 import sys
 from typing import Any
 
-from streams.cli.common import Subparsers
-from streams.settings import Settings
+from repricer.streams.cli.common import Subparsers
+from repricer.streams.settings import Settings
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from infra.clickhouse import connect
+    from repricer.infra.clickhouse import connect
 
     params = dict(p.split("=", 1) for p in args.param)
     ch = connect(Settings().clickhouse_url.get_secret_value())
@@ -25,8 +25,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from infra.clickhouse import connect
-    from streams import queries
+    from repricer.infra.clickhouse import connect
+    from repricer.streams import queries
 
     settings = Settings()
     ch = connect(settings.clickhouse_url.get_secret_value())
@@ -41,7 +41,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     finally:
         ch.close()
     if not args.no_accounting:
-        from streams.accounting import read_accounting
+        from repricer.streams.accounting import read_accounting
 
         out["accounting"] = acct = read_accounting(settings)
         if acct["ok"] is False:
@@ -51,7 +51,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if args.audit:
-        from streams.accounting import audit
+        from repricer.streams.accounting import audit
 
         out["audit"] = aud = audit(settings)
         if not aud["ok"]:
@@ -69,9 +69,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from infra.kafka_client import kafka_python_config, producer_batch_bytes
-    from schemas import ControlCommand, encode
-    from streams.headers import produced
+    from repricer.infra.kafka_client import kafka_python_config, producer_batch_bytes
+    from repricer.schemas import ControlCommand, encode
+    from repricer.streams.headers import produced
 
     settings = Settings()
     cmd = ControlCommand(

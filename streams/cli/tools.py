@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streams.cli.common import Subparsers, err
-from streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, err
+from repricer.streams.settings import Settings
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.tools.simulate import run_simulation
+    from repricer.streams.tools.simulate import run_simulation
 
     settings = Settings()
 
@@ -52,7 +52,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from streams.tools.demo import print_report, run_demo
+    from repricer.streams.tools.demo import print_report, run_demo
 
     report = run_demo(
         workdir=Path(args.workdir),
@@ -71,7 +71,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from streams.tools.tail import tail
+    from repricer.streams.tools.tail import tail
 
     return asyncio.run(
         tail(
@@ -85,7 +85,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from streams.tools.backtest import backtest
+    from repricer.streams.tools.backtest import backtest
 
     def progress(msg: str) -> None:
         if not args.json:
@@ -110,7 +110,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from streams.tools.bench.run import run_bench
+    from repricer.streams.tools.bench.run import run_bench
 
     report = run_bench(args.what, quick=args.quick, progress=None if args.json else err)
     print(json.dumps(report, indent=None if args.json else 2))
@@ -118,7 +118,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from streams.tools.train import main as train_main  # training needs torch: `pip install torch`
+    from repricer.streams.tools.train import (
+        main as train_main,  # training needs torch: `pip install torch`
+    )
 
     return int(train_main(args.train_args) or 0)
 

@@ -26,11 +26,19 @@ from typing import Any
 import msgspec
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from infra.kafka_client import kafka_python_config
-from schemas import CatalogItem, Click, ControlCommand, DeadLetter, Order, Rejection, decode
-from streams import dead_letters as dlq
-from streams.headers import RESEND_OF, header, produced
-from streams.settings import Settings
+from repricer.infra.kafka_client import kafka_python_config
+from repricer.schemas import (
+    CatalogItem,
+    Click,
+    ControlCommand,
+    DeadLetter,
+    Order,
+    Rejection,
+    decode,
+)
+from repricer.streams import dead_letters as dlq
+from repricer.streams.headers import RESEND_OF, header, produced
+from repricer.streams.settings import Settings
 
 Progress = Callable[[str], None]
 

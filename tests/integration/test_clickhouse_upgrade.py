@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.clickhouse import ClickHouseBackend, connect
-from infra.clickhouse.tables import DEAD_LETTERS
+from repricer.infra.clickhouse import ClickHouseBackend, connect
+from repricer.infra.clickhouse.tables import DEAD_LETTERS
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.clickhouse import connect
-from infra.kafka_client import kafka_python_config
-from streams.headers import SCHEMA_VERSIONS, header
-from streams.settings import Settings
-from streams.tools.runner import drained, settings_env
+from repricer.infra.clickhouse import connect
+from repricer.infra.kafka_client import kafka_python_config
+from repricer.streams.headers import SCHEMA_VERSIONS, header
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import drained, settings_env
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def read_all(settings: Settings, topic: str) -> list[Any]:
 def cli(settings: Settings, *args: str) -> dict[str, Any]:
     env = {**os.environ, **settings_env(settings)}
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "dlq", *args],
+        [sys.executable, "-m", "repricer.streams.cli", "dlq", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agents.sink import dead_letter_columns
-from infra.clickhouse.backends import _prepare_columns
-from schemas import DeadLetter, Rejection, encode
-from streams import dead_letters as dlq
-from streams.headers import RESEND_OF, header
+from repricer.agents.sink import dead_letter_columns
+from repricer.infra.clickhouse.backends import _prepare_columns
+from repricer.schemas import DeadLetter, Rejection, encode
+from repricer.streams import dead_letters as dlq
+from repricer.streams.headers import RESEND_OF, header
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.clickhouse.migrate import add_column_statements, upgrade
-from infra.clickhouse.tables import DEAD_LETTERS, REGISTRY
+from repricer.infra.clickhouse.migrate import add_column_statements, upgrade
+from repricer.infra.clickhouse.tables import DEAD_LETTERS, REGISTRY
 
 V1_LETTER_COLUMNS = [
     "source_topic",
