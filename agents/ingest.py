@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
-from repricer.schemas import CatalogItem, Click, ControlCommand, Order, Rejection, decode, encode
+from repricer.schemas import CatalogItem, Click, ControlCommand, Order, Rejection, decode
 from repricer.schemas.decode import watermark_marker
 from repricer.schemas.events import ts_ms
 from repricer.streams import shutdown
@@ -43,6 +43,7 @@ from repricer.streams.envelope import (
     pack,
     sku_partition,
 )
+from repricer.streams.headers import produced
 from repricer.streams.source_watermarks import SourceWatermarks
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ def register(rp: Repricer) -> None:
         s.topic_control: ("control", ControlCommand),
     }
     event_topics = {s.topic_orders, s.topic_clicks}
+    ENVELOPE_HEADERS = produced("Envelope")
     # how far each source partition has been forwarded, and which are idle (no Kafka in it)
     wm = SourceWatermarks(event_topics, s.idle_source_s)
 
@@ -200,8 +202,10 @@ def register(rp: Repricer) -> None:
                     )
                     if isinstance(result, Rejection):
                         rp.stats.dlq[result.reason] += 1
-                        dl = encode(dead_letter(result, msg, msg.value))
-                        sends.append(await t["dlq"].send(key=msg.key, value=dl))
+                        dl = dead_letter(result, msg, msg.value, cap=s.max_payload_bytes)
+                        sends.append(
+                            await t["dlq"].send(key=dl.key, value=dl.value, headers=dl.headers)
+                        )
                         continue
                     env = to_envelope(result, src=src, off=msg.offset)
                     if isinstance(env, OrderEnv | ClickEnv):
@@ -232,7 +236,9 @@ def register(rp: Repricer) -> None:
             wm.forwarded_batch(read, newest, time.monotonic())
 
         async def _send(self, key: bytes, value: bytes, partition: int) -> Awaitable[Any]:
-            return await t["sku_events"].send(key=key, value=value, partition=partition)
+            return await t["sku_events"].send(
+                key=key, value=value, partition=partition, headers=list(ENVELOPE_HEADERS)
+            )
 
     @rp.app.timer(WATERMARK_FLUSH_S)
     async def broadcast_watermarks() -> None:
@@ -282,4 +288,6 @@ def register(rp: Repricer) -> None:
             wm.announced(src, ts)
             wm_env = pack(WatermarkEnv(src=src, ts=ts))
             for p in range(partitions):
-                await t["sku_events"].send(key=b"", value=wm_env, partition=p)
+                await t["sku_events"].send(
+                    key=b"", value=wm_env, partition=p, headers=list(ENVELOPE_HEADERS)
+                )

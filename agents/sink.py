@@ -33,7 +33,7 @@ from msgspec import Struct
 
 from repricer.infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
 from repricer.infra.clickhouse.tables import AGGREGATES, DEAD_LETTERS, PRICE_CHANGES, Table
-from repricer.schemas import DeadLetter, PriceChange, Rejection, encode
+from repricer.schemas import DeadLetter, PriceChange, Rejection
 from repricer.streams import shutdown
 from repricer.streams.consumers import Batch, poll_batch, start_group_consumer
 from repricer.streams.dead_letters import dead_letter
@@ -79,7 +79,9 @@ _DECODED_TABLES = frozenset(table.name for table in AGGREGATES)
 # price_changes columns computed from a PriceChange rather than copied from one of its fields
 _CHANGE_DERIVED = ("forecast_old", "forecast_new", "model_versions", "version")
 _CHANGE_FIELDS = tuple(c for c in PRICE_CHANGES.column_names if c not in _CHANGE_DERIVED)
-_LETTER_FIELDS = tuple(c for c in DEAD_LETTERS.column_names if c != "version")
+# dead_letters columns computed from a DeadLetter rather than copied from one of its fields
+_LETTER_DERIVED = ("payload_truncated", "record_key", "version")
+_LETTER_FIELDS = tuple(c for c in DEAD_LETTERS.column_names if c not in _LETTER_DERIVED)
 _change_dec = msgspec.json.Decoder(PriceChange)
 _dlq_dec = msgspec.json.Decoder(DeadLetter)
 
@@ -139,6 +141,8 @@ def price_change_columns(values: Sequence[bytes], rejected: Rejected | None = No
 def dead_letter_columns(values: Sequence[bytes], rejected: Rejected | None = None) -> Batches:
     letters = _decode_all(_dlq_dec, values, rejected)
     cols = _columns(letters, _LETTER_FIELDS)
+    cols["payload_truncated"] = [int(dl.payload_truncated) for dl in letters]
+    cols["record_key"] = ["" if dl.key is None else dl.key for dl in letters]
     cols["version"] = cols[DEAD_LETTERS.version_from].copy()
     return {DEAD_LETTERS.name: cols}
 
@@ -308,8 +312,10 @@ def register(rp: Repricer) -> None:
                 merge_batches(columns, to_columns[topic]([r.value for r in records], rejected))
                 for i, reason in rejected:  # a row its table cannot hold: parked, with why
                     rej = Rejection(reason="bad_sink_row", detail=reason)
-                    letter = encode(dead_letter(rej, records[i], records[i].value))
-                    letters.append(await t["dlq"].send(key=records[i].key, value=letter))
+                    dl = dead_letter(rej, records[i], records[i].value, cap=s.max_payload_bytes)
+                    letters.append(
+                        await t["dlq"].send(key=dl.key, value=dl.value, headers=dl.headers)
+                    )
                     stats.dlq["bad_sink_row"] += 1
                     log.warning("dead-lettered a %s row ClickHouse cannot hold: %s", topic, reason)
             if letters:

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from repricer.infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
-from repricer.schemas import DeadLetter, Rejection, encode
-from repricer.schemas.decode import excerpt
+from repricer.schemas import Rejection, encode
 from repricer.streams.continuity import Continuity, Step, applied_key
-from repricer.streams.dead_letters import dead_letter
+from repricer.streams.dead_letters import Letter, dead_letter, letter
 from repricer.streams.engine import OpenWindows, Outputs, PartitionState, SkuState
 from repricer.streams.engine.state import Record, load
 from repricer.streams.envelope import EventEnv, pack, unpack
+from repricer.streams.headers import produced
 
 if TYPE_CHECKING:
     from repricer.streams.worker import Repricer
@@ -86,30 +86,33 @@ class Staged(MutableMapping[str, Any]):
         self.writes.clear()
 
 
-def late_letter(late: EventEnv) -> bytes:
+def late_letter(late: EventEnv) -> Letter:
     """The dead letter of a late event, located at the event's own source partition and offset
     (many late events can share one batch envelope; each keeps its own row downstream)."""
     return event_letter(late, "late_event", "after its window closed")
 
 
-def duplicate_letter(dup: EventEnv) -> bytes:
+def duplicate_letter(dup: EventEnv) -> Letter:
     """The dead letter of an order whose id was already counted in its SKU window."""
     return event_letter(dup, "duplicate_order", "whose order id its window already counted")
 
 
-def event_letter(env: EventEnv, reason: str, why: str) -> bytes:
+def event_letter(env: EventEnv, reason: str, why: str) -> Letter:
+    """The dead letter of one event the engine refused: its payload is the event's envelope
+    (``payload_kind`` ``envelope``; the original record bytes stayed with ingest)."""
     kind = type(env).__name__.removesuffix("Env").lower()
     topic, _, partition = env.src.rpartition("/")
-    return encode(
-        DeadLetter(
+    return letter(
+        Rejection(
             reason=reason,
             detail=f"{kind} for {env.sku} at ts={env.ts} from {env.src}@{env.off} {why}",
-            source_topic=topic,
-            source_partition=int(partition) if partition.isdigit() else -1,
-            source_offset=env.off,
-            payload_excerpt=excerpt(pack(env)),
-            received_at=int(time.time() * 1000),
-        )
+        ),
+        topic=topic,
+        partition=int(partition) if partition.isdigit() else -1,
+        offset=env.off,
+        key=env.sku.encode(),
+        value=pack(env),
+        kind="envelope",
     )
 
 
@@ -152,6 +155,9 @@ def register(rp: Repricer) -> None:
     t, st = rp.topics, rp.stats
     skus, meta, opens = rp.tables["skus"], rp.tables["meta"], rp.tables["opens"]
     engine = rp.engine
+    cap = rp.settings.max_payload_bytes
+    h_sales, h_clicks, h_fc = (produced(n) for n in ("SalesWindow", "ClicksWindow", "ForecastRow"))
+    h_change, h_price = produced("PriceChange"), produced("PriceState")
 
     guard = Continuity()
 
@@ -203,7 +209,8 @@ def register(rp: Repricer) -> None:
                 env = unpack(event.value)
             except msgspec.DecodeError as exc:  # only our own ingest writes here
                 rej = Rejection(reason="bad_envelope", detail=str(exc)[:300])
-                await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
+                dl = dead_letter(rej, msg, event.value, cap=cap)
+                await t["dlq"].send(key=dl.key, value=dl.value, headers=dl.headers)
                 mark_applied(meta, akey, applied, msg.offset)
                 continue
             s_skus, s_meta = Staged(skus, SkuState), Staged(meta, PartitionState)
@@ -223,42 +230,44 @@ def register(rp: Repricer) -> None:
                     extra=where(msg, "processing_error"),
                 )  # fmt: skip
                 rej = Rejection(reason="processing_error", detail=repr(exc)[:300])
-                await t["dlq"].send(key=event.key, value=encode(dead_letter(rej, msg, event.value)))
+                dl = dead_letter(rej, msg, event.value, cap=cap)
+                await t["dlq"].send(key=dl.key, value=dl.value, headers=dl.headers)
                 st.dlq["processing_error"] += 1
                 mark_applied(meta, akey, applied, msg.offset)
                 continue
             agg = t["aggregates"]
             sent: list[Any] = []
             for row in out.sales:
+                value = _json.encode({"t": SALES_1M.tag, "r": row})
                 sent.append(
-                    await agg.send(
-                        key=row.sku.encode(), value=_json.encode({"t": SALES_1M.tag, "r": row})
-                    )
+                    await agg.send(key=row.sku.encode(), value=value, headers=list(h_sales))
                 )
             for crow in out.clicks:
+                value = _json.encode({"t": CLICKS_1M.tag, "r": crow})
                 sent.append(
-                    await agg.send(
-                        key=crow.sku.encode(), value=_json.encode({"t": CLICKS_1M.tag, "r": crow})
-                    )
+                    await agg.send(key=crow.sku.encode(), value=value, headers=list(h_clicks))
                 )
             for frow in out.forecasts:
-                sent.append(
-                    await agg.send(
-                        key=frow.sku.encode(), value=_json.encode({"t": FORECASTS.tag, "r": frow})
-                    )
-                )
+                value = _json.encode({"t": FORECASTS.tag, "r": frow})
+                sent.append(await agg.send(key=frow.sku.encode(), value=value, headers=list(h_fc)))
             for change in out.changes:
                 sent.append(
-                    await t["price_changes"].send(key=change.sku.encode(), value=encode(change))
+                    await t["price_changes"].send(
+                        key=change.sku.encode(), value=encode(change), headers=list(h_change)
+                    )
                 )
             for price in out.prices:
-                sent.append(await t["prices"].send(key=price.sku.encode(), value=encode(price)))
-            for late in out.late:
-                sent.append(await t["dlq"].send(key=late.sku.encode(), value=late_letter(late)))
-                st.dlq["late_event"] += 1
-            for dup in out.duplicates:
-                sent.append(await t["dlq"].send(key=dup.sku.encode(), value=duplicate_letter(dup)))
-                st.dlq["duplicate_order"] += 1
+                sent.append(
+                    await t["prices"].send(
+                        key=price.sku.encode(), value=encode(price), headers=list(h_price)
+                    )
+                )
+            for dl in [*map(late_letter, out.late), *map(duplicate_letter, out.duplicates)]:
+                sent.append(await t["dlq"].send(key=dl.key, value=dl.value, headers=dl.headers))
+            if out.late:
+                st.dlq["late_event"] += len(out.late)
+            if out.duplicates:
+                st.dlq["duplicate_order"] += len(out.duplicates)
             if sent:  # outputs acknowledged before the state that says they happened
                 await asyncio.gather(*sent)
             tick = bool(s_meta.writes and (s_skus.writes or s_opens.writes))

@@ -137,7 +137,16 @@ class PriceState(Struct, frozen=True, kw_only=True):
 
 
 class DeadLetter(Struct, frozen=True, kw_only=True):
-    """A rejected input event with the reason and where it came from."""
+    """A record repricer could not use, with the reason, where it came from, and its bytes.
+
+    ``payload`` is the original record value (``payload_encoding``: UTF-8 text as it was, or
+    base64 when it was not UTF-8), up to the ``max_payload_bytes`` cap: a larger one keeps its
+    first ``max_payload_bytes`` bytes with ``payload_truncated`` set and ``payload_size`` the
+    original size. ``payload_kind`` is ``record`` (the bytes read from ``source_topic``, which
+    ``repricer dlq resend`` can send again) or ``envelope`` (the window agent's internal form of
+    an event). The same provenance travels in the record's Kafka headers (``repricer-dlq-*``).
+    Fields after ``received_at`` are v2 additions; a v1 letter decodes with their defaults.
+    """
 
     reason: str
     detail: str
@@ -146,6 +155,16 @@ class DeadLetter(Struct, frozen=True, kw_only=True):
     source_offset: int
     payload_excerpt: str
     received_at: int
+    payload: str = ""
+    payload_encoding: Literal["utf8", "base64"] = "utf8"
+    payload_size: int = 0
+    payload_truncated: bool = False
+    payload_kind: Literal["record", "envelope"] = "record"
+    key: str | None = None
+    key_encoding: Literal["utf8", "base64"] = "utf8"
+    source_timestamp: int = -1
+    repricer_version: str = ""
+    resend_of: str = ""
 
 
 # The window aggregates hold only str, int and float, so they can never be part of a reference

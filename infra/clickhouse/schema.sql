@@ -8,6 +8,9 @@
 -- Every table here has an entry in the table registry (infra/clickhouse/tables.py: the same
 -- columns and types, key, partition and version column); tests compare the two on 18.16 and
 -- chdb. Its docstring is the recipe for adding a table.
+-- A column added to an existing table goes into its CREATE TABLE here (before `version`) and
+-- into the registry; `init` then adds it to a database created before (infra/clickhouse/
+-- migrate.py: ALTER TABLE ... ADD COLUMN, additive only).
 
 CREATE DATABASE IF NOT EXISTS repricer
 ;
@@ -77,6 +80,16 @@ CREATE TABLE IF NOT EXISTS repricer.dead_letters
     detail String,
     payload_excerpt String,
     received_at DateTime,
+    payload String,
+    payload_encoding String,
+    payload_size Int64,
+    payload_truncated UInt32,
+    payload_kind String,
+    record_key String,
+    key_encoding String,
+    source_timestamp Int64,
+    repricer_version String,
+    resend_of String,
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 
 from repricer.infra import logs
-from repricer.streams.cli import ops, replay, tools, worker
+from repricer.streams.cli import dlq, ops, replay, tools, worker
 from repricer.streams.cli.common import Subparsers
 
 # in the order ``repricer --help`` lists them
@@ -27,6 +27,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     replay.add_replay,
     ops.add_control,
     ops.add_report,
+    dlq.add_dlq,
 )
 
 

@@ -71,6 +71,7 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
     from repricer.infra.kafka_client import kafka_python_config, producer_batch_bytes
     from repricer.schemas import ControlCommand, encode
+    from repricer.streams.headers import produced
 
     settings = Settings()
     cmd = ControlCommand(
@@ -79,7 +80,12 @@ def _cmd_control(args: argparse.Namespace) -> int:
     producer = KafkaProducer(
         batch_size=producer_batch_bytes(settings), **kafka_python_config(settings)
     )
-    producer.send(settings.topic_control, key=args.sku.encode(), value=encode(cmd))
+    producer.send(
+        settings.topic_control,
+        key=args.sku.encode(),
+        value=encode(cmd),
+        headers=list(produced("ControlCommand")),
+    )
     producer.flush()
     producer.close()
     print(f"sent {args.action} for {args.sku!r} to {settings.topic_control}")

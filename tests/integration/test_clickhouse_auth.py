@@ -23,6 +23,7 @@ from repricer.infra.clickhouse import (
 from repricer.infra.local.clickhouse_server import ClickHouseServer
 from repricer.streams.settings import Settings
 from tests.conftest import CLICKHOUSE_APP_USER
+from tests.integration.test_clickhouse_backends import LETTER_V2
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,7 @@ ROW = {
     "payload_excerpt": "{",
     "received_at": 1_767_225_600_000,
     "version": 1,
+    **LETTER_V2,
 }
 
 

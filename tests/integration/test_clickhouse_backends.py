@@ -37,6 +37,19 @@ from repricer.infra.local.clickhouse_server import (
 pytestmark = pytest.mark.integration
 
 T0_MS = 1_700_000_040_000  # 2023-11-14 22:14:00 UTC, a minute boundary
+# the dead_letters columns DeadLetter v2 added (their values in a v1 row)
+LETTER_V2: dict[str, Any] = {
+    "payload": "",
+    "payload_encoding": "utf8",
+    "payload_size": 0,
+    "payload_truncated": 0,
+    "payload_kind": "record",
+    "record_key": "",
+    "key_encoding": "utf8",
+    "source_timestamp": -1,
+    "repricer_version": "",
+    "resend_of": "",
+}
 MINUTE_MS = 60_000
 
 
@@ -137,6 +150,7 @@ def make_rows() -> dict[str, list[dict[str, Any]]]:
             payload_excerpt='{"oops": true}',
             received_at=T0_MS + p * 1_000,
             version=5_000 + p,
+            **{**LETTER_V2, "payload": '{"oops": true}', "payload_size": 14, "record_key": "k"},
         )
         for p in range(4)
     ]
@@ -377,6 +391,7 @@ def test_datetime_round_trip(backend: ClickHouseBackend) -> None:
         "payload_excerpt": "",
         "received_at": ms,
         "version": 1,
+        **LETTER_V2,
     }
     backend.insert("dead_letters", [row])
     [(received, partition_id, as_int, partition, offset)] = backend.query(

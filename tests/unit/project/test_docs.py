@@ -53,6 +53,8 @@ PLACEHOLDERS = {
     "ZONE": "UTC",
     "KIND.FIELD=COLUMN": "orders.ts=created_at",
     "FIELD=COLUMN": "ts=created_at",
+    "ID": "orders/0@17",
+    "REASON": "wrong_type",
 }
 
 
