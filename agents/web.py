@@ -3,8 +3,9 @@
 Views are Faust pages on the worker's own web server (``REPRICER_WEB_ENABLED``, bound to
 ``REPRICER_WEB_HOST``, 127.0.0.1 by default, on ``REPRICER_WEB_PORT``):
 
-* ``GET /metrics`` -- Prometheus text exposition (format 0.0.4) of the worker's counters, sink
-  gauges, consumer lag per partition and the LSTM model in use.
+* ``GET /metrics`` -- Prometheus text exposition (format 0.0.4, by ``prometheus_client``) of the
+  worker's counters, sink gauges, consumer and event-time lag per partition, the histograms of
+  ``streams.telemetry``, Faust's sensor numbers and the process.
 * ``GET /livez`` -- 200 while the event loop and the worker's agents run, else 503: the
   liveness probe (``streams.probes``). A ClickHouse outage does not fail it.
 * ``GET /readyz`` -- 200 once live, state recovered and consumer groups joined, else 503: the
@@ -85,7 +86,7 @@ def register(rp: Repricer) -> None:
 
     @app.page("/metrics", name="repricer-metrics")
     async def metrics(self: fweb.View, request: fweb.Request) -> fweb.Response:
-        return self.text(metrics_text(rp), content_type=CONTENT_TYPE_PROMETHEUS)
+        return self.text(metrics_text(rp, progress), content_type=CONTENT_TYPE_PROMETHEUS)
 
     @app.page("/livez", name="repricer-livez")
     async def livez(self: fweb.View, request: fweb.Request) -> fweb.Response:

@@ -152,6 +152,7 @@ def register(rp: Repricer) -> None:
     t, st = rp.topics, rp.stats
     skus, meta, opens = rp.tables["skus"], rp.tables["meta"], rp.tables["opens"]
     engine = rp.engine
+    timings = rp.timings
 
     guard = Continuity()
 
@@ -208,6 +209,7 @@ def register(rp: Repricer) -> None:
                 continue
             s_skus, s_meta = Staged(skus, SkuState), Staged(meta, PartitionState)
             s_opens = Staged(opens, OpenWindows)
+            started = time.perf_counter()
             try:
                 out = engine.handle(
                     env,
@@ -261,7 +263,10 @@ def register(rp: Repricer) -> None:
                 st.dlq["duplicate_order"] += 1
             if sent:  # outputs acknowledged before the state that says they happened
                 await asyncio.gather(*sent)
+            if out.changes and msg.timestamp:  # window close -> its price changes published
+                timings.close_to_publish.observe(max(0.0, time.time() - msg.timestamp))
             tick = bool(s_meta.writes and (s_skus.writes or s_opens.writes))
+            pm = s_meta.writes.get(str(msg.partition))  # the partition record, if it moved
             if tick:  # everything folded before this tick is durable before the tick is
                 await rp.app.producer.flush()
             steps = durable_steps(out, s_meta, s_skus, s_opens, meta)
@@ -270,6 +275,10 @@ def register(rp: Repricer) -> None:
                 step()
                 if tick and i < len(steps) - 1:  # each step durable before the next
                     await rp.app.producer.flush()
+            if tick:
+                timings.tick.observe(time.perf_counter() - started)
+            if pm is not None and pm.watermark is not None:
+                st.watermarks[msg.partition] = pm.watermark
             if out.folded:
                 st.last_fold_at = time.time()
                 if not st.events_folded:

@@ -106,6 +106,7 @@ def create_app(settings: Settings) -> Repricer:
         stats_path=Path(settings.data_dir).resolve() / "stats.json",
     )
 
+    app.sensors.add(rp.timings.faust_sensor())  # Faust's commits and rebalances, as metrics
     ingest.register(rp)  # the agents register themselves on this app
     windows.register(rp)
     sink.register(rp)
@@ -122,6 +123,8 @@ def create_app(settings: Settings) -> Repricer:
         )
         for p in set(rp.stats.accounting) - set(rp.stats.partitions):
             del rp.stats.accounting[p]  # moved to another worker: it accounts for them now
+        for p in set(rp.stats.watermarks) - set(rp.stats.partitions):
+            del rp.stats.watermarks[p]
         tmp = rp.stats_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rp.stats.as_dict()))
         tmp.replace(rp.stats_path)

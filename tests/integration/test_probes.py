@@ -19,6 +19,7 @@ import pytest
 from infra.clickhouse import connect
 from infra.local.clickhouse_server import start_clickhouse_server
 from tests.integration.conftest import WebWorker
+from tests.integration.promtext import parse_prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -66,9 +67,13 @@ def test_sink_down_leaves_the_worker_live_and_ready(
         status, _, body = ww.http("/readyz")
         assert status == 200, body
         assert ww.worker.alive()
+        metrics = parse_prometheus(ww.http("/metrics")[2])  # the alert rule's inputs
+        assert metrics.value("repricer_sink_stuck") == 1
+        assert metrics.value("repricer_sink_stall_seconds") > 1.0
 
         server.start()  # back on the same port: the held rows land, health turns green
         wait_for(ww, "/health", lambda s, _: s == 200, 90)
+        assert parse_prometheus(ww.http("/metrics")[2]).value("repricer_sink_stuck") == 0
         assert ww.http("/livez")[0] == 200 and ww.http("/readyz")[0] == 200
     finally:
         server.stop()
