@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import ProcessCollector
 from prometheus_client.registry import Collector
 
-from infra.prometheus import counter, gauge, registry_of, render
-from models.base import ModelInfo
+from repricer.infra.prometheus import counter, gauge, registry_of, render
+from repricer.models.base import ModelInfo
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 

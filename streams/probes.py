@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import faust
 
-from streams.engine import WindowEngine
-from streams.settings import Settings
-from streams.shutdown import RepricerApp
-from streams.telemetry import Timings
+from repricer.streams.engine import WindowEngine
+from repricer.streams.settings import Settings
+from repricer.streams.shutdown import RepricerApp
+from repricer.streams.telemetry import Timings
 
 
 @dataclass

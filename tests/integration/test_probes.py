@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from infra.clickhouse import connect
-from infra.local.clickhouse_server import start_clickhouse_server
+from repricer.infra.clickhouse import connect
+from repricer.infra.local.clickhouse_server import start_clickhouse_server
 from tests.integration.conftest import WebWorker
 from tests.integration.promtext import parse_prometheus
 

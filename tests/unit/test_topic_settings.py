@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from infra.kafka_admin import topic_config
-from streams.app import create_app
-from streams.settings import Settings
+from repricer.infra.kafka_admin import topic_config
+from repricer.streams.app import create_app
+from repricer.streams.settings import Settings
 
 
 def test_defaults_fit_a_single_broker_and_localhost() -> None:
