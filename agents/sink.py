@@ -349,6 +349,7 @@ def register(rp: Repricer) -> None:
                 # partitions moved while inserting: their new owner inserts again (idempotent)
                 log.warning("sink commit failed (%s); the rows will be written again", exc)
             stats.sink_last_batch_s = time.perf_counter() - t0
+            rp.timings.sink_insert.observe(stats.sink_last_batch_s)
             stats.sink_last_ok_at = time.time()
             stats.sink_batches += 1
             for table, k in rows.items():

@@ -1,14 +1,19 @@
-"""The operator web surface of a worker: ``/metrics``, ``/health``, the dashboard and its JSON API.
+"""The operator web surface of a worker: ``/metrics``, the probes, the dashboard and its JSON API.
 
-Views are Faust pages on the worker's own web server (``REPRICER_WEB_ENABLED``, 127.0.0.1 on
-``REPRICER_WEB_PORT``):
+Views are Faust pages on the worker's own web server (``REPRICER_WEB_ENABLED``, bound to
+``REPRICER_WEB_HOST``, 127.0.0.1 by default, on ``REPRICER_WEB_PORT``):
 
-* ``GET /metrics`` -- Prometheus text exposition (format 0.0.4) of the worker's counters, sink
-  gauges, consumer lag per partition and the LSTM model in use.
-* ``GET /health`` -- 200 with a JSON body while healthy; 503 when the worker has stopped
-  consuming (no progress for ``health_stall_s`` while lag > 0) or the sink is stuck (rows pending
-  and no successful insert for ``health_sink_stall_s``), or an accepted event is unaccounted
-  (``Stats.accounting``: the engine's conservation counts per partition).
+* ``GET /metrics`` -- Prometheus text exposition (format 0.0.4, by ``prometheus_client``) of the
+  worker's counters, sink gauges, consumer and event-time lag per partition, the histograms of
+  ``streams.telemetry``, Faust's sensor numbers and the process.
+* ``GET /livez`` -- 200 while the event loop and the worker's agents run, else 503: the
+  liveness probe (``streams.probes``). A ClickHouse outage does not fail it.
+* ``GET /readyz`` -- 200 once live, state recovered and consumer groups joined, else 503: the
+  readiness probe (``streams.probes``).
+* ``GET /health`` -- the overall status for a person or a dashboard, not a probe: 200 with a
+  JSON body while healthy; 503 when the worker has stopped consuming (no progress for
+  ``health_stall_s`` while lag > 0) or the sink is stuck (rows pending and no successful insert
+  for ``health_sink_stall_s``), or an accepted event is unaccounted (``Stats.accounting``).
 * ``GET /`` -- one self-contained HTML dashboard (inline SVG + vanilla JS, no external assets)
   that polls the ``/api/...`` endpoints every 2 s.
 * ``GET /api/stats``, ``/api/recent-changes``, ``/api/skus``, ``/api/sku/{sku}``,
@@ -33,6 +38,7 @@ from faust import web as fweb
 from repricer.infra.clickhouse import ClickHouseError
 from repricer.infra.prometheus import CONTENT_TYPE_PROMETHEUS
 from repricer.streams.metrics import Progress, health, metrics_text, provider_models
+from repricer.streams.probes import Heartbeat, liveness, readiness
 from repricer.streams.queries import History
 
 if TYPE_CHECKING:
@@ -61,6 +67,7 @@ def register(rp: Repricer) -> None:
     """Attach the operator pages to ``rp.app``'s web server (served when web is enabled)."""
     app, s = rp.app, rp.settings
     progress = Progress()
+    heartbeat = Heartbeat()
     history = History(s.clickhouse_url.get_secret_value(), window_s=s.window_s)
     page_html = dashboard_html()
 
@@ -74,11 +81,22 @@ def register(rp: Repricer) -> None:
 
     @app.timer(1.0)
     async def _observe_progress() -> None:
+        heartbeat.beat()
         progress.observe(rp)
 
     @app.page("/metrics", name="repricer-metrics")
     async def metrics(self: fweb.View, request: fweb.Request) -> fweb.Response:
-        return self.text(metrics_text(rp), content_type=CONTENT_TYPE_PROMETHEUS)
+        return self.text(metrics_text(rp, progress), content_type=CONTENT_TYPE_PROMETHEUS)
+
+    @app.page("/livez", name="repricer-livez")
+    async def livez(self: fweb.View, request: fweb.Request) -> fweb.Response:
+        ok, details = liveness(rp, heartbeat)
+        return self.json(details, status=200 if ok else 503)
+
+    @app.page("/readyz", name="repricer-readyz")
+    async def readyz(self: fweb.View, request: fweb.Request) -> fweb.Response:
+        ok, details = readiness(rp, heartbeat)
+        return self.json(details, status=200 if ok else 503)
 
     @app.page("/health", name="repricer-health")
     async def health_view(self: fweb.View, request: fweb.Request) -> fweb.Response:

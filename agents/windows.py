@@ -158,6 +158,7 @@ def register(rp: Repricer) -> None:
     cap = rp.settings.max_payload_bytes
     h_sales, h_clicks, h_fc = (produced(n) for n in ("SalesWindow", "ClicksWindow", "ForecastRow"))
     h_change, h_price = produced("PriceChange"), produced("PriceState")
+    timings = rp.timings
 
     guard = Continuity()
 
@@ -215,6 +216,7 @@ def register(rp: Repricer) -> None:
                 continue
             s_skus, s_meta = Staged(skus, SkuState), Staged(meta, PartitionState)
             s_opens = Staged(opens, OpenWindows)
+            started = time.perf_counter()
             try:
                 out = engine.handle(
                     env,
@@ -270,7 +272,10 @@ def register(rp: Repricer) -> None:
                 st.dlq["duplicate_order"] += len(out.duplicates)
             if sent:  # outputs acknowledged before the state that says they happened
                 await asyncio.gather(*sent)
+            if out.changes and msg.timestamp:  # window close -> its price changes published
+                timings.close_to_publish.observe(max(0.0, time.time() - msg.timestamp))
             tick = bool(s_meta.writes and (s_skus.writes or s_opens.writes))
+            pm = s_meta.writes.get(str(msg.partition))  # the partition record, if it moved
             if tick:  # everything folded before this tick is durable before the tick is
                 await rp.app.producer.flush()
             steps = durable_steps(out, s_meta, s_skus, s_opens, meta)
@@ -279,6 +284,10 @@ def register(rp: Repricer) -> None:
                 step()
                 if tick and i < len(steps) - 1:  # each step durable before the next
                     await rp.app.producer.flush()
+            if tick:
+                timings.tick.observe(time.perf_counter() - started)
+            if pm is not None and pm.watermark is not None:
+                st.watermarks[msg.partition] = pm.watermark
             if out.folded:
                 st.last_fold_at = time.time()
                 if not st.events_folded:

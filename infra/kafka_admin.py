@@ -47,6 +47,10 @@ class TopicSettings(KafkaSettings, Protocol):
     def topic_prices(self) -> str: ...
     @property
     def topic_dlq(self) -> str: ...
+    @property
+    def topic_replication_factor(self) -> int: ...
+    @property
+    def topic_min_insync_replicas(self) -> int: ...
 
 
 # The name callers used before infra.kafka_client existed; new code calls that module.
@@ -65,6 +69,15 @@ def topic_specs(settings: TopicSettings) -> list[TopicSpec]:
         TopicSpec(settings.topic_prices, p, compact=True),
         TopicSpec(settings.topic_dlq, p),
     ]
+
+
+def topic_config(settings: TopicSettings, *, compact: bool) -> dict[str, str]:
+    """The configs of a topic repricer creates: cleanup policy and ``min.insync.replicas``
+    (with ``acks=all``, a write succeeds only once that many replicas hold it)."""
+    return {
+        "cleanup.policy": "compact" if compact else "delete",
+        "min.insync.replicas": str(settings.topic_min_insync_replicas),
+    }
 
 
 def ensure_topics(settings: TopicSettings, *, timeout_s: float = 30.0) -> list[str]:
@@ -86,9 +99,10 @@ def ensure_topics(settings: TopicSettings, *, timeout_s: float = 30.0) -> list[s
         for spec in topic_specs(settings):
             if spec.name in existing:
                 continue
-            cfg = {"cleanup.policy": "compact" if spec.compact else "delete"}
+            cfg = topic_config(settings, compact=spec.compact)
+            rf = settings.topic_replication_factor
             try:
-                admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=cfg)])
+                admin.create_topics([NewTopic(spec.name, spec.partitions, rf, topic_configs=cfg)])
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass

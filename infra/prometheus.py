@@ -1,56 +1,75 @@
-"""Prometheus text exposition (format 0.0.4): metric families with HELP/TYPE lines and samples.
+"""Prometheus exposition through ``prometheus_client``: metric families from plain numbers, and
+the text format (0.0.4) of a registry.
 
-Plain text building, no client library and no knowledge of the worker: ``streams.metrics`` says
-what a worker exposes, the web agent serves it on ``/metrics``.
+No knowledge of the worker: ``streams.metrics`` says what a worker exposes (a collector that
+reads its counters at scrape time), ``streams.telemetry`` holds its histograms, the web agent
+serves the text on ``/metrics``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
-CONTENT_TYPE_PROMETHEUS = "text/plain; version=0.0.4"
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+CONTENT_TYPE_PROMETHEUS = "text/plain; version=0.0.4"  # aiohttp adds the charset
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt_value(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+Samples = Iterable[tuple[Mapping[str, str], float]]
 
 
-class Exposition:
-    """Builds a Prometheus text exposition: one HELP/TYPE block per metric family."""
+def _samples(value_or_samples: float | Samples, labels: Sequence[str]) -> Samples:
+    if isinstance(value_or_samples, int | float):
+        if labels:
+            raise ValueError("a labelled family takes (labels, value) samples")
+        return [({}, value_or_samples)]
+    return value_or_samples
 
-    def __init__(self) -> None:
-        self._lines: list[str] = []
 
-    def family(
-        self,
-        name: str,
-        kind: str,
-        help_text: str,
-        samples: Iterable[tuple[Mapping[str, str], float]],
-    ) -> None:
-        self._lines.append(f"# HELP {name} {help_text}")
-        self._lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lbl = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels.items())
-            self._lines.append(
-                f"{name}{{{lbl}}} {_fmt_value(value)}" if lbl else f"{name} {_fmt_value(value)}"
-            )
+def _family(
+    cls: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    help_text: str,
+    labels: Sequence[str],
+    samples: Samples,
+) -> CounterMetricFamily | GaugeMetricFamily:
+    fam = cls(name, help_text, labels=list(labels))
+    for values, value in samples:
+        fam.add_metric([str(values[k]) for k in labels], float(value))
+    return fam
 
-    def one(self, name: str, kind: str, help_text: str, value: float) -> None:
-        self.family(name, kind, help_text, [({}, value)])
 
-    def render(self) -> str:
-        return "\n".join(self._lines) + "\n"
+def counter(
+    name: str, help_text: str, value_or_samples: float | Samples, labels: Sequence[str] = ()
+) -> CounterMetricFamily:
+    """A counter family; ``name`` ends in ``_total`` (the client writes it so on the wire)."""
+    if not name.endswith("_total"):
+        raise ValueError(f"counter {name} must end in _total")
+    fam = _family(CounterMetricFamily, name, help_text, labels, _samples(value_or_samples, labels))
+    assert isinstance(fam, CounterMetricFamily)
+    return fam
+
+
+def gauge(
+    name: str, help_text: str, value_or_samples: float | Samples, labels: Sequence[str] = ()
+) -> GaugeMetricFamily:
+    """A gauge family (never named like a counter: no ``_total``)."""
+    if name.endswith("_total"):
+        raise ValueError(f"gauge {name} must not end in _total")
+    fam = _family(GaugeMetricFamily, name, help_text, labels, _samples(value_or_samples, labels))
+    assert isinstance(fam, GaugeMetricFamily)
+    return fam
+
+
+def registry_of(*collectors: Collector) -> CollectorRegistry:
+    """A fresh registry holding ``collectors`` (a collector may sit in several registries)."""
+    registry = CollectorRegistry(auto_describe=False)
+    for c in collectors:
+        registry.register(c)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> str:
+    """The text exposition (format 0.0.4) of everything ``registry`` collects now."""
+    return generate_latest(registry).decode("utf-8")

@@ -18,6 +18,7 @@ from typing import Any
 import faust
 
 from repricer.agents import ingest, sink, web, windows
+from repricer.infra.kafka_admin import topic_config
 from repricer.infra.kafka_client import faust_credentials, producer_batch_bytes
 from repricer.streams.build import build_engine
 from repricer.streams.durable import AckedTable, make_flush_durable
@@ -38,12 +39,12 @@ def create_app(settings: Settings) -> Repricer:
         store=settings.store,
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         table_standby_replicas=0,
         producer_linger_ms=5,
         producer_max_batch_size=producer_batch_bytes(settings),
@@ -60,6 +61,9 @@ def create_app(settings: Settings) -> Repricer:
         return app.topic(name, key_serializer="raw", value_serializer="raw", **kw)
 
     p = settings.partitions
+    # internal topics and changelogs: as safe as the public ones (kafka_admin.topic_config)
+    internal = topic_config(settings, compact=False)
+    changelog = {"min.insync.replicas": internal["min.insync.replicas"]}
     topics: dict[str, faust.TopicT] = {
         "orders": topic(settings.topic_orders),
         "clicks": topic(settings.topic_clicks),
@@ -68,13 +72,27 @@ def create_app(settings: Settings) -> Repricer:
         "price_changes": topic(settings.topic_price_changes),
         "prices": topic(settings.topic_prices),
         "dlq": topic(settings.topic_dlq),
-        "sku_events": topic(f"{settings.app_id}-sku-events", partitions=p, internal=True),
-        "aggregates": topic(f"{settings.app_id}-aggregates", partitions=p, internal=True),
+        "sku_events": topic(
+            f"{settings.app_id}-sku-events", partitions=p, internal=True, config=internal
+        ),
+        "aggregates": topic(
+            f"{settings.app_id}-aggregates", partitions=p, internal=True, config=internal
+        ),
     }
     tables = {
-        "skus": app.Table("sku-state", default=None, partitions=p, key_type=str),
-        "meta": app.Table("partition-state", default=None, partitions=p, key_type=str),
-        "opens": app.Table("sku-open", default=None, partitions=p, key_type=str),
+        "skus": app.Table(
+            "sku-state", default=None, partitions=p, key_type=str, extra_topic_configs=changelog
+        ),
+        "meta": app.Table(
+            "partition-state",
+            default=None,
+            partitions=p,
+            key_type=str,
+            extra_topic_configs=changelog,
+        ),
+        "opens": app.Table(
+            "sku-open", default=None, partitions=p, key_type=str, extra_topic_configs=changelog
+        ),
     }
     make_flush_durable(app, tables.values())
     engine = build_engine(settings)
@@ -88,6 +106,7 @@ def create_app(settings: Settings) -> Repricer:
         stats_path=Path(settings.data_dir).resolve() / "stats.json",
     )
 
+    app.sensors.add(rp.timings.faust_sensor())  # Faust's commits and rebalances, as metrics
     ingest.register(rp)  # the agents register themselves on this app
     windows.register(rp)
     sink.register(rp)
@@ -104,6 +123,8 @@ def create_app(settings: Settings) -> Repricer:
         )
         for p in set(rp.stats.accounting) - set(rp.stats.partitions):
             del rp.stats.accounting[p]  # moved to another worker: it accounts for them now
+        for p in set(rp.stats.watermarks) - set(rp.stats.partitions):
+            del rp.stats.watermarks[p]
         tmp = rp.stats_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rp.stats.as_dict()))
         tmp.replace(rp.stats_path)

@@ -1,7 +1,9 @@
 """What a worker says about itself: its Prometheus metrics, consumer lag, progress and health.
 
 ``agents.web`` serves these on ``/metrics``, ``/health`` and ``/api/stats``; they read the
-worker's ``Stats`` and its consumers (no broker round trip) and never block.
+worker's ``Stats`` and its consumers (no broker round trip) and never block. ``/metrics`` is a
+``prometheus_client`` registry: ``WorkerCollector`` reads the counters at scrape time, the
+histograms are ``Repricer.timings`` (``streams.telemetry``), plus the process collector.
 
 * ``/health`` is unhealthy when the worker has stopped consuming (no progress for
   ``health_stall_s`` while lag > 0), the sink is stuck (rows pending and no successful insert
@@ -13,10 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from repricer.infra.prometheus import Exposition
+from prometheus_client import ProcessCollector
+from prometheus_client.registry import Collector
+
+from repricer.infra.prometheus import counter, gauge, registry_of, render
 from repricer.models.base import ModelInfo
 
 if TYPE_CHECKING:
@@ -91,6 +97,14 @@ class Progress:
             self.last_progress_at = time.time() if now is None else now
 
 
+def sink_stall(rp: Repricer, now: float) -> float:
+    """Seconds the sink has held rows without a successful insert (0 with nothing pending)."""
+    st = rp.stats
+    if st.sink_pending <= 0:
+        return 0.0
+    return now - max(st.sink_last_ok_at, st.sink_pending_since)
+
+
 def health(
     rp: Repricer, progress: Progress, now: float | None = None
 ) -> tuple[bool, dict[str, Any]]:
@@ -100,9 +114,8 @@ def health(
     lag = sum(consumer_lag(rp).values())
     idle_s = now - progress.last_progress_at
     consuming = not (lag > 0 and idle_s > s.health_stall_s)
-    sink_since = max(st.sink_last_ok_at, st.sink_pending_since)
-    sink_stalled_s = now - sink_since if st.sink_pending > 0 else 0.0
-    sink_ok = not (st.sink_pending > 0 and sink_stalled_s > s.health_sink_stall_s)
+    sink_stalled_s = sink_stall(rp, now)
+    sink_ok = sink_stalled_s <= s.health_sink_stall_s
     problems = []
     unaccounted = st.unaccounted()
     if any(unaccounted):
@@ -142,145 +155,183 @@ def _topic_name(rp: Repricer, key: str) -> str:
     return topic.get_topic_name() if topic is not None else key
 
 
-def metrics_text(rp: Repricer) -> str:
-    """The Prometheus exposition of one worker."""
-    st = rp.stats
-    e = Exposition()
-    e.family(
-        "repricer_events_total",
-        "counter",
-        "Events consumed from the public topics, by topic (valid and rejected).",
-        [({"topic": _topic_name(rp, k)}, v) for k, v in sorted(st.ingested.items())],
-    )
-    e.family(
-        "repricer_dlq_total",
-        "counter",
-        "Events sent to the dead-letter topic, by reason.",
-        [({"reason": k}, v) for k, v in sorted(st.dlq.items())],
-    )
-    e.one(
-        "repricer_windows_closed_total",
-        "counter",
-        "Per-SKU windows closed with events (a row each in sales_1m and clicks_1m).",
-        st.windows_closed,
-    )
-    e.one(
-        "repricer_quiet_windows_total",
-        "counter",
-        "Per-SKU windows closed with no event in them (no row is written for them).",
-        st.quiet_windows,
-    )
-    for i, unit in enumerate(("events", "units")):
-        rows = []
-        for p, a in sorted(st.accounting.items()):
-            for where in ("accepted", "emitted", "open", "late", "duplicate", "unaccounted"):
-                rows.append(({"partition": str(p), "state": where}, a[where][i]))
-        e.family(
-            f"repricer_accounted_{unit}",
-            "gauge",
-            f"Conservation of accepted {unit} per SKU partition at its latest tick: accepted = "
-            "emitted + open + late + duplicate; unaccounted must be 0.",
-            rows,
+class WorkerCollector(Collector):
+    """The worker's counters and gauges, read from its ``Stats`` when Prometheus scrapes."""
+
+    def __init__(self, rp: Repricer, progress: Progress | None = None) -> None:
+        self.rp, self.progress = rp, progress
+
+    def collect(self) -> Iterator[Any]:
+        rp = self.rp
+        st, now = rp.stats, time.time()
+        yield counter(
+            "repricer_events_total",
+            "Events consumed from the public topics, by topic (valid and rejected).",
+            [({"topic": _topic_name(rp, k)}, v) for k, v in sorted(st.ingested.items())],
+            ["topic"],
         )
-    e.one(
-        "repricer_offset_rewinds_total",
-        "counter",
-        "SKU-topic partitions rewound because an envelope was delivered ahead of a missing one.",
-        st.offset_rewinds,
-    )
-    e.one(
-        "repricer_envelopes_lost_total",
-        "counter",
-        "Missing SKU-topic envelopes the broker no longer held (deleted by retention): must be 0.",
-        st.envelopes_lost,
-    )
-    e.one(
-        "repricer_decisions_total",
-        "counter",
-        "Pricing decisions taken at window close.",
-        st.decisions,
-    )
-    e.one("repricer_price_changes_total", "counter", "Price changes published.", st.price_changes)
-    e.one(
-        "repricer_late_events_total",
-        "counter",
-        "Events for already closed windows.",
-        st.late_events,
-    )
-    e.family(
-        "repricer_model_errors_total",
-        "counter",
-        "Decider calls that raised at window close, by stage (the tick went on without them).",
-        [({"stage": k}, v) for k, v in sorted(st.model_errors.items())],
-    )
-    e.one(
-        "repricer_labels_total", "counter", "Demand labels learned from closed windows.", st.labels
-    )
-    e.one(
-        "repricer_forecast_rows_total",
-        "counter",
-        "Forecast rows written for evaluation.",
-        st.forecast_rows,
-    )
-    e.family(
-        "repricer_sink_rows_total",
-        "counter",
-        "Rows inserted into ClickHouse, by table.",
-        [({"table": k}, v) for k, v in sorted(st.sink_rows.items())],
-    )
-    e.one(
-        "repricer_sink_errors_total",
-        "counter",
-        "Failed ClickHouse inserts (each retried).",
-        st.sink_errors,
-    )
-    e.one(
-        "repricer_sink_batches_total",
-        "counter",
-        "Successful ClickHouse insert batches.",
-        st.sink_batches,
-    )
-    e.one(
-        "repricer_sink_pending_rows",
-        "gauge",
-        "Rows taken from Kafka and not yet written.",
-        st.sink_pending,
-    )
-    e.one(
-        "repricer_sink_last_batch_seconds",
-        "gauge",
-        "Duration of the last successful insert batch, retries included.",
-        st.sink_last_batch_s,
-    )
-    e.one(
-        "repricer_sink_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time of the last successful insert (0 before the first).",
-        st.sink_last_ok_at,
-    )
-    lag = consumer_lag(rp)
-    e.family(
-        "repricer_consumer_lag",
-        "gauge",
-        "Highwater minus committed offset, per assigned partition.",
-        [({"topic": t, "partition": str(p)}, v) for (t, p), v in sorted(lag.items())],
-    )
-    e.one(
-        "repricer_consumer_lag_total",
-        "gauge",
-        "Sum of consumer lag over partitions.",
-        sum(lag.values()),
-    )
-    models = []
-    for info in provider_models(rp):
-        models.append(
-            ({"model": info.name, "provider": str(info.provider), "version": info.version}, 1)
+        yield counter(
+            "repricer_dlq_total",
+            "Events sent to the dead-letter topic, by reason.",
+            [({"reason": k}, v) for k, v in sorted(st.dlq.items())],
+            ["reason"],
         )
-    e.family("repricer_model_info", "gauge", "Demand model loaded, with its ONNX provider.", models)
-    e.one(
-        "repricer_uptime_seconds",
-        "gauge",
-        "Seconds since the worker started.",
-        time.time() - st.started_at,
-    )
-    return e.render()
+        yield counter(
+            "repricer_windows_closed_total",
+            "Per-SKU windows closed with events (a row each in sales_1m and clicks_1m).",
+            st.windows_closed,
+        )
+        yield counter(
+            "repricer_quiet_windows_total",
+            "Per-SKU windows closed with no event in them (no row is written for them).",
+            st.quiet_windows,
+        )
+        for i, unit in enumerate(("events", "units")):
+            rows = []
+            for p, a in sorted(st.accounting.items()):
+                for where in ("accepted", "emitted", "open", "late", "duplicate", "unaccounted"):
+                    rows.append(({"partition": str(p), "state": where}, a[where][i]))
+            yield gauge(
+                f"repricer_accounted_{unit}",
+                f"Conservation of accepted {unit} per SKU partition at its latest tick: "
+                "accepted = emitted + open + late + duplicate; unaccounted must be 0.",
+                rows,
+                ["partition", "state"],
+            )
+        yield counter(
+            "repricer_offset_rewinds_total",
+            "SKU-topic partitions rewound because an envelope was delivered ahead of a missing one.",
+            st.offset_rewinds,
+        )
+        yield counter(
+            "repricer_envelopes_lost_total",
+            "Missing SKU-topic envelopes the broker no longer held (deleted by retention): "
+            "must be 0.",
+            st.envelopes_lost,
+        )
+        yield counter(
+            "repricer_decisions_total", "Pricing decisions taken at window close.", st.decisions
+        )
+        yield counter("repricer_price_changes_total", "Price changes published.", st.price_changes)
+        yield counter(
+            "repricer_late_events_total", "Events for already closed windows.", st.late_events
+        )
+        yield counter(
+            "repricer_model_errors_total",
+            "Decider calls that raised at window close, by stage (the tick went on without them).",
+            [({"stage": k}, v) for k, v in sorted(st.model_errors.items())],
+            ["stage"],
+        )
+        yield counter(
+            "repricer_labels_total", "Demand labels learned from closed windows.", st.labels
+        )
+        yield counter(
+            "repricer_forecast_rows_total",
+            "Forecast rows written for evaluation.",
+            st.forecast_rows,
+        )
+        yield from self._sink(now)
+        yield from self._lag(now)
+        yield gauge(
+            "repricer_model_info",
+            "Demand model loaded, with its ONNX provider.",
+            [
+                ({"model": i.name, "provider": str(i.provider), "version": i.version}, 1)
+                for i in provider_models(rp)
+            ],
+            ["model", "provider", "version"],
+        )
+        yield gauge(
+            "repricer_uptime_seconds", "Seconds since the worker started.", now - st.started_at
+        )
+        monitor = getattr(rp.app, "monitor", None)
+        yield counter(
+            "repricer_faust_events_total",
+            "Stream events Faust's monitor counted (the window agent's envelopes).",
+            int(getattr(monitor, "events_total", 0) or 0),
+        )
+
+    def _sink(self, now: float) -> Iterator[Any]:
+        st, s = self.rp.stats, self.rp.settings
+        yield counter(
+            "repricer_sink_rows_total",
+            "Rows inserted into ClickHouse, by table.",
+            [({"table": k}, v) for k, v in sorted(st.sink_rows.items())],
+            ["table"],
+        )
+        yield counter(
+            "repricer_sink_errors_total",
+            "Failed ClickHouse inserts (each retried).",
+            st.sink_errors,
+        )
+        yield counter(
+            "repricer_sink_batches_total", "Successful ClickHouse insert batches.", st.sink_batches
+        )
+        yield gauge(
+            "repricer_sink_pending_rows",
+            "Rows taken from Kafka and not yet written.",
+            st.sink_pending,
+        )
+        yield gauge(
+            "repricer_sink_last_batch_seconds",
+            "Duration of the last successful insert batch, retries included.",
+            st.sink_last_batch_s,
+        )
+        yield gauge(
+            "repricer_sink_last_success_timestamp_seconds",
+            "Unix time of the last successful insert (0 before the first).",
+            st.sink_last_ok_at,
+        )
+        stall = sink_stall(self.rp, now)
+        yield gauge(
+            "repricer_sink_stall_seconds",
+            "Seconds rows have been pending without a successful insert (0 when none pend).",
+            stall,
+        )
+        yield gauge(
+            "repricer_sink_stuck",
+            "1 when the sink has held rows longer than REPRICER_HEALTH_SINK_STALL_S without a "
+            "successful insert (ClickHouse down or refusing): an alert, not a liveness failure.",
+            int(stall > s.health_sink_stall_s),
+        )
+
+    def _lag(self, now: float) -> Iterator[Any]:
+        rp, st = self.rp, self.rp.stats
+        lag = consumer_lag(rp)
+        yield gauge(
+            "repricer_consumer_lag_messages",
+            "Highwater minus committed offset, per assigned partition (sum() for the total).",
+            [({"topic": t, "partition": str(p)}, v) for (t, p), v in sorted(lag.items())],
+            ["topic", "partition"],
+        )
+        yield gauge(
+            "repricer_event_time_lag_seconds",
+            "How far each SKU partition's watermark trails the wall clock.",
+            [
+                ({"partition": str(p)}, max(0.0, now - wm / 1000))
+                for p, wm in sorted(st.watermarks.items())
+            ],
+            ["partition"],
+        )
+        if self.progress is not None:
+            idle_s = now - self.progress.last_progress_at
+            yield gauge(
+                "repricer_last_progress_timestamp_seconds",
+                "Unix time the worker last processed an event or wrote a row.",
+                self.progress.last_progress_at,
+            )
+            yield gauge(
+                "repricer_stalled",
+                "1 when no progress was made for REPRICER_HEALTH_STALL_S while consumer lag > 0.",
+                int(sum(lag.values()) > 0 and idle_s > rp.settings.health_stall_s),
+            )
+
+
+def metrics_text(rp: Repricer, progress: Progress | None = None) -> str:
+    """The Prometheus exposition of one worker: its counters, its histograms, its process."""
+    collectors: list[Collector] = [WorkerCollector(rp, progress)]
+    timings = getattr(rp, "timings", None)
+    if timings is not None:
+        collectors.append(timings.registry)
+    collectors.append(ProcessCollector(registry=None))
+    return render(registry_of(*collectors))

@@ -106,19 +106,26 @@ class Settings(BaseSettings):
         description="Log lines as text, or one JSON object per line (ts, level, logger, pid, msg, "
         "and sku/partition/offset/topic/reason where they apply).",
     )
-    web_enabled: bool = Field(False, description="Serve Faust's web endpoints on 127.0.0.1.")
+    web_enabled: bool = Field(
+        False, description="Serve the worker's web server (`/metrics`, `/livez`, `/readyz`, ...)."
+    )
+    web_host: str = Field(
+        "127.0.0.1",
+        description="Address the web server binds: `0.0.0.0` inside a container, so other "
+        "containers (Prometheus, the healthcheck) reach it.",
+    )
     web_port: int = Field(6066, description="Port of the worker's web server.")
     health_stall_s: float = Field(
         60.0,
         gt=0,
-        description="`/health` is 503 when no event was processed for this long while "
-        "consumer lag is > 0.",
+        description="`/health` is 503 (and `repricer_stalled` is 1) when no event was "
+        "processed for this long while consumer lag is > 0.",
     )
     health_sink_stall_s: float = Field(
         60.0,
         gt=0,
-        description="`/health` is 503 when sink rows are pending and no ClickHouse insert "
-        "succeeded for this long.",
+        description="`/health` is 503 (and `repricer_sink_stuck` is 1) when sink rows are "
+        "pending and no ClickHouse insert succeeded for this long; never a liveness failure.",
     )
 
     # --- topics ----------------------------------------------------------------------
@@ -137,6 +144,18 @@ class Settings(BaseSettings):
     topic_dlq: str = Field("repricer-dlq", description="Dead letters out (`DeadLetter`).")
     partitions: int = Field(
         4, ge=1, description="Partitions of repricer's own and internal topics."
+    )
+    topic_replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replicas of every topic repricer creates (public, internal, changelogs): "
+        "1 fits a single broker; 3 on a real cluster.",
+    )
+    topic_min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        description="`min.insync.replicas` of the topics repricer creates (at most the "
+        "replication factor; 2 with 3 replicas).",
     )
     max_payload_bytes: int = Field(
         64 * 1024, ge=256, description="Payloads larger than this go to the DLQ (not decoded)."
@@ -265,6 +284,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"kafka_security_protocol {self.kafka_security_protocol} needs "
                 "kafka_username and kafka_password"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _insync_fits_replicas(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"topic_min_insync_replicas ({self.topic_min_insync_replicas}) is more than "
+                f"topic_replication_factor ({self.topic_replication_factor}): no write could "
+                "ever succeed"
             )
         return self
 

@@ -17,6 +17,7 @@ import faust
 from repricer.streams.engine import WindowEngine
 from repricer.streams.settings import Settings
 from repricer.streams.shutdown import RepricerApp
+from repricer.streams.telemetry import Timings
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Stats:
     offset_rewinds: int = 0
     envelopes_refused: int = 0  # delivered ahead of a missing one, read again after the rewind
     envelopes_lost: int = 0  # missing envelopes the broker no longer held (retention)
+    # per SKU partition: its watermark (event time, ms) after the latest envelope applied
+    watermarks: dict[int, int] = field(default_factory=dict)
 
     def unaccounted(self) -> list[int]:
         """Events and units accepted but in no emitted window, open window or dead letter."""
@@ -106,3 +109,4 @@ class Repricer:
 
     stats_path: Path
     consumers: dict[str, Any] = field(default_factory=dict)  # ingest/sink aiokafka consumers
+    timings: Timings = field(default_factory=Timings)  # the histograms (streams.telemetry)

@@ -136,9 +136,9 @@ class WebWorker:
 
 @pytest.fixture
 def web_worker_factory(worker_factory: WorkerFactory) -> Callable[[str], WebWorker]:
-    """``start(sink_url)``: a worker with its web server on a free port, up and serving."""
+    """``start(sink_url, **settings)``: a worker with its web server on a free port, serving."""
 
-    def start(sink_url: str) -> WebWorker:
+    def start(sink_url: str, **overrides: Any) -> WebWorker:
         port = free_port()
         settings, worker, producer = worker_factory(
             app="web",
@@ -150,6 +150,7 @@ def web_worker_factory(worker_factory: WorkerFactory) -> Callable[[str], WebWork
             sink_flush_s=0.3,
             web_enabled=True,
             web_port=port,
+            **overrides,
         )
         ww = WebWorker(settings, worker, producer, f"http://127.0.0.1:{port}")
         ww.wait_http("/health", timeout=90)

@@ -43,6 +43,7 @@ def test_metrics_health_and_api(web_worker_factory: Callable, sink_url: str) -> 
 
     status, ctype, body = ww.http("/metrics")
     assert status == 200 and ctype.startswith("text/plain") and "version=0.0.4" in ctype
+    assert ww.http("/livez")[0] == 200
     parse_prometheus(body)
 
     ww.catalog(["A", "B", "C"])
@@ -66,7 +67,18 @@ def test_metrics_health_and_api(web_worker_factory: Callable, sink_url: str) -> 
     assert before.value("repricer_events_total", topic="catalog") == 3
     assert before.value("repricer_sink_rows_total", table="sales_1m") >= 9
     assert before.value("repricer_sink_last_batch_seconds") > 0
-    assert math.isfinite(before.value("repricer_consumer_lag_total"))
+    assert math.isfinite(total_lag(before))
+    assert count(before, "repricer_tick_duration_seconds") > 0
+    assert count(before, "repricer_sink_insert_duration_seconds") >= before.value(
+        "repricer_sink_batches_total"
+    )
+    assert before.value("repricer_faust_rebalances_total") >= 1
+    # every SKU partition this worker owns has a watermark: 2026-01-01, far behind the clock
+    lags = before["repricer_event_time_lag_seconds"].samples
+    assert {dict(k)["partition"] for k in lags} == {"0", "1"}
+    assert all(v > 3600 for v in lags.values())
+    if before.value("repricer_price_changes_total") > 0:
+        assert count(before, "repricer_close_to_publish_seconds") > 0
     (labels,) = before["repricer_model_info"].samples
     info = dict(labels)
     assert info["provider"] == "CPUExecutionProvider" and info["version"].startswith("lstm-")
@@ -111,13 +123,15 @@ def test_metrics_health_and_api(web_worker_factory: Callable, sink_url: str) -> 
     )
     assert after.value("repricer_decisions_total") > before.value("repricer_decisions_total")
     assert after.value("repricer_dlq_total", reason="malformed_json") == 1
+    assert count(after, "repricer_tick_duration_seconds") > count(
+        before, "repricer_tick_duration_seconds"
+    )
+    assert count(after, "repricer_faust_commit_duration_seconds") > 0
     assert after.value("repricer_sink_rows_total", table="dead_letters") >= 1
     assert ww.http("/health")[0] == 200
     # once idle, every consumed partition is committed up to its highwater: no phantom lag
     deadline = time.monotonic() + 30
-    while (
-        lag := parse_prometheus(ww.http("/metrics")[2]).value("repricer_consumer_lag_total")
-    ) > 0:
+    while (lag := total_lag(parse_prometheus(ww.http("/metrics")[2]))) > 0:
         assert time.monotonic() < deadline, ww.http("/metrics")[2]
         time.sleep(0.5)
     assert lag == 0
@@ -147,10 +161,25 @@ COUNTERS = (
 GAUGES = (
     "repricer_sink_pending_rows",
     "repricer_sink_last_batch_seconds",
-    "repricer_consumer_lag",
-    "repricer_consumer_lag_total",
+    "repricer_consumer_lag_messages",
+    "repricer_event_time_lag_seconds",
+    "repricer_sink_stuck",
     "repricer_model_info",
 )
+HISTOGRAMS = (
+    "repricer_tick_duration_seconds",
+    "repricer_close_to_publish_seconds",
+    "repricer_sink_insert_duration_seconds",
+    "repricer_faust_commit_duration_seconds",
+)
+
+
+def total_lag(fam: MetricFamilies) -> float:
+    return sum(fam["repricer_consumer_lag_messages"].samples.values())
+
+
+def count(fam: MetricFamilies, histogram: str) -> float:
+    return fam.value(histogram, __name__=f"{histogram}_count")
 
 
 def _check_families(fam: MetricFamilies) -> None:
@@ -158,5 +187,8 @@ def _check_families(fam: MetricFamilies) -> None:
         assert fam[name].type == "counter", name
     for name in GAUGES:
         assert fam[name].type == "gauge", name
+    for name in HISTOGRAMS:
+        assert fam[name].type == "histogram", name
+    assert "repricer_consumer_lag_total" not in fam  # renamed: a gauge is never _total
     for name in fam:
         assert re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name)

@@ -84,7 +84,7 @@ def test_grafana_provisioning_matches_the_mount(compose: dict[str, Any]) -> None
     path = providers[0]["options"]["path"]
     assert path.startswith(target)
     local = GRAFANA / Path(path).relative_to(target)
-    assert sorted(p.name for p in local.glob("*.json")) == ["repricer.json"]
+    assert sorted(p.name for p in local.glob("*.json")) == ["operations.json", "repricer.json"]
     sources = yaml.safe_load((GRAFANA / "datasources" / "clickhouse.yml").read_text())
     assert [d["uid"] for d in sources["datasources"]] == [DATASOURCE_UID]
 

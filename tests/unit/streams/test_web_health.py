@@ -92,7 +92,7 @@ def test_metrics_text_parses() -> None:
     assert fam.value("repricer_model_errors_total", stage="learn_pooled") == 2
     assert fam.value("repricer_events_total", topic="orders") == 5
     assert fam.value("repricer_dlq_total", reason='bad "quote"\n') == 1
-    assert fam.value("repricer_consumer_lag", topic="orders", partition="0") == 3
+    assert fam.value("repricer_consumer_lag_messages", topic="orders", partition="0") == 3
     samples = fam["repricer_model_info"].samples  # River runs on no execution provider
     want = {"model": "lstm", "provider": lstm.provider, "version": lstm.version}
     assert samples == {tuple(sorted(want.items())): 1.0}
