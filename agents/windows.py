@@ -23,10 +23,10 @@ import msgspec
 from repricer.infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
 from repricer.schemas import Rejection, encode
 from repricer.streams.continuity import Continuity, Step, applied_key
-from repricer.streams.dead_letters import Letter, dead_letter, letter
+from repricer.streams.dead_letters import dead_letter, duplicate_letter, late_letter
 from repricer.streams.engine import OpenWindows, Outputs, PartitionState, SkuState
 from repricer.streams.engine.state import Record, load
-from repricer.streams.envelope import EventEnv, pack, unpack
+from repricer.streams.envelope import unpack
 from repricer.streams.headers import produced
 
 if TYPE_CHECKING:
@@ -84,36 +84,6 @@ class Staged(MutableMapping[str, Any]):
         for key, value in self.writes.items():
             self.table[key] = value
         self.writes.clear()
-
-
-def late_letter(late: EventEnv) -> Letter:
-    """The dead letter of a late event, located at the event's own source partition and offset
-    (many late events can share one batch envelope; each keeps its own row downstream)."""
-    return event_letter(late, "late_event", "after its window closed")
-
-
-def duplicate_letter(dup: EventEnv) -> Letter:
-    """The dead letter of an order whose id was already counted in its SKU window."""
-    return event_letter(dup, "duplicate_order", "whose order id its window already counted")
-
-
-def event_letter(env: EventEnv, reason: str, why: str) -> Letter:
-    """The dead letter of one event the engine refused: its payload is the event's envelope
-    (``payload_kind`` ``envelope``; the original record bytes stayed with ingest)."""
-    kind = type(env).__name__.removesuffix("Env").lower()
-    topic, _, partition = env.src.rpartition("/")
-    return letter(
-        Rejection(
-            reason=reason,
-            detail=f"{kind} for {env.sku} at ts={env.ts} from {env.src}@{env.off} {why}",
-        ),
-        topic=topic,
-        partition=int(partition) if partition.isdigit() else -1,
-        offset=env.off,
-        key=env.sku.encode(),
-        value=pack(env),
-        kind="envelope",
-    )
 
 
 def where(msg: Any, reason: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import msgspec
 from repricer.schemas import DeadLetter, Rejection, encode
 from repricer.schemas.decode import DEFAULT_MAX_BYTES, excerpt
 from repricer.streams import headers as h
+from repricer.streams.envelope import EventEnv, pack
 
 REASON = "repricer-dlq-reason"
 ERROR = "repricer-dlq-error"
@@ -175,3 +176,36 @@ def key_bytes(dl: DeadLetter) -> bytes | None:
     if dl.key_encoding == "base64":
         return base64.b64decode(dl.key)
     return dl.key.encode("utf-8")
+
+
+# -------------------------------------------------------------- events the engine refused
+
+
+def late_letter(late: EventEnv) -> Letter:
+    """The dead letter of a late event, located at the event's own source partition and offset
+    (many late events can share one batch envelope; each keeps its own row downstream)."""
+    return event_letter(late, "late_event", "after its window closed")
+
+
+def duplicate_letter(dup: EventEnv) -> Letter:
+    """The dead letter of an order whose id was already counted in its SKU window."""
+    return event_letter(dup, "duplicate_order", "whose order id its window already counted")
+
+
+def event_letter(env: EventEnv, reason: str, why: str) -> Letter:
+    """The dead letter of one event the engine refused: its payload is the event's envelope
+    (``payload_kind`` ``envelope``; the original record bytes stayed with ingest)."""
+    kind = type(env).__name__.removesuffix("Env").lower()
+    topic, _, partition = env.src.rpartition("/")
+    return letter(
+        Rejection(
+            reason=reason,
+            detail=f"{kind} for {env.sku} at ts={env.ts} from {env.src}@{env.off} {why}",
+        ),
+        topic=topic,
+        partition=int(partition) if partition.isdigit() else -1,
+        offset=env.off,
+        key=env.sku.encode(),
+        value=pack(env),
+        kind="envelope",
+    )
