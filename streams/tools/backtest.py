@@ -47,6 +47,9 @@ class RunResult:
     forecasts: list[tuple[str, int, str, float, float]] = field(default_factory=list)
     # realised profit per SKU of each simulated day (per-family reports)
     sku_profit_by_day: list[dict[str, float]] = field(default_factory=list)
+    # family markets: expected profit per SKU of each day at the prices charged (the truth's
+    # expectation, without the sales noise; 0 once sold out)
+    sku_expected_profit_by_day: list[dict[str, float]] = field(default_factory=list)
     # price changes outside the hard rules, checked apart from the guardrail code (PriceAudit)
     audit_violations: Counter[str] = field(default_factory=Counter)
     units: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -188,6 +191,7 @@ def run_market(
     }
     res = RunResult(pricing=pricing, profit_by_day=[], revenue_by_day=[])
     day_profit = day_revenue = 0.0
+    day_expected: dict[str, float] = {}
     prev = {s: dict(r) for s, r in market.realised().items()}
     day_windows = max(1, DAY_MS // w_ms)
     for w in range(windows):
@@ -205,6 +209,12 @@ def run_market(
                 p = market.oracle_price(sku, t0, objective=settings.objective)
                 if p != market.price_at(sku, t0):
                     market.apply_price(sku, p, t0)
+        if market_name is not None:
+            mid = t0 + w_ms // 2
+            for sku, t in truths.items():
+                p = market.price_at(sku, t0)
+                units = market.expected_units_per_min(sku, p, mid) * w_ms / 60_000
+                day_expected[sku] = day_expected.get(sku, 0.0) + (p - t.cost) * units
         counts = market.step_counts(t0, t0 + w_ms)
         if pricing == "policy":
             feed.counts(t0, counts)
@@ -235,6 +245,8 @@ def run_market(
             res.profit_by_day.append(day_profit)
             res.revenue_by_day.append(day_revenue)
             res.sku_profit_by_day.append({s: now[s]["profit"] - prev[s]["profit"] for s in now})
+            res.sku_expected_profit_by_day.append(day_expected)
+            day_expected = {}
             prev = {s: dict(r) for s, r in now.items()}
             if progress:
                 progress(f"{pricing}: day {len(res.profit_by_day)} profit {day_profit:,.0f}")

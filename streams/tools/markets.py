@@ -23,17 +23,23 @@ from streams.tools.backtest import RunResult, run_market
 from streams.tools.simulator.families import FAMILIES, family_of
 
 RATIOS = ("profit_vs_oracle", "profit_vs_oracle_last_day", "profit_vs_static")
+# the same without the sales noise: expected profit at the prices charged (what a long tail's
+# few sales cannot show), and static ÷ oracle, the room there is
+EXPECTED = ("static_vs_oracle", "expected_vs_oracle", "expected_vs_static")
 
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 6) if b else None
 
 
-def _family_sums(run: RunResult, fam_of: dict[str, str]) -> dict[str, tuple[float, float]]:
-    """Per family: (profit over the run, profit of the last day)."""
+def _family_sums(
+    run: RunResult, fam_of: dict[str, str], expected: bool = False
+) -> dict[str, tuple[float, float]]:
+    """Per family: (profit over the run, profit of the last day), realised or expected."""
     out: dict[str, list[float]] = {}
-    last = run.sku_profit_by_day[-1] if run.sku_profit_by_day else {}
-    for day in run.sku_profit_by_day:
+    days = run.sku_expected_profit_by_day if expected else run.sku_profit_by_day
+    last = days[-1] if days else {}
+    for day in days:
         for sku, p in day.items():
             out.setdefault(fam_of[sku], [0.0, 0.0])[0] += p
     for sku, p in last.items():
@@ -66,6 +72,7 @@ def seed_report(
         )
     fam_of = {f"SKU-{i:04d}": family_of(market, i) for i in range(skus)}
     sums = {p: _family_sums(r, fam_of) for p, r in runs.items()}
+    exp = {p: _family_sums(r, fam_of, expected=True) for p, r in runs.items()}
     fams: dict[str, dict[str, float | None]] = {}
     for fam in sorted(sums["policy"], key=FAMILIES.index):
         po, st, orc = sums["policy"][fam], sums["static"][fam], sums["oracle"][fam]
@@ -74,6 +81,8 @@ def seed_report(
             "profit_vs_oracle_last_day": _ratio(po[1], orc[1]),
             "profit_vs_static": _ratio(po[0], st[0]),
             "static_vs_oracle": _ratio(st[0], orc[0]),
+            "expected_vs_oracle": _ratio(exp["policy"][fam][0], exp["oracle"][fam][0]),
+            "expected_vs_static": _ratio(exp["policy"][fam][0], exp["static"][fam][0]),
         }
     pol = runs["policy"]
     return {
@@ -145,7 +154,7 @@ def backtest_markets(
                 "skus": sum(1 for i in range(skus) if family_of(market, i) == f),
                 **{
                     key: _summary([r["families"][f][key] for r in per_seed if f in r["families"]])
-                    for key in (*RATIOS, "static_vs_oracle")
+                    for key in (*RATIOS, *EXPECTED)
                 },
             }
             for f in fams
@@ -166,9 +175,9 @@ def table(report: dict[str, Any]) -> str:
             return "n/a"
         return f"{s['median']:.3f} [{s['min']:.3f}-{s['max']:.3f}]"
 
-    head = ("family", "skus", *RATIOS, "static_vs_oracle")
+    head = ("family", "skus", *RATIOS, *EXPECTED)
     rows = [
-        (f, str(v["skus"]), *(cell(v[k]) for k in (*RATIOS, "static_vs_oracle")))
+        (f, str(v["skus"]), *(cell(v[k]) for k in (*RATIOS, *EXPECTED)))
         for f, v in report["families"].items()
     ]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
