@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streams.settings import Settings
-from streams.tools.backtest import RunResult, run_market
-from streams.tools.simulator.families import FAMILIES, family_of
+from repricer.streams.settings import Settings
+from repricer.streams.tools.backtest import RunResult, run_market
+from repricer.streams.tools.simulator.families import FAMILIES, family_of
 
 RATIOS = ("profit_vs_oracle", "profit_vs_oracle_last_day", "profit_vs_static")
 # the same without the sales noise: expected profit at the prices charged (what a long tail's

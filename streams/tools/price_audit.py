@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from models.guardrails import GuardrailConfig
+from repricer.models.guardrails import GuardrailConfig
 
 _EPS = 1e-9
 

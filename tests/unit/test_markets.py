@@ -8,11 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models.guardrails import GuardrailConfig
-from streams.settings import Settings
-from streams.tools.markets import backtest_markets
-from streams.tools.price_audit import PriceAudit
-from streams.tools.simulator.families import (
+from repricer.models.guardrails import GuardrailConfig
+from repricer.streams.settings import Settings
+from repricer.streams.tools.markets import backtest_markets
+from repricer.streams.tools.price_audit import PriceAudit
+from repricer.streams.tools.simulator.families import (
     FAMILIES,
     FamilyTruth,
     draw_truths,
@@ -22,7 +22,7 @@ from streams.tools.simulator.families import (
     promo_on,
     units_per_min,
 )
-from streams.tools.simulator.family_market import FamilyMarket
+from repricer.streams.tools.simulator.family_market import FamilyMarket
 
 T0 = 1_767_225_600_000
 DAY = 86_400_000
@@ -148,7 +148,7 @@ def test_family_truth_keeps_the_simulator_fields() -> None:
 
 
 def test_cli_backtest_market_prints_per_family_json(capsys: pytest.CaptureFixture[str]) -> None:
-    from streams.cli import main
+    from repricer.streams.cli import main
 
     argv = ["backtest", "--market", "regime", "--skus", "3", "--days", "0.02", "--seeds", "2"]
     assert main([*argv, "--no-lstm", "--json"]) == 0
@@ -164,7 +164,7 @@ def test_cli_backtest_market_prints_per_family_json(capsys: pytest.CaptureFixtur
 
 
 def test_forecast_bench_per_family_reports_the_attainable_bound() -> None:
-    from streams.tools.bench.forecast_markets import forecast_markets
+    from repricer.streams.tools.bench.forecast_markets import forecast_markets
 
     r = forecast_markets("mix", skus=7, days=0.08, eval_days=0.04, settings=Settings(lstm=False))
     assert list(r["families"]) == list(FAMILIES)

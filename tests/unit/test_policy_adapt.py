@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 
-from models.base import SkuView
-from models.decider import ModelDecider
-from models.elasticity import Elasticity, PooledPrior, units_per_label
-from models.guardrails import Bounds
-from models.river_model import RiverDemand
+from repricer.models.base import SkuView
+from repricer.models.decider import ModelDecider
+from repricer.models.elasticity import Elasticity, PooledPrior, units_per_label
+from repricer.models.guardrails import Bounds
+from repricer.models.river_model import RiverDemand
 
 
 def _view(sku: str, price: float = 20.0) -> SkuView:

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from streams.settings import Settings
-from streams.tools.backtest import RunResult, run_market
-from streams.tools.bench.common import Progress, machine
-from streams.tools.bench.forecast import score_run
-from streams.tools.simulator.families import FAMILIES, family_of
+from repricer.streams.settings import Settings
+from repricer.streams.tools.backtest import RunResult, run_market
+from repricer.streams.tools.bench.common import Progress, machine
+from repricer.streams.tools.bench.forecast import score_run
+from repricer.streams.tools.simulator.families import FAMILIES, family_of
 
 
 def family_subset(res: RunResult, skus: set[str]) -> RunResult:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.tools.simulator.truth import (
+from repricer.streams.tools.simulator.truth import (
     CART_MULTIPLIER_RANGE,
     CATEGORIES,
     CONVERSION_RANGE,

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from schemas.events import Click, Order
-from streams.tools.simulator.families import (
+from repricer.schemas.events import Click, Order
+from repricer.streams.tools.simulator.families import (
     FamilyTruth,
     conversion_at,
     draw_truths,
@@ -24,8 +24,14 @@ from streams.tools.simulator.families import (
     state_at,
     units_per_min,
 )
-from streams.tools.simulator.market import Market
-from streams.tools.simulator.truth import MS_PER_MIN, QTY_PROBS, REMOVE_PROB, Objective, SkuTruth
+from repricer.streams.tools.simulator.market import Market
+from repricer.streams.tools.simulator.truth import (
+    MS_PER_MIN,
+    QTY_PROBS,
+    REMOVE_PROB,
+    Objective,
+    SkuTruth,
+)
 
 
 class FamilyMarket(Market):
