@@ -30,7 +30,7 @@ import numpy as np
 
 from repricer.models import registry
 from repricer.models.base import DemandModel, SkuView, Snapshot
-from repricer.models.elasticity import Elasticity
+from repricer.models.elasticity import Elasticity, units_per_label
 from repricer.models.ensemble import combine, update_errors, update_errors_batch
 from repricer.models.guardrails import Bounds
 from repricer.models.river_model import RegressorName
@@ -150,6 +150,13 @@ class ModelDecider:
     # one posterior draw per SKU per hour of event time instead of one per decision: as much
     # profit with a fifth to a tenth of the price changes (measured, see the commit history)
     thompson_hold_ms: int = 3_600_000
+    # exploration pays only where enough units will sell to learn from: a SKU whose own labels
+    # average fewer than explore_units_per_day[0] units a day does not explore (it prices at
+    # its posterior mean, i.e. at the pooled prior while its own data say little), one above
+    # [1] explores fully, linearly in between; the first explore_after labels explore fully
+    explore_units_per_day: tuple[float, float] = (20.0, 100.0)
+    explore_after: int = 10
+    windows_per_day: float = 1440.0
     restock_windows: float = 0.0  # stock must cover this many windows of demand; 0: ignore stock
     salvage: float = 1.0  # worth of a unit left over after restock_windows, fraction of cost
     elasticity: Elasticity = field(default_factory=Elasticity)
@@ -221,7 +228,7 @@ class ModelDecider:
         e_draw = e_mean
         if self.thompson > 0:
             z = _unit_normals(views, "ts", max(1, self.thompson_hold_ms))
-            e_draw = e_mean + self.thompson * e_sd * z
+            e_draw = e_mean + self.thompson * self.explore_scale(views) * e_sd * z
         target = optimal_price(e_draw, cost, lo, hi, self.objective)
         exploit = optimal_price(e_mean, cost, lo, hi, self.objective)
         level = self.level(views)
@@ -292,6 +299,14 @@ class ModelDecider:
             )
         return out
 
+    def explore_scale(self, views: Sequence[SkuView]) -> np.ndarray:
+        """(N,) 0..1, how much each SKU explores, from the units a day its own labels show."""
+        labels, per_label = units_per_label(views)
+        lo, hi = self.explore_units_per_day
+        per_day = per_label * self.windows_per_day
+        scale = np.clip((per_day - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+        return np.where(labels < self.explore_after, 1.0, scale)
+
     def _cover_stock(
         self,
         views: Sequence[SkuView],
@@ -351,7 +366,7 @@ class ModelDecider:
         """Learn one label per SKU into each SKU's state, vectorised over the SKUs.
 
         ``saveds[i]`` is what the decision saved for ``views[i]`` (price and forecasts). The same
-        as :meth:`learn_local` label by label (tests/unit/models/test_decider_batch.py): no row reads
+        as :meth:`learn_local` label by label (tests/unit/test_decider_batch.py): no row reads
         another SKU's state or anything this writes.
         """
         self._at_cur = None
@@ -429,6 +444,7 @@ def default_decider(
     restock_windows: float = 0.0,
     salvage: float = 1.0,
     thompson_hold_ms: int = 3_600_000,
+    windows_per_day: float = 1440.0,
 ) -> ModelDecider:
     """The registered members (:mod:`models.registry`: River + the shipped ONNX LSTM when it
     loads; ``lstm=False`` leaves the LSTM out) behind the ensemble."""
@@ -440,6 +456,7 @@ def default_decider(
         restock_windows=restock_windows,
         salvage=salvage,
         thompson_hold_ms=thompson_hold_ms,
+        windows_per_day=windows_per_day,
     )
 
 

@@ -17,6 +17,13 @@ adds that label's curvature and score (an online Newton / extended-Kalman update
 across all SKUs in ``learn_pooled``), combined with the SKU's likelihood whenever the posterior
 is needed. So a new or slow SKU starts from what all SKUs taught, and improves with the pool.
 
+Change detection: each SKU also keeps ``SkuView.state["cd"]``, four floats: exponentially
+weighted sums (about four hours of windows) of its one-step-ahead residuals ``y - λ`` and of their
+variance ``φ·λ``, and its label and unit counts. When the standardised sum leaves ``±detect``
+(with enough expected units that the normal approximation holds: never on the long tail), the
+SKU's response has changed: its own likelihood keeps only ``keep_on_change`` of its weight,
+so the posterior widens, Thompson sampling explores again and the SKU re-learns.
+
 Learning keeps the engine's exactly-once split: ``learn_pooled`` updates the shared prior and
 the dispersion (snapshotted with the offsets it covers), ``learn_local`` only the SKU's record.
 Everything the decision needs is vectorised over SKUs (2x2 algebra in numpy).
@@ -59,6 +66,22 @@ def _state(views: Sequence[SkuView]) -> np.ndarray:
     return out
 
 
+def _watch_state(views: Sequence[SkuView]) -> np.ndarray:
+    """(N, 4) per-SKU change watch: residual sum, variance sum (both EWMA), labels, units."""
+    out = np.zeros((len(views), 4))
+    for i, v in enumerate(views):
+        got = v.state.get("cd")
+        if got and len(got) == 4:
+            out[i] = got
+    return out
+
+
+def units_per_label(views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) labels learned and mean units per labelled window of each SKU (its own volume)."""
+    cd = _watch_state(views)
+    return cd[:, 2], cd[:, 3] / np.maximum(cd[:, 2], 1.0)
+
+
 def _x(views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
     p = np.asarray(prices, dtype=np.float64)
     ref = np.array([max(v.ref_price, 1e-9) for v in views], dtype=np.float64)
@@ -76,10 +99,44 @@ class Elasticity:
 
     version = "elasticity-poisson-1"
 
-    def __init__(self, *, forget: float = 1.0, prior: PooledPrior | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        forget: float = 1.0,
+        prior: PooledPrior | None = None,
+        detect: float = 3.0,
+        detect_rate: float = 1.0 / 240.0,
+        detect_min_var: float = 30.0,
+        keep_on_change: float = 0.05,
+    ) -> None:
         self.forget = forget
         self.prior = prior or PooledPrior()
         self.pool_rate = 0.02  # per tick: how fast the pooled prior follows the SKUs
+        self.detect = detect  # |standardised residual sum| that signals a change; 0: never
+        self.detect_rate = detect_rate  # EWMA weight of the newest label in the change watch
+        self.detect_min_var = detect_min_var  # expected units the watch needs before it judges
+        self.keep_on_change = keep_on_change  # share of the SKU's own information kept
+
+    def _watch(
+        self, cd: np.ndarray, y: np.ndarray, lam: np.ndarray, phi: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The change watch after one label per row: (new state, rows whose response changed).
+
+        The same arithmetic for one label and for a batch (rows are independent)."""
+        b = self.detect_rate
+        cd = cd.copy()
+        cd[:, 0] = (1.0 - b) * cd[:, 0] + (y - lam)
+        cd[:, 1] = (1.0 - b) * cd[:, 1] + phi * lam
+        cd[:, 2] += 1.0
+        cd[:, 3] += y
+        if self.detect <= 0:
+            return cd, np.zeros(len(cd), dtype=bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = cd[:, 0] / np.sqrt(cd[:, 1])
+        changed = (cd[:, 1] >= self.detect_min_var) & (np.abs(z) > self.detect)
+        cd[changed, 0] = 0.0
+        cd[changed, 1] = 0.0
+        return cd, changed
 
     # -- persistence of the pooled part (the per-SKU part lives in SkuView.state) -------------
     def snapshot(self) -> str:
@@ -185,8 +242,11 @@ class Elasticity:
         s[:, 2] += w * x * x
         s[:, 3] += w * (a + e * x) + g0
         s[:, 4] += w * (a + e * x) * x + g1
-        for v, row in zip(vs, s.tolist(), strict=True):
+        cd, changed = self._watch(_watch_state(vs), y, lam, phi)
+        s[changed] *= self.keep_on_change
+        for v, row, c in zip(vs, s.tolist(), cd.tolist(), strict=True):
             v.state["el"] = [float(f"{t:.8g}") for t in row]
+            v.state["cd"] = [float(f"{t:.8g}") for t in c]
 
     def learn_local(self, view: SkuView, price: float, units: float) -> None:
         """One IRLS step of the SKU's own likelihood for a label, at its current posterior.
@@ -211,4 +271,8 @@ class Elasticity:
         s[2] += w * x * x
         s[3] += w * (a + e * x) + g0
         s[4] += w * (a + e * x) * x + g1
+        cd, changed = self._watch(_watch_state([view]), np.array([units]), np.array([lam]), phi)
+        if changed[0]:
+            s *= self.keep_on_change
         view.state["el"] = [float(f"{v:.8g}") for v in s]
+        view.state["cd"] = [float(f"{v:.8g}") for v in cd[0]]

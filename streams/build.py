@@ -52,6 +52,7 @@ def build_decider(
         restock_windows=settings.restock_s / settings.window_s,
         salvage=settings.salvage,
         thompson_hold_ms=settings.thompson_hold_s * 1000,
+        windows_per_day=86_400 / settings.window_s,
     )
     if extra_members:
         decider = replace(decider, members=[*decider.members, *(f() for f in extra_members)])

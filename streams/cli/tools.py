@@ -11,6 +11,7 @@ from typing import Any
 
 from repricer.streams.cli.common import Subparsers, err
 from repricer.streams.settings import Settings
+from repricer.streams.tools.simulator.families import MARKETS
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -96,6 +97,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         settings = Settings(restock_s=round(args.restock_days * 86_400))
     if args.no_lstm:
         settings = settings.model_copy(update={"lstm": False})
+    if args.market is not None:
+        return _backtest_markets(args, settings)
     report = backtest(
         skus=args.skus,
         days=args.days,
@@ -109,8 +112,34 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0 if report["guardrail_violations"] == 0 else 1
 
 
+def _backtest_markets(args: argparse.Namespace, settings: Settings) -> int:
+    from repricer.streams.tools.markets import backtest_markets, table
+
+    report = backtest_markets(
+        market=args.market,
+        skus=args.skus,
+        days=args.days,
+        seeds=args.seeds,
+        seed=args.seed,
+        settings=settings,
+        markup=args.markup,
+        progress=err,
+    )
+    print(json.dumps(report) if args.json else table(report))
+    return 0 if report["guardrail_violations"] == 0 else 1
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from repricer.streams.tools.bench.run import run_bench
+
+    if args.market is not None:
+        if args.what != "forecast":
+            raise SystemExit("repricer bench: --market goes with `forecast` only")
+        from repricer.streams.tools.bench.forecast_markets import forecast_markets
+
+        out = forecast_markets(args.market, quick=args.quick, progress=None if args.json else err)
+        print(json.dumps(out, indent=None if args.json else 2))
+        return 0
 
     report = run_bench(args.what, quick=args.quick, progress=None if args.json else err)
     print(json.dumps(report, indent=None if args.json else 2))
@@ -200,6 +229,19 @@ def add_backtest(sub: Subparsers) -> None:
         "(default REPRICER_RESTOCK_S; 0 ignores stock)",
     )
     b.add_argument("--no-lstm", action="store_true", help="River only (faster)")
+    b.add_argument(
+        "--market",
+        choices=MARKETS,
+        default=None,
+        help="demand drawn from one family (or mix: every family in turn) against a dynamic "
+        "oracle, reported per family over --seeds seeds (default: the constant-elasticity market)",
+    )
+    b.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="with --market: seeds --seed, --seed+1, ... (default 5)",
+    )
     b.add_argument("--json", action="store_true", help="one-line JSON report")
     b.set_defaults(func=_cmd_backtest)
 
@@ -228,6 +270,12 @@ def add_bench(sub: Subparsers) -> None:
         "--quick",
         action="store_true",
         help="a reduced smoke run: `all` takes about 1.5 min on 2 cores (the figures: full runs)",
+    )
+    be.add_argument(
+        "--market",
+        choices=MARKETS,
+        default=None,
+        help="forecast only: score every model per demand family of this market (mix: all)",
     )
     be.add_argument("--json", action="store_true", help="one-line JSON report")
     be.set_defaults(func=_cmd_bench)

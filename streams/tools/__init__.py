@@ -6,6 +6,9 @@ excepted); tools build the engine the worker runs with
 
 - ``backtest``: ``repricer backtest``, the real engine in process over the market simulator
   (static vs policy vs oracle), and ``run_market``, which the forecast benchmark reuses.
+- ``markets``: ``repricer backtest --market``, static vs policy vs a dynamic oracle over the
+  demand families and several seeds, per family (median, min, max).
+- ``price_audit``: published changes checked against the hard rules apart from the guardrails.
 - ``bench/``: ``repricer bench`` (see its package docstring, one line per benchmark module).
 - ``demo``: ``repricer demo``, a local broker, embedded ClickHouse, the simulator and a worker.
 - ``replay/``: ``repricer replay``, history files into Kafka, then the end-of-input markers.

@@ -25,6 +25,8 @@ from repricer.streams.build import build_engine
 from repricer.streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
 from repricer.streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from repricer.streams.settings import Settings
+from repricer.streams.tools.price_audit import PriceAudit
+from repricer.streams.tools.simulator.family_market import FamilyMarket
 from repricer.streams.tools.simulator.market import Market
 from repricer.streams.tools.simulator.truth import MEAN_QTY, Objective, SkuTruth, oracle_price_of
 
@@ -43,6 +45,13 @@ class RunResult:
     guardrail_hits: Counter[str] = field(default_factory=Counter)
     guardrail_violations: int = 0
     forecasts: list[tuple[str, int, str, float, float]] = field(default_factory=list)
+    # realised profit per SKU of each simulated day (per-family reports)
+    sku_profit_by_day: list[dict[str, float]] = field(default_factory=list)
+    # family markets: expected profit per SKU of each day at the prices charged (the truth's
+    # expectation, without the sales noise; 0 once sold out)
+    sku_expected_profit_by_day: list[dict[str, float]] = field(default_factory=list)
+    # price changes outside the hard rules, checked apart from the guardrail code (PriceAudit)
+    audit_violations: Counter[str] = field(default_factory=Counter)
     units: dict[tuple[str, int], int] = field(default_factory=dict)
     # hidden truth (benchmarks only, never shown to a model): expected units per (sku, window)
     # at the price actually charged, the Poisson mean of the simulator's order count x MEAN_QTY
@@ -129,6 +138,7 @@ def run_market(
     extra_members: Sequence[Callable[[], DemandModel]] = (),
     stocked: float = 0.0,
     progress: Callable[[str], None] | None = None,
+    market_name: str | None = None,
 ) -> RunResult:
     """Run one pricing over ``days`` simulated days of ``skus`` SKUs; deterministic for a seed.
 
@@ -136,19 +146,34 @@ def run_market(
     wired into ``default_decider``, measured side by side).
     ``stocked`` is the share of SKUs with finite stock and no replenishment during the run; the
     oracle prices those to sell their stock at best over the run (:func:`oracle_price`).
+    ``market_name`` draws the market from the demand families instead
+    (:class:`~streams.tools.simulator.family_market.FamilyMarket`: one family or ``mix``);
+    its oracle re-optimises at every window (a dynamic oracle).
     """
     t_start = time.monotonic()
-    market = Market(
-        n_skus=skus,
-        seed=seed,
-        start_ms=start_ms,
-        initial_markup=markup or 1.6,
-        stocked_fraction=stocked,
-    )
     w_ms = settings.window_ms
     windows = int(days * DAY_MS // w_ms)
+    market: Market
+    if market_name is None:
+        market = Market(
+            n_skus=skus,
+            seed=seed,
+            start_ms=start_ms,
+            initial_markup=markup or 1.6,
+            stocked_fraction=stocked,
+        )
+    else:
+        market = FamilyMarket(
+            market=market_name,
+            n_skus=skus,
+            seed=seed,
+            start_ms=start_ms,
+            horizon_ms=windows * w_ms,
+            initial_markup=markup or 1.6,
+        )
     truths = market.truths
-    if pricing == "oracle":
+    dynamic_oracle = pricing == "oracle" and market_name is not None
+    if pricing == "oracle" and not dynamic_oracle:
         for sku, t in truths.items():
             market.apply_price(sku, oracle_price(t, days * 1440, settings.objective), start_ms)
     # the worker's engine; this feed closes each window itself (no allowed lateness)
@@ -157,6 +182,7 @@ def run_market(
     )
     cfg = engine.guardrails
     feed = EngineFeed(engine)
+    audit = PriceAudit(cfg, {s: (t.cost, t.min_price, t.max_price) for s, t in truths.items()})
     if pricing == "policy":
         feed.catalog(market)
     bounds = {
@@ -165,6 +191,7 @@ def run_market(
     }
     res = RunResult(pricing=pricing, profit_by_day=[], revenue_by_day=[])
     day_profit = day_revenue = 0.0
+    day_expected: dict[str, float] = {}
     prev = {s: dict(r) for s, r in market.realised().items()}
     day_windows = max(1, DAY_MS // w_ms)
     for w in range(windows):
@@ -177,6 +204,17 @@ def run_market(
                     * w_ms
                     / 60_000
                 )
+        if dynamic_oracle:
+            for sku in truths:
+                p = market.oracle_price(sku, t0, objective=settings.objective)
+                if p != market.price_at(sku, t0):
+                    market.apply_price(sku, p, t0)
+        if market_name is not None:
+            mid = t0 + w_ms // 2
+            for sku, t in truths.items():
+                p = market.price_at(sku, t0)
+                units = market.expected_units_per_min(sku, p, mid) * w_ms / 60_000
+                day_expected[sku] = day_expected.get(sku, 0.0) + (p - t.cost) * units
         counts = market.step_counts(t0, t0 + w_ms)
         if pricing == "policy":
             feed.counts(t0, counts)
@@ -192,6 +230,9 @@ def run_market(
                 too_far = abs(ch.new_price - ch.old_price) > cfg.max_step * ch.old_price + 1e-9
                 if bad or (in_bounds and too_far and "override" not in ch.guardrails):
                     res.guardrail_violations += 1
+                res.audit_violations.update(
+                    audit.check(ch.sku, ch.old_price, ch.new_price, t0 + w_ms)
+                )
                 market.apply_price(ch.sku, ch.new_price, t0 + w_ms)
             if keep_forecasts:
                 res.forecasts.extend(
@@ -203,6 +244,9 @@ def run_market(
             day_revenue = sum(now[s]["revenue"] - prev[s]["revenue"] for s in now)
             res.profit_by_day.append(day_profit)
             res.revenue_by_day.append(day_revenue)
+            res.sku_profit_by_day.append({s: now[s]["profit"] - prev[s]["profit"] for s in now})
+            res.sku_expected_profit_by_day.append(day_expected)
+            day_expected = {}
             prev = {s: dict(r) for s, r in now.items()}
             if progress:
                 progress(f"{pricing}: day {len(res.profit_by_day)} profit {day_profit:,.0f}")

@@ -16,7 +16,7 @@ import numpy as np
 from repricer.models.base import DemandModel
 from repricer.models.quantiles import count_quantile, dispersion, update_dispersion
 from repricer.streams.settings import Settings
-from repricer.streams.tools.backtest import DAY_MS, run_market
+from repricer.streams.tools.backtest import DAY_MS, RunResult, run_market
 from repricer.streams.tools.bench.common import Progress, machine
 from repricer.streams.tools.simulator.truth import MEAN_QTY, QTY_PROBS, QTY_VALUES
 
@@ -192,6 +192,13 @@ def forecast_bench(
         extra_members=extra_members,
         progress=progress,
     )
+    return score_run(res, settings=settings, days=days, eval_days=eval_days)
+
+
+def score_run(
+    res: RunResult, *, settings: Settings, days: float, eval_days: float
+) -> dict[str, Any]:
+    """The scores of :func:`forecast_bench` for a policy run kept with its forecasts."""
     w_ms = settings.window_ms
     end = 1_767_225_600_000 + int(days * DAY_MS // w_ms) * w_ms
     since = end - int(eval_days * DAY_MS)

@@ -1,0 +1,80 @@
+"""The policy knows what it does not know: it re-learns a SKU whose response changed, and it
+does not explore where too few units sell to learn from."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from repricer.models.base import SkuView
+from repricer.models.decider import ModelDecider
+from repricer.models.elasticity import Elasticity, PooledPrior, units_per_label
+from repricer.models.guardrails import Bounds
+from repricer.models.river_model import RiverDemand
+
+
+def _view(sku: str, price: float = 20.0) -> SkuView:
+    return SkuView(
+        sku=sku, price=price, ref_price=20.0, cost=10.0, next_window_start=0, views_ewma=20.0
+    )
+
+
+def _learn(el: Elasticity, v: SkuView, e_of_w, windows: int, start: int = 0, seed: int = 0):
+    """Poisson sales of one SKU at prices around 26 (off its reference 20) that vary ±15% as
+    exploration moves them, elasticity ``e_of_w(w)``, 1 unit per window at the reference."""
+    rng = np.random.default_rng(seed + start)
+    for w in range(start, start + windows):
+        p = 26.0 * math.exp(rng.normal(0.0, 0.15))
+        lam = 1.0 * (p / 20.0) ** e_of_w(w)
+        el.learn_local(v, p, float(rng.poisson(lam)))
+
+
+def test_a_changed_response_is_detected_and_relearned() -> None:
+    def run(detect: float) -> tuple[float, float, float]:
+        el = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75), detect=detect)
+        v = _view("A")
+        _learn(el, v, lambda w: -1.5, 3000)
+        before, info = float(el.elasticity([v])[0][0]), v.state["el"][2]
+        _learn(el, v, lambda w: -3.5, 600, start=3000)
+        return before, float(el.elasticity([v])[0][0]), v.state["el"][2] / info
+
+    before, after, kept = run(3.0)
+    _, after_blind, kept_blind = run(0.0)
+    assert abs(before + 1.5) < 0.3  # learned the first regime
+    # 10 hours after the change the watch has dropped most of the old regime's information
+    # and the estimate has moved toward the new truth, well past the one that kept it all
+    assert kept < 0.2 < 1.0 < kept_blind
+    assert after < after_blind - 0.3
+
+
+def test_a_stationary_sku_keeps_what_it_learned() -> None:
+    el = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75))
+    v = _view("A")
+    _learn(el, v, lambda w: -2.5, 4000, seed=1)
+    watched = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75), detect=0.0)
+    w = _view("A")
+    _learn(watched, w, lambda w: -2.5, 4000, seed=1)
+    assert v.state["el"] == w.state["el"]  # no false alarm over ~3 days of labels
+    labels, per_label = units_per_label([v])
+    assert labels[0] == 4000 and 0.3 < per_label[0] < 1.0
+
+
+def test_low_volume_skus_do_not_explore_and_busy_ones_do() -> None:
+    d = ModelDecider(members=[RiverDemand()])
+    d.elasticity.prior = PooledPrior(mean_e=-2.0, sd_e=0.75)  # optimum 20 = current, uncertain
+    bounds = [Bounds(cost=10.0, min_price=10.5, max_price=40.0)] * 200
+
+    def views(units_per_window: float, labels: int) -> list[SkuView]:
+        out = [_view(f"S{i}") for i in range(200)]
+        for v in out:
+            v.state["cd"] = [0.0, 0.0, float(labels), units_per_window * labels]
+        return out
+
+    busy = [p.price for p in d.propose(views(1.0, 100), bounds, 0.05)]
+    assert sum(p != 20.0 for p in busy) > 100  # Thompson sampling explores
+    tail = [p.price for p in d.propose(views(2.0 / 1440, 100), bounds, 0.05)]  # 2 units a day
+    assert all(p == 20.0 for p in tail)  # at the optimum of its (pooled) mean: holds
+    new = [p.price for p in d.propose(views(0.0, 3), bounds, 0.05)]
+    assert sum(p != 20.0 for p in new) > 100  # volume not known yet: explores
+    np.testing.assert_allclose(d.explore_scale(views(60 / 1440, 100)), 0.5)
