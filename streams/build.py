@@ -31,6 +31,8 @@ def guardrail_config(settings: Settings) -> GuardrailConfig:
         min_change=settings.min_change,
         cooldown_ms=settings.cooldown_s * 1000,
         rounding=settings.rounding,
+        max_changes_per_sku=settings.max_changes_per_sku,
+        change_period_ms=settings.change_period_s * 1000,
     )
 
 

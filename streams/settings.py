@@ -182,10 +182,22 @@ class Settings(BaseSettings):
     rounding: Literal["cent", "ninety_nine"] = Field(
         "cent", description="Price grid: whole cents, or x.99 endings where the range allows."
     )
+    max_changes_per_sku: int = Field(
+        0,
+        ge=0,
+        description="Per-SKU rate limit: at most this many policy price changes of one SKU in "
+        "any REPRICER_CHANGE_PERIOD_S of event time, counted from the SKU's durable state (it "
+        "holds across workers and restarts); 0: no limit beyond the cooldown.",
+    )
+    change_period_s: int = Field(
+        86_400, ge=1, description="The period of REPRICER_MAX_CHANGES_PER_SKU, in seconds."
+    )
     rate_limit_per_window: int = Field(
         10_000,
         ge=0,
-        description="At most this many price changes per closed window tick per worker.",
+        description="Catalogue-wide cap: at most this many policy price changes per SKU-events "
+        "partition at each window close, so at most REPRICER_PARTITIONS times this per window "
+        "across all workers (whoever owns the partitions).",
     )
     policy_version: str = Field("model-v2", description="Recorded in every PriceChange.")
     restock_s: int = Field(

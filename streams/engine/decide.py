@@ -84,11 +84,12 @@ def decide(
             frozen=st.frozen or pm.frozen_all,
             override=st.override,
             rate_ok=budget.ok,
+            recent_changes=st.recent_changes,
         )
         budget.spend(g)
         out.decisions += 1
         if g.changed:
-            publish_change(sku, st, last.start, g, prop, now, cfg.policy_version, out)
+            publish_change(sku, st, last.start, g, prop, now, cfg, out)
         finals.append(st.price)
     forecast_next(cfg, deciding, views, finals, pm, partition, out)
 

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from models.decider import Proposal
-from models.guardrails import Guarded
+from models.guardrails import Guarded, remember_change
 from schemas.events import (
     ClicksWindow,
     Forecast,
@@ -17,6 +17,7 @@ from schemas.events import (
     PriceState,
     SalesWindow,
 )
+from streams.engine.config import EngineConfig
 from streams.engine.state import Accounting, PartitionState, SkuState
 from streams.envelope import EventEnv, OrderEnv
 
@@ -66,11 +67,12 @@ def publish_change(
     g: Guarded,
     prop: Proposal,
     now: int,
-    policy_version: str,
+    cfg: EngineConfig,
     out: Outputs,
 ) -> None:
     """A price change the guardrails let through: its ``PriceChange`` and ``PriceState``, and
     the SKU's price, version and last change moved on."""
+    policy_version = cfg.policy_version
     old, cat = st.price, st.catalog
     assert old is not None and cat is not None  # only SKUs with a catalog record are decided
     reasons = ["manual_override"] if st.override is not None else list(prop.reasons)
@@ -104,6 +106,7 @@ def publish_change(
         )
     )
     st.price, st.since, st.last_change = g.price, now, now
+    st.recent_changes = remember_change(st.recent_changes, now, cfg.guardrails)
     st.version += 1
     out.prices.append(
         PriceState(sku=sku, price=g.price, currency=cat.currency, since=now, version=st.version)

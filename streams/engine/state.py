@@ -100,6 +100,8 @@ class SkuState(Record):
     since: int = 0  # event time the price has been in force since
     version: int = field(default=0, name="ver")  # PriceState version
     last_change: int | None = None
+    # event times of its latest price changes (as many as the per-SKU rate limit reads)
+    recent_changes: list[int] = field(default_factory=list, name="chg")
     next_window: int | None = field(default=None, name="next")  # first window not closed
     units_ewma: float = field(default=0.0, name="ue")
     views_ewma: float = field(default=0.0, name="ve")
