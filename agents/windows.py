@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
+from infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M, SHADOW_DECISIONS
 from schemas import DeadLetter, Rejection, encode
 from schemas.decode import excerpt
 from streams.continuity import Continuity, Step, applied_key
@@ -247,6 +247,11 @@ def register(rp: Repricer) -> None:
                         key=frow.sku.encode(), value=_json.encode({"t": FORECASTS.tag, "r": frow})
                     )
                 )
+            for sd in out.shadow:  # would-be changes: the shadow topic and ClickHouse only
+                key = sd.sku.encode()
+                sent.append(await t["shadow"].send(key=key, value=encode(sd)))
+                tagged = _json.encode({"t": SHADOW_DECISIONS.tag, "r": sd})
+                sent.append(await agg.send(key=key, value=tagged))
             for change in out.changes:
                 sent.append(
                     await t["price_changes"].send(key=change.sku.encode(), value=encode(change))
@@ -280,6 +285,7 @@ def register(rp: Repricer) -> None:
             st.forecast_rows += len(out.forecasts)
             st.decisions += out.decisions
             st.price_changes += len(out.changes)
+            st.shadow_decisions += len(out.shadow)
             st.late_events += len(out.late)
             st.model_errors.update(out.model_errors)
             st.quiet_windows += out.quiet_windows

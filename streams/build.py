@@ -16,6 +16,7 @@ from models.base import DemandModel
 from models.decider import ModelDecider, default_decider
 from models.guardrails import GuardrailConfig
 from streams.engine import WindowEngine
+from streams.engine.config import Holdout
 from streams.settings import Settings
 
 
@@ -72,4 +73,16 @@ def build_engine(
         policy_version=settings.policy_version,
         dedupe=not settings.unsafe_disable_replay_dedup,
         rate_limit_per_tick=settings.rate_limit_per_window,
+        mode=settings.mode,
+        holdout=holdout(settings),
     )
+
+
+def holdout(settings: Settings) -> Holdout:
+    """The control group from the settings (``streams.engine.config.Holdout``).
+
+    >>> holdout(Settings(holdout_fraction=0.1, holdout_skus="A, B")).skus == {"A", "B"}
+    True
+    """
+    skus = frozenset(s.strip() for s in settings.holdout_skus.split(",") if s.strip())
+    return Holdout(fraction=settings.holdout_fraction, salt=settings.holdout_salt, skus=skus)

@@ -202,6 +202,12 @@ def metrics_text(rp: Repricer) -> str:
     )
     e.one("repricer_price_changes_total", "counter", "Price changes published.", st.price_changes)
     e.one(
+        "repricer_shadow_decisions_total",
+        "counter",
+        "Would-be price changes recorded (shadow mode, holdout), not published.",
+        st.shadow_decisions,
+    )
+    e.one(
         "repricer_late_events_total",
         "counter",
         "Events for already closed windows.",

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         "catalog", description="Compacted catalog in (`CatalogItem`, key SKU)."
     )
     topic_price_changes: str = Field("price-changes", description="`PriceChange` v1 events out.")
+    topic_shadow: str = Field(
+        "price-changes-shadow",
+        description="`ShadowDecision` out: what the policy would change for SKUs it does not "
+        "price (shadow mode, holdout).",
+    )
     topic_prices: str = Field(
         "prices", description="Compacted current price per SKU out (`PriceState`)."
     )
@@ -181,6 +186,25 @@ class Settings(BaseSettings):
     )
     rounding: Literal["cent", "ninety_nine"] = Field(
         "cent", description="Price grid: whole cents, or x.99 endings where the range allows."
+    )
+    mode: Literal["live", "shadow"] = Field(
+        "live",
+        description="Who prices by default: `live` publishes the policy's changes; `shadow` "
+        "decides and records them (shadow topic, ClickHouse `shadow_decisions`) but publishes "
+        "no price. Per SKU or category: see Going live in the README.",
+    )
+    holdout_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of SKUs kept at their price as the control group: those whose "
+        "hash of REPRICER_HOLDOUT_SALT and SKU falls below it (see README, Going live).",
+    )
+    holdout_salt: str = Field(
+        "repricer-holdout", description="Salt of the holdout draw; a new salt draws a new group."
+    )
+    holdout_skus: str = Field(
+        "", description="Comma-separated SKUs always in the holdout group (besides the fraction)."
     )
     max_changes_per_sku: int = Field(
         0,

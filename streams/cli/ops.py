@@ -38,6 +38,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
             "price_changes_by_reason": queries.price_changes_by_reason(ch),
             "forecast_accuracy": queries.forecast_accuracy(ch),
         }
+        if args.shadow:
+            from streams.going_live import shadow_summary
+
+            out["shadow"] = shadow_summary(ch)
     finally:
         ch.close()
     if not args.no_accounting:
@@ -66,6 +70,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _rollback_commands(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    """One ``rollback`` per SKU of the target, with its price in force at ``--to``."""
+    from infra.clickhouse import connect
+    from schemas import ControlCommand
+    from streams.going_live import parse_time, prices_at
+
+    at = parse_time(args.to)
+    ch = connect(settings.clickhouse_url.get_secret_value())
+    try:
+        prices: dict[str, float | None] = dict(prices_at(ch, at, args.sku))
+    finally:
+        ch.close()
+    if not prices and args.sku != "*" and not args.sku.startswith("category:"):
+        prices[args.sku] = None  # no change on record: its price never moved; frozen only
+    why = args.why or f"rollback to {at.isoformat()}"
+    return [
+        ControlCommand(sku=sku, action="rollback", price=p, who=args.who, why=why)
+        for sku, p in prices.items()
+    ]
+
+
 def _cmd_control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
@@ -73,16 +98,33 @@ def _cmd_control(args: argparse.Namespace) -> int:
     from schemas import ControlCommand, encode
 
     settings = Settings()
-    cmd = ControlCommand(
-        sku=args.sku, action=args.action, price=args.price, who=args.who, why=args.why
-    )
+    if args.action == "rollback":
+        if args.to is None:
+            print("rollback needs --to TIME", file=sys.stderr)
+            return 2
+        cmds = _rollback_commands(args, settings)
+    else:
+        if args.to is not None:
+            print("--to is for rollback only", file=sys.stderr)
+            return 2
+        cmds = [
+            ControlCommand(
+                sku=args.sku, action=args.action, price=args.price, who=args.who, why=args.why
+            )
+        ]
     producer = KafkaProducer(
         batch_size=producer_batch_bytes(settings), **kafka_python_config(settings)
     )
-    producer.send(settings.topic_control, key=args.sku.encode(), value=encode(cmd))
+    for cmd in cmds:
+        producer.send(settings.topic_control, key=cmd.sku.encode(), value=encode(cmd))
     producer.flush()
     producer.close()
-    print(f"sent {args.action} for {args.sku!r} to {settings.topic_control}")
+    if args.action == "rollback":
+        for cmd in cmds:
+            print(f"rollback {cmd.sku}: {cmd.price if cmd.price is not None else 'freeze only'}")
+        print(f"sent {len(cmds)} rollback(s) for {args.sku!r} to {settings.topic_control}")
+    else:
+        print(f"sent {args.action} for {args.sku!r} to {settings.topic_control}")
     return 0
 
 
@@ -95,11 +137,29 @@ def add_query(sub: Subparsers) -> None:
 
 def add_control(sub: Subparsers) -> None:
     c = sub.add_parser(
-        "control", help="freeze/unfreeze a SKU (or '*'), or set/clear a price override"
+        "control",
+        help="freeze/unfreeze a SKU (or '*'), set/clear a price override, switch SKUs between "
+        "shadow and live, or roll prices back to an earlier time",
+        description="shadow/live take a SKU, 'category:NAME' or '*'; rollback --to TIME takes "
+        "the same and republishes, per SKU, the price in force at TIME (from ClickHouse "
+        "price_changes) inside floor and ceiling, then freezes it (unfreeze to resume).",
     )
-    c.add_argument("action", choices=["freeze", "unfreeze", "override", "clear_override"])
-    c.add_argument("sku", help="a SKU, or '*' for every SKU (freeze/unfreeze only)")
+    c.add_argument(
+        "action",
+        choices=["freeze", "unfreeze", "override", "clear_override", "shadow", "live", "rollback"],
+    )
+    c.add_argument(
+        "sku",
+        nargs="?",
+        default="*",
+        help="a SKU, '*' for every SKU (the default), or 'category:NAME' (shadow, live, rollback)",
+    )
     c.add_argument("--price", type=float, help="override price (with `override`)")
+    c.add_argument(
+        "--to",
+        metavar="TIME",
+        help="with rollback: ISO 8601 time (UTC if no offset) or epoch seconds",
+    )
     c.add_argument("--who", default="cli", help="who is asking (recorded)")
     c.add_argument("--why", default="", help="why (recorded)")
     c.set_defaults(func=_cmd_control)
@@ -123,5 +183,11 @@ def add_report(sub: Subparsers) -> None:
         help="also count the valid orders and clicks in the input topics up to the ingest "
         "group's committed offsets and compare with the events the engine accepted (run it "
         "when the input has stopped; reads the input topics from the start)",
+    )
+    r.add_argument(
+        "--shadow",
+        action="store_true",
+        help="what the policy would have changed for SKUs in shadow or holdout, and the "
+        "forecast gain it expected",
     )
     r.set_defaults(func=_cmd_report)

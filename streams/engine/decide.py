@@ -15,6 +15,7 @@ from models.decider import Proposal
 from models.guardrails import Bounds, ChangeBudget, apply_guardrails
 from streams.engine.close import LastWindow
 from streams.engine.config import EngineConfig
+from streams.engine.golive import mode_of, record_shadow
 from streams.engine.learn import model_failed
 from streams.engine.outputs import Outputs, publish_change
 from streams.engine.state import PartitionState, Pending, SkuState
@@ -86,9 +87,12 @@ def decide(
             rate_ok=budget.ok,
             recent_changes=st.recent_changes,
         )
-        budget.spend(g)
         out.decisions += 1
-        if g.changed:
+        mode = mode_of(cfg, sku, st, pm)
+        if g.changed and mode != "live":
+            record_shadow(cfg, sku, st, last.start, g, prop, now, mode, out)
+        elif g.changed:
+            budget.spend(g)
             publish_change(sku, st, last.start, g, prop, now, cfg, out)
         finals.append(st.price)
     forecast_next(cfg, deciding, views, finals, pm, partition, out)
