@@ -32,6 +32,7 @@ from uuid import UUID
 
 import msgspec
 
+from infra.clickhouse.migrate import migrate
 from infra.clickhouse.tables import COLUMN_TYPES, TABLES, check_ident, row_type
 from infra.clickhouse.tables import INT_RANGES as _INT_RANGES
 
@@ -470,6 +471,7 @@ class NativeBackend:
     def init(self) -> None:
         for stmt in load_schema(self.database):
             self._execute(stmt)
+        migrate(self.database, lambda sql: self.query(sql))
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         return self.insert_columns(table, rows_to_columns(table, rows))
@@ -647,6 +649,7 @@ class ChdbBackend:
     def init(self) -> None:
         for stmt in load_schema(self.database):
             self._run(stmt)
+        migrate(self.database, lambda sql: self.query(sql))
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         return self.insert_columns(table, rows_to_columns(table, rows))

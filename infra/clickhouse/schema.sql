@@ -7,7 +7,9 @@
 -- target database name and splits statements on lines consisting of a single `;`.
 -- Every table here has an entry in the table registry (infra/clickhouse/tables.py: the same
 -- columns and types, key, partition and version column); tests compare the two on 18.16 and
--- chdb. Its docstring is the recipe for adding a table.
+-- chdb. Its docstring is the recipe for adding a table. A column added to an existing table
+-- (before `version`, outside the key) is added to tables created before it by
+-- infra/clickhouse/migrate.py (18.16 has no ADD COLUMN IF NOT EXISTS).
 
 CREATE DATABASE IF NOT EXISTS repricer
 ;
@@ -69,14 +71,6 @@ CREATE TABLE IF NOT EXISTS repricer.price_changes
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (sku, window_start, event_id)
-;
-
--- the audit trail, added to tables created before it (no-ops on a table created above)
-ALTER TABLE repricer.price_changes ADD COLUMN IF NOT EXISTS category String AFTER policy_version
-;
-ALTER TABLE repricer.price_changes ADD COLUMN IF NOT EXISTS issued_by String AFTER category
-;
-ALTER TABLE repricer.price_changes ADD COLUMN IF NOT EXISTS note String AFTER issued_by
 ;
 
 CREATE TABLE IF NOT EXISTS repricer.dead_letters
