@@ -28,6 +28,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from infra.clickhouse import connect
     from streams import queries
 
+    if args.uplift and not args.since:
+        print("--uplift needs --since TIME (when the policy went live)", file=sys.stderr)
+        return 2
     settings = Settings()
     ch = connect(settings.clickhouse_url.get_secret_value())
     try:
@@ -42,6 +45,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
             from streams.going_live import shadow_summary
 
             out["shadow"] = shadow_summary(ch)
+        if args.uplift:
+            out["uplift"] = _uplift(ch, args, settings)
     finally:
         ch.close()
     if not args.no_accounting:
@@ -89,6 +94,20 @@ def _rollback_commands(args: argparse.Namespace, settings: Settings) -> list[Any
         ControlCommand(sku=sku, action="rollback", price=p, who=args.who, why=why)
         for sku, p in prices.items()
     ]
+
+
+def _uplift(ch: Any, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from datetime import UTC, datetime, timedelta
+
+    from streams.build import holdout
+    from streams.going_live import parse_time
+    from streams.uplift import from_clickhouse
+
+    since = parse_time(args.since)
+    until = parse_time(args.until) if args.until else datetime.now(UTC)
+    start = parse_time(args.start) if args.start else since - (until - since)
+    until = until - timedelta(seconds=until.timestamp() % settings.window_s)  # closed windows
+    return from_clickhouse(ch, since=since, until=until, start=start, holds=holdout(settings).holds)
 
 
 def _cmd_control(args: argparse.Namespace) -> int:
@@ -190,4 +209,18 @@ def add_report(sub: Subparsers) -> None:
         help="what the policy would have changed for SKUs in shadow or holdout, and the "
         "forecast gain it expected",
     )
+    r.add_argument(
+        "--uplift",
+        action="store_true",
+        help="the policy's effect on profit, revenue and units: treated SKUs against the "
+        "holdout (REPRICER_HOLDOUT_*), difference in differences around --since, with a 95%% "
+        "interval and the SKU-days behind it (or 'not enough data')",
+    )
+    r.add_argument("--since", metavar="TIME", help="with --uplift: when the policy went live")
+    r.add_argument(
+        "--start",
+        metavar="TIME",
+        help="with --uplift: start of the period before (default: as long as the one after)",
+    )
+    r.add_argument("--until", metavar="TIME", help="with --uplift: end of the period (now)")
     r.set_defaults(func=_cmd_report)
