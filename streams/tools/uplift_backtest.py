@@ -38,7 +38,11 @@ def holdout_run(
     """One seed: the estimate, the true effect, and whether the interval covers it."""
     t_start = time.monotonic()
     settings = settings.model_copy(update={"lateness_s": 0, "mode": "shadow"})
-    market = Market(n_skus=skus, seed=seed, start_ms=start_ms, initial_markup=markup)
+    # unlimited stock: with stock-outs what a SKU would have sold at another price depends on
+    # its whole path, and the true effect below (expected demand at two prices) would not hold
+    market = Market(
+        n_skus=skus, seed=seed, start_ms=start_ms, initial_markup=markup, stocked_fraction=0.0
+    )
     truths = market.truths
     hold = holdout(settings)
     treated = {s for s in truths if not hold.holds(s)}
