@@ -52,3 +52,15 @@ def test_it_says_when_there_is_not_enough_data() -> None:
     unknown = {s: SkuTotals(t.units, t.revenue, None) for s, t in totals.items()}
     est = estimate(unknown, treated, days_before=2, days_after=3)
     assert est["enough_data"] and est["profit"]["enough_data"] is False and est["units"]["ci"]
+
+
+def test_the_holdout_backtest_says_not_enough_data_on_a_short_small_run() -> None:
+    from streams.settings import Settings
+    from streams.tools.uplift_backtest import holdout_run
+
+    s = Settings(lstm=False, holdout_fraction=0.2, window_s=1800)
+    r = holdout_run(skus=20, days=1.0, before_days=0.5, seed=3, settings=s)
+    est = r["estimate"]
+    assert est["enough_data"] is False and "not enough data" in est["why"]
+    assert est["treated_skus"] + est["holdout_skus"] == 20 and r["covered"] == {}
+    assert r["price_changes"] > 0  # the treated SKUs were priced after the switch
