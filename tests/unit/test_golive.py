@@ -115,3 +115,18 @@ def test_an_override_names_who_set_it() -> None:
     shop.control("A", "override", price=7.5)
     (c,) = shop.window().changes
     assert (c.new_price, c.issued_by, c.note, c.reasons) == (7.5, "ana", "t", ["manual_override"])
+
+
+def test_control_commands_that_cannot_apply_are_dead_lettered_not_ignored() -> None:
+    from schemas import ControlCommand, Rejection, decode
+
+    def dec(sku: str, action: str) -> object:
+        raw = f'{{"sku": "{sku}", "action": "{action}", "who": "ana", "price": 5}}'.encode()
+        return decode(raw, ControlCommand)
+
+    assert isinstance(dec("category:toys", "live"), ControlCommand)
+    assert isinstance(dec("*", "shadow"), ControlCommand)
+    assert isinstance(dec("A", "rollback"), ControlCommand)
+    for sku, action in (("category:toys", "freeze"), ("*", "rollback"), ("*", "override")):
+        r = dec(sku, action)
+        assert isinstance(r, Rejection) and r.reason == "invalid_value", (sku, action)
