@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from infra.clickhouse import ClickHouseBackend, check_ident
-from infra.clickhouse.tables import PRICE_CHANGES, SHADOW_DECISIONS
+from repricer.infra.clickhouse import ClickHouseBackend, check_ident
+from repricer.infra.clickhouse.tables import PRICE_CHANGES, SHADOW_DECISIONS
 
 
 def parse_time(text: str) -> datetime:

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from infra.clickhouse import ClickHouseBackend, check_ident
-from infra.clickhouse.tables import SALES_1M, SHADOW_DECISIONS
+from repricer.infra.clickhouse import ClickHouseBackend, check_ident
+from repricer.infra.clickhouse.tables import SALES_1M, SHADOW_DECISIONS
 
 METRICS = ("profit", "revenue", "units")
 MIN_SKUS = 10  # per group: fewer, and the report says there is not enough data yet

@@ -32,9 +32,9 @@ from uuid import UUID
 
 import msgspec
 
-from infra.clickhouse.migrate import migrate
-from infra.clickhouse.tables import COLUMN_TYPES, TABLES, check_ident, row_type
-from infra.clickhouse.tables import INT_RANGES as _INT_RANGES
+from repricer.infra.clickhouse.migrate import migrate
+from repricer.infra.clickhouse.tables import COLUMN_TYPES, TABLES, check_ident, row_type
+from repricer.infra.clickhouse.tables import INT_RANGES as _INT_RANGES
 
 __all__ = [
     "COLUMN_TYPES",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from infra.clickhouse.tables import REGISTRY, check_ident
+from repricer.infra.clickhouse.tables import REGISTRY, check_ident
 
 
 def missing_columns(database: str, have: dict[str, set[str]]) -> list[str]:

@@ -50,7 +50,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Struct
 
-from schemas.events import (
+from repricer.schemas.events import (
     ClicksWindow,
     DeadLetter,
     ForecastRow,

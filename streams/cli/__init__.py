@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from infra import logs
-from streams.cli import ops, replay, tools, worker
-from streams.cli.common import Subparsers
+from repricer.infra import logs
+from repricer.streams.cli import ops, replay, tools, worker
+from repricer.streams.cli.common import Subparsers
 
 # in the order ``repricer --help`` lists them
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (

@@ -7,12 +7,12 @@ import json
 import sys
 from typing import Any
 
-from streams.cli.common import Subparsers
-from streams.settings import Settings
+from repricer.streams.cli.common import Subparsers
+from repricer.streams.settings import Settings
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from infra.clickhouse import connect
+    from repricer.infra.clickhouse import connect
 
     params = dict(p.split("=", 1) for p in args.param)
     ch = connect(Settings().clickhouse_url.get_secret_value())
@@ -25,8 +25,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from infra.clickhouse import connect
-    from streams import queries
+    from repricer.infra.clickhouse import connect
+    from repricer.streams import queries
 
     if args.uplift and not args.since:
         print("--uplift needs --since TIME (when the policy went live)", file=sys.stderr)
@@ -42,7 +42,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             "forecast_accuracy": queries.forecast_accuracy(ch),
         }
         if args.shadow:
-            from streams.going_live import shadow_summary
+            from repricer.streams.going_live import shadow_summary
 
             out["shadow"] = shadow_summary(ch)
         if args.uplift:
@@ -50,7 +50,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     finally:
         ch.close()
     if not args.no_accounting:
-        from streams.accounting import read_accounting
+        from repricer.streams.accounting import read_accounting
 
         out["accounting"] = acct = read_accounting(settings)
         if acct["ok"] is False:
@@ -60,7 +60,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if args.audit:
-        from streams.accounting import audit
+        from repricer.streams.accounting import audit
 
         out["audit"] = aud = audit(settings)
         if not aud["ok"]:
@@ -77,9 +77,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _rollback_commands(args: argparse.Namespace, settings: Settings) -> list[Any]:
     """One ``rollback`` per SKU of the target, with its price in force at ``--to``."""
-    from infra.clickhouse import connect
-    from schemas import ControlCommand
-    from streams.going_live import parse_time, prices_at
+    from repricer.infra.clickhouse import connect
+    from repricer.schemas import ControlCommand
+    from repricer.streams.going_live import parse_time, prices_at
 
     at = parse_time(args.to)
     ch = connect(settings.clickhouse_url.get_secret_value())
@@ -99,9 +99,9 @@ def _rollback_commands(args: argparse.Namespace, settings: Settings) -> list[Any
 def _uplift(ch: Any, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from datetime import UTC, datetime, timedelta
 
-    from streams.build import holdout
-    from streams.going_live import parse_time
-    from streams.uplift import from_clickhouse
+    from repricer.streams.build import holdout
+    from repricer.streams.going_live import parse_time
+    from repricer.streams.uplift import from_clickhouse
 
     since = parse_time(args.since)
     until = parse_time(args.until) if args.until else datetime.now(UTC)
@@ -113,8 +113,8 @@ def _uplift(ch: Any, args: argparse.Namespace, settings: Settings) -> dict[str, 
 def _cmd_control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from infra.kafka_client import kafka_python_config, producer_batch_bytes
-    from schemas import ControlCommand, encode
+    from repricer.infra.kafka_client import kafka_python_config, producer_batch_bytes
+    from repricer.schemas import ControlCommand, encode
 
     settings = Settings()
     if args.action == "rollback":

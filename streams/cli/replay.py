@@ -7,8 +7,8 @@ import json
 import textwrap
 from pathlib import Path
 
-from streams.cli.common import Subparsers, err
-from streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, err
+from repricer.streams.settings import Settings
 
 TS_UNITS = ("ms", "s", "us")
 
@@ -16,7 +16,7 @@ TS_UNITS = ("ms", "s", "us")
 def _cmd_replay(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from streams.tools.replay import read, send
+    from repricer.streams.tools.replay import read, send
 
     settings = Settings()
     if args.end_of_input_only:

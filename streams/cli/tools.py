@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streams.cli.common import Subparsers, err
-from streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, err
+from repricer.streams.settings import Settings
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.tools.simulate import run_simulation
+    from repricer.streams.tools.simulate import run_simulation
 
     settings = Settings()
 
@@ -53,7 +53,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from streams.tools.demo import print_report, run_demo
+    from repricer.streams.tools.demo import print_report, run_demo
 
     report = run_demo(
         workdir=Path(args.workdir),
@@ -72,7 +72,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from streams.tools.tail import tail
+    from repricer.streams.tools.tail import tail
 
     return asyncio.run(
         tail(
@@ -86,7 +86,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from streams.tools.backtest import backtest
+    from repricer.streams.tools.backtest import backtest
 
     def progress(msg: str) -> None:
         if not args.json:
@@ -115,7 +115,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 def _holdout_backtest(
     args: argparse.Namespace, settings: Settings, progress: Callable[[str], None]
 ) -> int:
-    from streams.tools.uplift_backtest import holdout_backtest
+    from repricer.streams.tools.uplift_backtest import holdout_backtest
 
     report = holdout_backtest(
         skus=args.skus,
@@ -131,7 +131,7 @@ def _holdout_backtest(
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from streams.tools.bench.run import run_bench
+    from repricer.streams.tools.bench.run import run_bench
 
     report = run_bench(args.what, quick=args.quick, progress=None if args.json else err)
     print(json.dumps(report, indent=None if args.json else 2))
@@ -139,7 +139,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from streams.tools.train import main as train_main  # training needs torch: `pip install torch`
+    from repricer.streams.tools.train import (
+        main as train_main,  # training needs torch: `pip install torch`
+    )
 
     return int(train_main(args.train_args) or 0)
 

@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import logging
 
-from infra import logs
-from streams.cli.common import Subparsers
-from streams.settings import Settings
+from repricer.infra import logs
+from repricer.streams.cli.common import Subparsers
+from repricer.streams.settings import Settings
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from streams.app import create_app
-    from streams.shutdown import GracefulWorker
+    from repricer.streams.app import create_app
+    from repricer.streams.shutdown import GracefulWorker
 
     settings = Settings()
     logging.getLogger(__name__).info("settings: %r", settings)
@@ -35,8 +35,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from infra.clickhouse import connect
-    from infra.kafka_admin import ensure_topics
+    from repricer.infra.clickhouse import connect
+    from repricer.infra.kafka_admin import ensure_topics
 
     settings = Settings()
     if not args.skip_kafka:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from models.decider import Decider
-from models.guardrails import GuardrailConfig
-from streams.engine.clock import Clock
+from repricer.models.decider import Decider
+from repricer.models.guardrails import GuardrailConfig
+from repricer.streams.engine.clock import Clock
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,13 @@ import logging
 import math
 from typing import Literal
 
-from models.decider import Proposal
-from models.guardrails import Bounds, Guarded, apply_guardrails
-from schemas.events import ShadowDecision
-from streams.engine.config import EngineConfig
-from streams.engine.outputs import Outputs, decision_id, forecast_at, publish_change
-from streams.engine.state import PartitionState, SkuState
-from streams.envelope import ControlEnv
+from repricer.models.decider import Proposal
+from repricer.models.guardrails import Bounds, Guarded, apply_guardrails
+from repricer.schemas.events import ShadowDecision
+from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.outputs import Outputs, decision_id, forecast_at, publish_change
+from repricer.streams.engine.state import PartitionState, SkuState
+from repricer.streams.envelope import ControlEnv
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from models.decider import Proposal
-from models.guardrails import Guarded, remember_change
-from schemas.events import (
+from repricer.models.decider import Proposal
+from repricer.models.guardrails import Guarded, remember_change
+from repricer.schemas.events import (
     ClicksWindow,
     Forecast,
     ForecastRow,
@@ -18,9 +18,9 @@ from schemas.events import (
     SalesWindow,
     ShadowDecision,
 )
-from streams.engine.config import EngineConfig
-from streams.engine.state import Accounting, PartitionState, SkuState
-from streams.envelope import EventEnv, OrderEnv
+from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.state import Accounting, PartitionState, SkuState
+from repricer.streams.envelope import EventEnv, OrderEnv
 
 
 @dataclass

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streams.build import build_engine, holdout
-from streams.envelope import ControlEnv
-from streams.settings import Settings
-from streams.tools.backtest import DAY_MS, EngineFeed
-from streams.tools.simulator.market import Market
-from streams.uplift import METRICS, SkuTotals, estimate
+from repricer.streams.build import build_engine, holdout
+from repricer.streams.envelope import ControlEnv
+from repricer.streams.settings import Settings
+from repricer.streams.tools.backtest import DAY_MS, EngineFeed
+from repricer.streams.tools.simulator.market import Market
+from repricer.streams.uplift import METRICS, SkuTotals, estimate
 
 
 def holdout_run(

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from infra.clickhouse import connect
-from infra.local.clickhouse_server import ClickHouseServer
-from infra.local.tansu import TansuBroker
-from streams.tools.runner import settings_env
+from repricer.infra.clickhouse import connect
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.infra.local.tansu import TansuBroker
+from repricer.streams.tools.runner import settings_env
 from tests.integration.test_pipeline import read_price_changes
 from tests.workers import WorkerFactory
 
@@ -32,7 +32,7 @@ CATEGORY = {"A": "toys", "B": "toys", "C": "food", "D": "food"}
 def _cli(settings: Any, *args: str) -> str:
     env = {**os.environ, **settings_env(settings)}
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "repricer.streams.cli", *args],
         check=True,
         env=env,
         timeout=60,

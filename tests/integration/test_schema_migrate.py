@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.clickhouse import connect
-from infra.clickhouse.tables import PRICE_CHANGES
+from repricer.infra.clickhouse import connect
+from repricer.infra.clickhouse.tables import PRICE_CHANGES
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infra.clickhouse import connect
-from streams.engine.config import Holdout
-from streams.uplift import SkuTotals, estimate, from_clickhouse
+from repricer.infra.clickhouse import connect
+from repricer.streams.engine.config import Holdout
+from repricer.streams.uplift import SkuTotals, estimate, from_clickhouse
 
 pytestmark = pytest.mark.integration
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.guardrails import GuardrailConfig
-from streams.engine import OpenWindows, Outputs, PartitionState, SkuState, WindowEngine
-from streams.engine.config import Holdout
-from streams.envelope import CatalogEnv, ControlEnv, OrderEnv, WatermarkEnv
-from streams.tools.testing import FixedDecider
+from repricer.models.guardrails import GuardrailConfig
+from repricer.streams.engine import OpenWindows, Outputs, PartitionState, SkuState, WindowEngine
+from repricer.streams.engine.config import Holdout
+from repricer.streams.envelope import CatalogEnv, ControlEnv, OrderEnv, WatermarkEnv
+from repricer.streams.tools.testing import FixedDecider
 
 T0 = 1_767_225_600_000
 W = 60_000
@@ -118,7 +118,7 @@ def test_an_override_names_who_set_it() -> None:
 
 
 def test_control_commands_that_cannot_apply_are_dead_lettered_not_ignored() -> None:
-    from schemas import ControlCommand, Rejection, decode
+    from repricer.schemas import ControlCommand, Rejection, decode
 
     def dec(sku: str, action: str) -> object:
         raw = f'{{"sku": "{sku}", "action": "{action}", "who": "ana", "price": 5}}'.encode()

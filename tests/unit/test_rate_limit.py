@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.guardrails import (
+from repricer.models.guardrails import (
     RULES,
     Bounds,
     GuardrailConfig,
@@ -12,12 +12,12 @@ from models.guardrails import (
     remember_change,
     sku_rate_limit,
 )
-from streams.build import guardrail_config
-from streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
-from streams.engine.state import decode, encode
-from streams.envelope import CatalogEnv, OrderEnv, WatermarkEnv
-from streams.settings import Settings
-from streams.tools.testing import FixedDecider
+from repricer.streams.build import guardrail_config
+from repricer.streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
+from repricer.streams.engine.state import decode, encode
+from repricer.streams.envelope import CatalogEnv, OrderEnv, WatermarkEnv
+from repricer.streams.settings import Settings
+from repricer.streams.tools.testing import FixedDecider
 
 B = Bounds(cost=10.0, min_price=11.0, max_price=30.0)
 HOUR = 3_600_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streams.uplift import SkuTotals, estimate
+from repricer.streams.uplift import SkuTotals, estimate
 
 
 def _shop(n: int, effect: float, seed: int, *, trend: float = 5.0) -> tuple[dict, set]:
@@ -55,8 +55,8 @@ def test_it_says_when_there_is_not_enough_data() -> None:
 
 
 def test_the_holdout_backtest_says_not_enough_data_on_a_short_small_run() -> None:
-    from streams.settings import Settings
-    from streams.tools.uplift_backtest import holdout_run
+    from repricer.streams.settings import Settings
+    from repricer.streams.tools.uplift_backtest import holdout_run
 
     s = Settings(lstm=False, holdout_fraction=0.2, window_s=1800)
     r = holdout_run(skus=20, days=1.0, before_days=0.5, seed=3, settings=s)
