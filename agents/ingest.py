@@ -40,6 +40,7 @@ from repricer.streams.envelope import (
     OrderEnv,
     SkuEnvelope,
     WatermarkEnv,
+    is_broadcast,
     pack,
     sku_partition,
 )
@@ -81,6 +82,7 @@ def to_envelope(
             stock=event.stock,
             src=src,
             off=off,
+            category=event.category,
         )
     return ControlEnv(
         sku=event.sku,
@@ -211,7 +213,7 @@ def register(rp: Repricer) -> None:
                     if isinstance(env, OrderEnv | ClickEnv):
                         per_partition.setdefault(sku_partition(env.sku, partitions), []).append(env)
                         newest[src] = max(newest.get(src, 0), env.ts)
-                    elif isinstance(env, ControlEnv) and env.sku == "*":
+                    elif isinstance(env, ControlEnv) and is_broadcast(env.sku):
                         for p in range(partitions):
                             sends.append(await self._send(b"*", pack(env), p))
                     else:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from repricer.infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
+from repricer.infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M, SHADOW_DECISIONS
 from repricer.schemas import Rejection, encode
 from repricer.streams.continuity import Continuity, Step, applied_key
 from repricer.streams.dead_letters import dead_letter, duplicate_letter, late_letter
@@ -127,6 +127,7 @@ def register(rp: Repricer) -> None:
     engine = rp.engine
     cap = rp.settings.max_payload_bytes
     h_sales, h_clicks, h_fc = (produced(n) for n in ("SalesWindow", "ClicksWindow", "ForecastRow"))
+    h_shadow = produced("ShadowDecision")
     h_change, h_price = produced("PriceChange"), produced("PriceState")
     timings = rp.timings
 
@@ -222,6 +223,13 @@ def register(rp: Repricer) -> None:
             for frow in out.forecasts:
                 value = _json.encode({"t": FORECASTS.tag, "r": frow})
                 sent.append(await agg.send(key=frow.sku.encode(), value=value, headers=list(h_fc)))
+            for sd in out.shadow:  # would-be changes: the shadow topic and ClickHouse only
+                key = sd.sku.encode()
+                sent.append(
+                    await t["shadow"].send(key=key, value=encode(sd), headers=list(h_shadow))
+                )
+                tagged = _json.encode({"t": SHADOW_DECISIONS.tag, "r": sd})
+                sent.append(await agg.send(key=key, value=tagged, headers=list(h_shadow)))
             for change in out.changes:
                 sent.append(
                     await t["price_changes"].send(
@@ -268,6 +276,7 @@ def register(rp: Repricer) -> None:
             st.forecast_rows += len(out.forecasts)
             st.decisions += out.decisions
             st.price_changes += len(out.changes)
+            st.shadow_decisions += len(out.shadow)
             st.late_events += len(out.late)
             st.model_errors.update(out.model_errors)
             st.quiet_windows += out.quiet_windows

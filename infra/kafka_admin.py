@@ -46,6 +46,8 @@ class TopicSettings(KafkaSettings, Protocol):
     @property
     def topic_prices(self) -> str: ...
     @property
+    def topic_shadow(self) -> str: ...
+    @property
     def topic_dlq(self) -> str: ...
     @property
     def topic_replication_factor(self) -> int: ...
@@ -67,6 +69,7 @@ def topic_specs(settings: TopicSettings) -> list[TopicSpec]:
         TopicSpec(settings.topic_control, 1, compact=True),
         TopicSpec(settings.topic_price_changes, p),
         TopicSpec(settings.topic_prices, p, compact=True),
+        TopicSpec(settings.topic_shadow, p),
         TopicSpec(settings.topic_dlq, p),
     ]
 

@@ -4,8 +4,9 @@
 price that satisfies every rule, or no change. The rules are the functions of ``RULES``, applied
 in order of precedence: kill switch, infeasible bounds, floor/ceiling (they beat every other
 rule, including max step, so a SKU whose catalog bounds moved is brought back inside them),
-fallback to the last good price, cooldown, the tick's rate limit, max step, rounding, minimum
-change. To add a guardrail: write its rule function here and put it in ``RULES`` at its place.
+fallback to the last good price, cooldown, the per-SKU rate limit (at most
+``max_changes_per_sku`` changes of one SKU in any ``change_period_ms``), the partition's budget
+per window close, max step, rounding, minimum change. To add a guardrail: write its rule function here and put it in ``RULES`` at its place.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class GuardrailConfig:
     min_change: float = 0.005
     cooldown_ms: int = 120_000
     rounding: Rounding = "cent"
+    # the per-SKU rate limit: at most this many policy changes of one SKU in any
+    # ``change_period_ms`` of event time (0: no limit but the cooldown)
+    max_changes_per_sku: int = 0
+    change_period_ms: int = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class Pricing:
     frozen: bool = False  # the SKU's or its partition's kill switch
     override: float | None = None
     rate_ok: bool = True  # the tick's budget of price changes is not spent
+    recent_changes: Sequence[int] = ()  # event times (ms) of the SKU's latest price changes
     floor: float = math.nan
     ceiling: float = math.nan
     out_of_bounds: bool = False  # the current price is outside [floor, ceiling] (or not valid)
@@ -153,8 +159,20 @@ def cooldown(p: Pricing) -> Guarded | None:
     return None
 
 
+def sku_rate_limit(p: Pricing) -> Guarded | None:
+    """A SKU whose price changed ``max_changes_per_sku`` times in the last ``change_period_ms``
+    (event time, from its durable record: it holds across workers and restarts) holds."""
+    n = p.cfg.max_changes_per_sku
+    if p.policy_led and n > 0:
+        since = p.now_ms - p.cfg.change_period_ms
+        if sum(1 for t in p.recent_changes if t > since) >= n:
+            return p.keep("sku_rate_limit")
+    return None
+
+
 def rate_limit(p: Pricing) -> Guarded | None:
-    """Once the tick's budget of price changes is spent, the rest hold (``ChangeBudget``)."""
+    """Once the partition's budget of price changes for this window close is spent, the rest
+    hold (``ChangeBudget``)."""
     return p.keep("rate_limit") if p.policy_led and not p.rate_ok else None
 
 
@@ -209,6 +227,7 @@ RULES: tuple[Rule, ...] = (
     catalog_bounds,
     fallback_last_good,
     cooldown,
+    sku_rate_limit,
     rate_limit,
     max_step,
     clamp,
@@ -229,6 +248,7 @@ def apply_guardrails(
     frozen: bool = False,
     override: float | None = None,
     rate_ok: bool = True,
+    recent_changes: Sequence[int] = (),
     rules: Sequence[Rule] = RULES,
 ) -> Guarded:
     """Clamp ``proposed`` into a publishable price; ``changed`` is False when nothing may move.
@@ -251,6 +271,7 @@ def apply_guardrails(
         frozen=frozen,
         override=override,
         rate_ok=rate_ok,
+        recent_changes=recent_changes,
     )
     for rule in rules:
         outcome = rule(p)
@@ -261,7 +282,8 @@ def apply_guardrails(
 
 @dataclass(slots=True)
 class ChangeBudget:
-    """The price changes one tick may still publish (the ``rate_limit`` rule's budget)."""
+    """The price changes one partition's window close may still publish (the ``rate_limit``
+    rule's budget)."""
 
     left: int
 
@@ -272,6 +294,17 @@ class ChangeBudget:
     def spend(self, outcome: Guarded) -> None:
         if outcome.changed:
             self.left -= 1
+
+
+def remember_change(recent: list[int], now_ms: int, cfg: GuardrailConfig) -> list[int]:
+    """The SKU's recent change times after a change at ``now_ms``: only as many as the per-SKU
+    rate limit reads (none when it is off), so the record stays small.
+
+    >>> remember_change([1, 2, 3], 4, GuardrailConfig(max_changes_per_sku=2))
+    [3, 4]
+    """
+    n = cfg.max_changes_per_sku
+    return [*recent, now_ms][-n:] if n > 0 else []
 
 
 def check_price(price: float, *, bounds: Bounds, cfg: GuardrailConfig) -> list[str]:

@@ -15,6 +15,7 @@ from repricer.schemas.events import (
     PriceState,
     Rejection,
     SalesWindow,
+    ShadowDecision,
     encode,
     ts_ms,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "PriceState",
     "Rejection",
     "SalesWindow",
+    "ShadowDecision",
     "decode",
     "encode",
     "excerpt",

@@ -136,6 +136,17 @@ def decode(
     if isinstance(event, CatalogItem):
         if event.min_price > event.max_price:
             return Rejection(reason="invalid_value", detail="min_price > max_price")
+    if isinstance(event, ControlCommand):
+        many = event.sku == "*" or event.sku.startswith("category:")
+        if event.sku.startswith("category:") and event.action not in ("shadow", "live"):
+            return Rejection(
+                reason="invalid_value", detail=f"{event.action} takes a SKU or '*', not a category"
+            )
+        if many and event.action in ("override", "clear_override", "rollback"):
+            return Rejection(
+                reason="invalid_value",
+                detail=f"{event.action} is per SKU (rollback: the CLI sends one command per SKU)",
+            )
     for name in (
         "unit_price",
         "price_seen",

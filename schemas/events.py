@@ -85,10 +85,18 @@ class CatalogItem(_Event, frozen=True, kw_only=True):
 
 
 class ControlCommand(_Event, frozen=True, kw_only=True):
-    """Operator command on ``pricing-control``: ``sku`` is a SKU or ``"*"`` for all SKUs."""
+    """Operator command on ``pricing-control``: ``sku`` is a SKU, ``"*"`` for all SKUs, or
+    ``"category:<name>"`` for every SKU of a catalog category (``shadow``/``live`` only).
+
+    ``shadow``/``live`` set who prices the SKUs: in shadow the policy decides and its would-be
+    changes are recorded, but no price is published. ``rollback`` publishes ``price`` (the
+    price in force at an earlier time, which ``repricer control rollback`` looks up) through
+    the floor and ceiling, and freezes the SKU until it is unfrozen."""
 
     sku: Annotated[str, Meta(min_length=1, max_length=128)]
-    action: Literal["freeze", "unfreeze", "override", "clear_override"]
+    action: Literal[
+        "freeze", "unfreeze", "override", "clear_override", "shadow", "live", "rollback"
+    ]
     price: Price | None = None
     who: Annotated[str, Meta(min_length=1, max_length=128)]
     why: Annotated[str, Meta(max_length=1024)] = ""
@@ -124,6 +132,10 @@ class PriceChange(Struct, frozen=True, kw_only=True):
     model_versions: dict[str, str]
     guardrails: list[str]
     policy_version: str
+    # the audit trail (added in place: consumers of v1 ignore fields they do not know)
+    category: str = ""  # the SKU's catalog category when decided
+    issued_by: str = "policy"  # "policy", or who issued the manual command (override, rollback)
+    note: str = ""  # the manual command's why
 
 
 class PriceState(Struct, frozen=True, kw_only=True):
@@ -206,6 +218,32 @@ class ForecastRow(Struct, frozen=True, kw_only=True, gc=False):
     actual: float
 
 
+class ShadowDecision(Struct, frozen=True, kw_only=True, gc=False):
+    """A price change the policy would have made for a SKU it does not price (shadow mode, or
+    a holdout SKU), and the gain it expected from it: on the shadow topic and in ClickHouse
+    ``shadow_decisions``. Nothing is published to ``prices``/``price-changes`` for it.
+
+    ``expected_gain`` is the forecast profit of the next window at ``would_price`` minus at
+    ``current_price``: ``(would - cost) * forecast_new - (current - cost) * forecast_old``."""
+
+    event_id: str
+    sku: str
+    mode: str  # "shadow" or "holdout"
+    current_price: float
+    would_price: float
+    cost: float
+    currency: str
+    decided_at: int
+    window_start: int
+    reasons: list[str]
+    guardrails: list[str]
+    forecast_old: float
+    forecast_new: float
+    expected_gain: float
+    model_versions: str  # JSON object: model -> version
+    policy_version: str
+
+
 class Rejection(Struct, frozen=True, kw_only=True):
     """Why an incoming payload was refused: a machine ``reason`` code and a human ``detail``."""
 
@@ -226,6 +264,7 @@ PUBLIC_CONTRACTS: dict[str, type[Struct]] = {
     "SalesWindow": SalesWindow,
     "ClicksWindow": ClicksWindow,
     "ForecastRow": ForecastRow,
+    "ShadowDecision": ShadowDecision,
 }
 
 _encoder = msgspec.json.Encoder()

@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> Repricer:
         "control": topic(settings.topic_control),
         "price_changes": topic(settings.topic_price_changes),
         "prices": topic(settings.topic_prices),
+        "shadow": topic(settings.topic_shadow),
         "dlq": topic(settings.topic_dlq),
         "sku_events": topic(
             f"{settings.app_id}-sku-events", partitions=p, internal=True, config=internal

@@ -16,6 +16,7 @@ from repricer.models.base import DemandModel
 from repricer.models.decider import ModelDecider, default_decider
 from repricer.models.guardrails import GuardrailConfig
 from repricer.streams.engine import WindowEngine
+from repricer.streams.engine.config import Holdout
 from repricer.streams.settings import Settings
 
 
@@ -31,6 +32,8 @@ def guardrail_config(settings: Settings) -> GuardrailConfig:
         min_change=settings.min_change,
         cooldown_ms=settings.cooldown_s * 1000,
         rounding=settings.rounding,
+        max_changes_per_sku=settings.max_changes_per_sku,
+        change_period_ms=settings.change_period_s * 1000,
     )
 
 
@@ -71,4 +74,16 @@ def build_engine(
         policy_version=settings.policy_version,
         dedupe=not settings.unsafe_disable_replay_dedup,
         rate_limit_per_tick=settings.rate_limit_per_window,
+        mode=settings.mode,
+        holdout=holdout(settings),
     )
+
+
+def holdout(settings: Settings) -> Holdout:
+    """The control group from the settings (``streams.engine.config.Holdout``).
+
+    >>> holdout(Settings(holdout_fraction=0.1, holdout_skus="A, B")).skus == {"A", "B"}
+    True
+    """
+    skus = frozenset(s.strip() for s in settings.holdout_skus.split(",") if s.strip())
+    return Holdout(fraction=settings.holdout_fraction, salt=settings.holdout_salt, skus=skus)

@@ -54,10 +54,11 @@ class CatalogEnv(Struct, frozen=True, tag="cat", array_like=True):
     stock: int | None
     src: str = ""  # source partition, e.g. "catalog/1" ("" when not from ingest)
     off: int = -1  # offset there: a record forwarded again after an ingest restart is dropped
+    category: str | None = None  # last: envelopes written before it decode without it
 
 
 class ControlEnv(Struct, frozen=True, tag="ctl", array_like=True):
-    sku: str  # a SKU, or "*" for every SKU
+    sku: str  # a SKU, "*" for every SKU, or "category:<name>" (both sent to every partition)
     action: str
     price: float | None
     who: str
@@ -85,6 +86,15 @@ Envelope = OrderEnv | ClickEnv | CountsEnv | CatalogEnv | ControlEnv | Watermark
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Envelope)
+
+
+def is_broadcast(sku: str) -> bool:
+    """A control record for many SKUs (``*`` or ``category:<name>``): every partition gets it.
+
+    >>> is_broadcast("*"), is_broadcast("category:toys"), is_broadcast("A-1")
+    (True, True, False)
+    """
+    return sku == "*" or sku.startswith("category:")
 
 
 def sku_partition(sku: str, partitions: int) -> int:

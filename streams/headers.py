@@ -35,6 +35,7 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "SalesWindow": 1,
     "ClicksWindow": 1,
     "ForecastRow": 1,
+    "ShadowDecision": 1,  # would-be changes in shadow mode (topic price-changes-shadow)
     "Envelope": 1,  # the internal messages on <app_id>-sku-events (streams.envelope)
     "ControlCommand": 1,  # `repricer control`
     "Order": 1,  # `repricer dlq resend` sends input records again

@@ -214,6 +214,11 @@ class WorkerCollector(Collector):
         )
         yield counter("repricer_price_changes_total", "Price changes published.", st.price_changes)
         yield counter(
+            "repricer_shadow_decisions_total",
+            "Would-be price changes recorded (shadow mode, holdout), not published.",
+            st.shadow_decisions,
+        )
+        yield counter(
             "repricer_late_events_total", "Events for already closed windows.", st.late_events
         )
         yield counter(

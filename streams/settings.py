@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         "catalog", description="Compacted catalog in (`CatalogItem`, key SKU)."
     )
     topic_price_changes: str = Field("price-changes", description="`PriceChange` v1 events out.")
+    topic_shadow: str = Field(
+        "price-changes-shadow",
+        description="`ShadowDecision` out: what the policy would change for SKUs it does not "
+        "price (shadow mode, holdout).",
+    )
     topic_prices: str = Field(
         "prices", description="Compacted current price per SKU out (`PriceState`)."
     )
@@ -201,10 +206,41 @@ class Settings(BaseSettings):
     rounding: Literal["cent", "ninety_nine"] = Field(
         "cent", description="Price grid: whole cents, or x.99 endings where the range allows."
     )
+    mode: Literal["live", "shadow"] = Field(
+        "live",
+        description="Who prices by default: `live` publishes the policy's changes; `shadow` "
+        "decides and records them (shadow topic, ClickHouse `shadow_decisions`) but publishes "
+        "no price. Per SKU or category: see Going live in the README.",
+    )
+    holdout_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of SKUs kept at their price as the control group: those whose "
+        "hash of REPRICER_HOLDOUT_SALT and SKU falls below it (see README, Going live).",
+    )
+    holdout_salt: str = Field(
+        "repricer-holdout", description="Salt of the holdout draw; a new salt draws a new group."
+    )
+    holdout_skus: str = Field(
+        "", description="Comma-separated SKUs always in the holdout group (besides the fraction)."
+    )
+    max_changes_per_sku: int = Field(
+        0,
+        ge=0,
+        description="Per-SKU rate limit: at most this many policy price changes of one SKU in "
+        "any REPRICER_CHANGE_PERIOD_S of event time, counted from the SKU's durable state (it "
+        "holds across workers and restarts); 0: no limit beyond the cooldown.",
+    )
+    change_period_s: int = Field(
+        86_400, ge=1, description="The period of REPRICER_MAX_CHANGES_PER_SKU, in seconds."
+    )
     rate_limit_per_window: int = Field(
         10_000,
         ge=0,
-        description="At most this many price changes per closed window tick per worker.",
+        description="Catalogue-wide cap: at most this many policy price changes per SKU-events "
+        "partition at each window close, so at most REPRICER_PARTITIONS times this per window "
+        "across all workers (whoever owns the partitions).",
     )
     policy_version: str = Field("model-v2", description="Recorded in every PriceChange.")
     restock_s: int = Field(

@@ -35,6 +35,7 @@ class Stats:
     forecast_rows: int = 0
     decisions: int = 0
     price_changes: int = 0
+    shadow_decisions: int = 0  # would-be changes recorded for SKUs in shadow or holdout
     late_events: int = 0
     model_errors: Counter[str] = field(default_factory=Counter)  # decider calls that raised
     sink_rows: Counter[str] = field(default_factory=Counter)
@@ -75,6 +76,7 @@ class Stats:
             "forecast_rows": self.forecast_rows,
             "decisions": self.decisions,
             "price_changes": self.price_changes,
+            "shadow_decisions": self.shadow_decisions,
             "late_events": self.late_events,
             "model_errors": dict(self.model_errors),
             "sink_rows": dict(self.sink_rows),

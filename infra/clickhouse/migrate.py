@@ -22,7 +22,7 @@ Query = Callable[[str, Mapping[str, Any] | None], list[tuple[Any, ...]]]
 def add_column_statements(database: str, table: Table, existing: Sequence[str]) -> list[str]:
     """The ``ALTER TABLE`` statements that give ``table`` the registry columns it lacks.
 
-    >>> from infra.clickhouse.tables import FORECASTS
+    >>> from repricer.infra.clickhouse.tables import FORECASTS
     >>> add_column_statements("db", FORECASTS, ["sku", "window_start", "model", "version"])
     ['ALTER TABLE db.forecasts ADD COLUMN predicted Float64 AFTER model', \
 'ALTER TABLE db.forecasts ADD COLUMN actual Float64 AFTER predicted']

@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS repricer.price_changes
     model_versions String,
     guardrails Array(String),
     policy_version String,
+    category String,
+    issued_by String,
+    note String,
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)
@@ -109,4 +112,29 @@ CREATE TABLE IF NOT EXISTS repricer.forecasts
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (sku, window_start, model)
+;
+
+CREATE TABLE IF NOT EXISTS repricer.shadow_decisions
+(
+    event_id String,
+    sku String,
+    mode String,
+    current_price Float64,
+    would_price Float64,
+    cost Float64,
+    currency String,
+    decided_at DateTime,
+    window_start DateTime,
+    reasons Array(String),
+    guardrails Array(String),
+    forecast_old Float64,
+    forecast_new Float64,
+    expected_gain Float64,
+    model_versions String,
+    policy_version String,
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (sku, window_start, event_id)
 ;

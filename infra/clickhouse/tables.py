@@ -50,7 +50,14 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Struct
 
-from repricer.schemas.events import ClicksWindow, DeadLetter, ForecastRow, PriceChange, SalesWindow
+from repricer.schemas.events import (
+    ClicksWindow,
+    DeadLetter,
+    ForecastRow,
+    PriceChange,
+    SalesWindow,
+    ShadowDecision,
+)
 
 __all__ = [
     "AGGREGATES",
@@ -62,6 +69,7 @@ __all__ = [
     "PRICE_CHANGES",
     "REGISTRY",
     "SALES_1M",
+    "SHADOW_DECISIONS",
     "TABLES",
     "Table",
     "check_ident",
@@ -231,6 +239,9 @@ PRICE_CHANGES = Table(
         ("model_versions", "String"),
         ("guardrails", "Array(String)"),
         ("policy_version", "String"),
+        ("category", "String"),
+        ("issued_by", "String"),
+        ("note", "String"),
         ("version", "UInt64"),
     ),
     key=("sku", "window_start", "event_id"),
@@ -285,6 +296,34 @@ FORECASTS = Table(
     aggregate=True,
 )
 
+SHADOW_DECISIONS = Table(
+    "shadow_decisions",
+    (
+        ("event_id", "String"),
+        ("sku", "String"),
+        ("mode", "String"),
+        ("current_price", "Float64"),
+        ("would_price", "Float64"),
+        ("cost", "Float64"),
+        ("currency", "String"),
+        ("decided_at", "DateTime"),
+        ("window_start", "DateTime"),
+        ("reasons", "Array(String)"),
+        ("guardrails", "Array(String)"),
+        ("forecast_old", "Float64"),
+        ("forecast_new", "Float64"),
+        ("expected_gain", "Float64"),
+        ("model_versions", "String"),
+        ("policy_version", "String"),
+        ("version", "UInt64"),
+    ),
+    key=("sku", "window_start", "event_id"),
+    partition_by="window_start",
+    version_from="decided_at",
+    message=ShadowDecision,
+    aggregate=True,
+)
+
 REGISTRY: Mapping[str, Table] = {
     t.name: t
     for t in (
@@ -293,6 +332,7 @@ REGISTRY: Mapping[str, Table] = {
         PRICE_CHANGES,
         DEAD_LETTERS,
         FORECASTS,
+        SHADOW_DECISIONS,
     )
 }
 """Every table by name, in schema.sql order."""

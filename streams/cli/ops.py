@@ -28,6 +28,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from repricer.infra.clickhouse import connect
     from repricer.streams import queries
 
+    if args.uplift and not args.since:
+        print("--uplift needs --since TIME (when the policy went live)", file=sys.stderr)
+        return 2
     settings = Settings()
     ch = connect(settings.clickhouse_url.get_secret_value())
     try:
@@ -38,6 +41,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
             "price_changes_by_reason": queries.price_changes_by_reason(ch),
             "forecast_accuracy": queries.forecast_accuracy(ch),
         }
+        if args.shadow:
+            from repricer.streams.going_live import shadow_summary
+
+            out["shadow"] = shadow_summary(ch)
+        if args.uplift:
+            out["uplift"] = _uplift(ch, args, settings)
     finally:
         ch.close()
     if not args.no_accounting:
@@ -66,6 +75,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _rollback_commands(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    """One ``rollback`` per SKU of the target, with its price in force at ``--to``."""
+    from repricer.infra.clickhouse import connect
+    from repricer.schemas import ControlCommand
+    from repricer.streams.going_live import parse_time, prices_at
+
+    at = parse_time(args.to)
+    ch = connect(settings.clickhouse_url.get_secret_value())
+    try:
+        prices: dict[str, float | None] = dict(prices_at(ch, at, args.sku))
+    finally:
+        ch.close()
+    if not prices and args.sku != "*" and not args.sku.startswith("category:"):
+        prices[args.sku] = None  # no change on record: its price never moved; frozen only
+    why = args.why or f"rollback to {at.isoformat()}"
+    return [
+        ControlCommand(sku=sku, action="rollback", price=p, who=args.who, why=why)
+        for sku, p in prices.items()
+    ]
+
+
+def _uplift(ch: Any, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from datetime import UTC, datetime, timedelta
+
+    from repricer.streams.build import holdout
+    from repricer.streams.going_live import parse_time
+    from repricer.streams.uplift import from_clickhouse
+
+    since = parse_time(args.since)
+    until = parse_time(args.until) if args.until else datetime.now(UTC)
+    start = parse_time(args.start) if args.start else since - (until - since)
+    until = until - timedelta(seconds=until.timestamp() % settings.window_s)  # closed windows
+    return from_clickhouse(ch, since=since, until=until, start=start, holds=holdout(settings).holds)
+
+
 def _cmd_control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
@@ -74,21 +118,38 @@ def _cmd_control(args: argparse.Namespace) -> int:
     from repricer.streams.headers import produced
 
     settings = Settings()
-    cmd = ControlCommand(
-        sku=args.sku, action=args.action, price=args.price, who=args.who, why=args.why
-    )
+    if args.action == "rollback":
+        if args.to is None:
+            print("rollback needs --to TIME", file=sys.stderr)
+            return 2
+        cmds = _rollback_commands(args, settings)
+    else:
+        if args.to is not None:
+            print("--to is for rollback only", file=sys.stderr)
+            return 2
+        cmds = [
+            ControlCommand(
+                sku=args.sku, action=args.action, price=args.price, who=args.who, why=args.why
+            )
+        ]
     producer = KafkaProducer(
         batch_size=producer_batch_bytes(settings), **kafka_python_config(settings)
     )
-    producer.send(
-        settings.topic_control,
-        key=args.sku.encode(),
-        value=encode(cmd),
-        headers=list(produced("ControlCommand")),
-    )
+    for cmd in cmds:
+        producer.send(
+            settings.topic_control,
+            key=cmd.sku.encode(),
+            value=encode(cmd),
+            headers=list(produced("ControlCommand")),
+        )
     producer.flush()
     producer.close()
-    print(f"sent {args.action} for {args.sku!r} to {settings.topic_control}")
+    if args.action == "rollback":
+        for cmd in cmds:
+            print(f"rollback {cmd.sku}: {cmd.price if cmd.price is not None else 'freeze only'}")
+        print(f"sent {len(cmds)} rollback(s) for {args.sku!r} to {settings.topic_control}")
+    else:
+        print(f"sent {args.action} for {args.sku!r} to {settings.topic_control}")
     return 0
 
 
@@ -101,11 +162,29 @@ def add_query(sub: Subparsers) -> None:
 
 def add_control(sub: Subparsers) -> None:
     c = sub.add_parser(
-        "control", help="freeze/unfreeze a SKU (or '*'), or set/clear a price override"
+        "control",
+        help="freeze/unfreeze a SKU (or '*'), set/clear a price override, switch SKUs between "
+        "shadow and live, or roll prices back to an earlier time",
+        description="shadow/live take a SKU, 'category:NAME' or '*'; rollback --to TIME takes "
+        "the same and republishes, per SKU, the price in force at TIME (from ClickHouse "
+        "price_changes) inside floor and ceiling, then freezes it (unfreeze to resume).",
     )
-    c.add_argument("action", choices=["freeze", "unfreeze", "override", "clear_override"])
-    c.add_argument("sku", help="a SKU, or '*' for every SKU (freeze/unfreeze only)")
+    c.add_argument(
+        "action",
+        choices=["freeze", "unfreeze", "override", "clear_override", "shadow", "live", "rollback"],
+    )
+    c.add_argument(
+        "sku",
+        nargs="?",
+        default="*",
+        help="a SKU, '*' for every SKU (the default), or 'category:NAME' (shadow, live, rollback)",
+    )
     c.add_argument("--price", type=float, help="override price (with `override`)")
+    c.add_argument(
+        "--to",
+        metavar="TIME",
+        help="with rollback: ISO 8601 time (UTC if no offset) or epoch seconds",
+    )
     c.add_argument("--who", default="cli", help="who is asking (recorded)")
     c.add_argument("--why", default="", help="why (recorded)")
     c.set_defaults(func=_cmd_control)
@@ -130,4 +209,24 @@ def add_report(sub: Subparsers) -> None:
         "group's committed offsets and compare with the events the engine accepted (run it "
         "when the input has stopped; reads the input topics from the start)",
     )
+    r.add_argument(
+        "--shadow",
+        action="store_true",
+        help="what the policy would have changed for SKUs in shadow or holdout, and the "
+        "forecast gain it expected",
+    )
+    r.add_argument(
+        "--uplift",
+        action="store_true",
+        help="the policy's effect on profit, revenue and units: treated SKUs against the "
+        "holdout (REPRICER_HOLDOUT_*), difference in differences around --since, with a 95%% "
+        "interval and the SKU-days behind it (or 'not enough data')",
+    )
+    r.add_argument("--since", metavar="TIME", help="with --uplift: when the policy went live")
+    r.add_argument(
+        "--start",
+        metavar="TIME",
+        help="with --uplift: start of the period before (default: as long as the one after)",
+    )
+    r.add_argument("--until", metavar="TIME", help="with --uplift: end of the period (now)")
     r.set_defaults(func=_cmd_report)

@@ -15,6 +15,7 @@ from repricer.models.decider import Proposal
 from repricer.models.guardrails import Bounds, ChangeBudget, apply_guardrails
 from repricer.streams.engine.close import LastWindow
 from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.golive import mode_of, record_shadow
 from repricer.streams.engine.learn import model_failed
 from repricer.streams.engine.outputs import Outputs, publish_change
 from repricer.streams.engine.state import PartitionState, Pending, SkuState
@@ -84,11 +85,15 @@ def decide(
             frozen=st.frozen or pm.frozen_all,
             override=st.override,
             rate_ok=budget.ok,
+            recent_changes=st.recent_changes,
         )
-        budget.spend(g)
         out.decisions += 1
-        if g.changed:
-            publish_change(sku, st, last.start, g, prop, now, cfg.policy_version, out)
+        mode = mode_of(cfg, sku, st, pm)
+        if g.changed and mode != "live":
+            record_shadow(cfg, sku, st, last.start, g, prop, now, mode, out)
+        elif g.changed:
+            budget.spend(g)
+            publish_change(sku, st, last.start, g, prop, now, cfg, out)
         finals.append(st.price)
     forecast_next(cfg, deciding, views, finals, pm, partition, out)
 

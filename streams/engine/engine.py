@@ -22,7 +22,7 @@ from collections.abc import MutableMapping
 from repricer.models.decider import Decider, default_decider
 from repricer.models.guardrails import GuardrailConfig
 from repricer.streams.engine.clock import Clock
-from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.config import EngineConfig, Holdout
 from repricer.streams.engine.fold import apply_partition_control, apply_record, fold_event
 from repricer.streams.engine.learn import PooledLearner
 from repricer.streams.engine.outputs import Outputs
@@ -36,6 +36,7 @@ from repricer.streams.envelope import (
     Envelope,
     OrderEnv,
     WatermarkEnv,
+    is_broadcast,
 )
 
 
@@ -53,6 +54,8 @@ class WindowEngine:
         rate_limit_per_tick: int = 10_000,
         history_len: int = 23,
         dedupe: bool = True,
+        mode: str = "live",
+        holdout: Holdout | None = None,
     ) -> None:
         self.config = EngineConfig(
             clock=Clock(window_ms, lateness_ms),
@@ -64,6 +67,8 @@ class WindowEngine:
             rate_limit_per_tick=rate_limit_per_tick,
             history_len=history_len,
             dedupe=dedupe,
+            mode=mode,
+            holdout=holdout or Holdout(),
         )
         self.learner = PooledLearner()
 
@@ -122,7 +127,7 @@ class WindowEngine:
         """
         cfg, out = self.config, Outputs()
         pm = meta.get(str(partition)) or PartitionState()
-        if isinstance(env, WatermarkEnv) or (isinstance(env, ControlEnv) and env.sku == "*"):
+        if isinstance(env, WatermarkEnv) or (isinstance(env, ControlEnv) and is_broadcast(env.sku)):
             if offset <= pm.offset:
                 out.skipped_replay = True
                 return out
@@ -145,6 +150,6 @@ class WindowEngine:
             fold_event(env, clock=clock, dedupe=dedupe, partition=partition, offset=offset,
                        pm=pm, skus=skus, opens=opens, out=out)  # fmt: skip
         else:
-            apply_record(env, dedupe=cfg.dedupe, partition=partition, offset=offset, pm=pm,
+            apply_record(env, cfg=cfg, partition=partition, offset=offset, pm=pm,
                          skus=skus, out=out)  # fmt: skip
         return out

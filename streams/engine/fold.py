@@ -17,6 +17,8 @@ from collections.abc import MutableMapping
 
 from repricer.schemas.events import PriceState
 from repricer.streams.engine.clock import Clock
+from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.golive import MODES, apply_mode_control, apply_rollback, mode_of
 from repricer.streams.engine.outputs import Outputs
 from repricer.streams.engine.state import (
     Catalog,
@@ -134,14 +136,15 @@ def fold_event(
 def apply_record(
     env: CatalogEnv | ControlEnv,
     *,
-    dedupe: bool,
+    cfg: EngineConfig,
     partition: int,
     offset: int,
     pm: PartitionState,
     skus: MutableMapping[str, SkuState],
     out: Outputs,
 ) -> None:
-    """Apply a SKU's catalog or control record to its state."""
+    """Apply a SKU's catalog or control record to its state (a rollback publishes at once)."""
+    dedupe = cfg.dedupe
     st = skus.get(env.sku)
     if st is None:
         st = SkuState(partition=partition, next_window=pm.boundary)
@@ -163,32 +166,56 @@ def apply_record(
             currency=env.currency,
             stock=env.stock,
         )
+        st.category = env.category
         st.sold = 0  # units sold since this catalog record (its stock is the count then)
         if st.price is None:
             st.price = env.base_price
             st.since = pm.watermark or 0
-            out.prices.append(
-                PriceState(
-                    sku=env.sku,
-                    price=env.base_price,
-                    currency=env.currency,
-                    since=st.since,
-                    version=0,
+            if mode_of(cfg, env.sku, st, pm) == "live":  # shadow and holdout publish no price
+                out.prices.append(
+                    PriceState(
+                        sku=env.sku,
+                        price=env.base_price,
+                        currency=env.currency,
+                        since=st.since,
+                        version=0,
+                    )
                 )
-            )
-    elif env.action in ("freeze", "unfreeze"):
+    else:
+        apply_control(cfg, env, st, pm, out)
+    st.offset = offset
+    skus[env.sku] = st
+
+
+def apply_control(
+    cfg: EngineConfig, env: ControlEnv, st: SkuState, pm: PartitionState, out: Outputs
+) -> None:
+    """An operator's command for one SKU; who issued it, and why, is kept for the audit trail
+    (``PriceChange.issued_by``/``note`` of the changes it causes)."""
+    st.control_by = f"{env.who}: {env.why}"
+    if env.action in ("freeze", "unfreeze"):
         st.frozen = env.action == "freeze"
     elif env.action == "override":
         st.override = env.price
     elif env.action == "clear_override":
         st.override = None
-    st.offset = offset
-    skus[env.sku] = st
+    elif env.action in MODES:
+        st.mode = env.action
+        log.info("%s: %s (by %s: %s)", env.sku, env.action, env.who, env.why)
+    elif env.action == "rollback":
+        apply_rollback(cfg, env, st, pm, out)
+    else:
+        log.warning("ignoring unknown control action %r for %s", env.action, env.sku)
 
 
 def apply_partition_control(env: ControlEnv, pm: PartitionState) -> None:
-    """A control record for every SKU (``sku == "*"``): the partition's kill switch."""
-    if env.action in ("freeze", "unfreeze"):
+    """A control record for every SKU (``*``: the partition's kill switch or mode) or a
+    category (``category:NAME``: its mode)."""
+    if apply_mode_control(env, pm):
+        return
+    if env.sku != "*":
+        log.warning("ignoring %s for %r: a category takes shadow/live only", env.action, env.sku)
+    elif env.action in ("freeze", "unfreeze"):
         pm.frozen_all = env.action == "freeze"
     else:
         log.warning("ignoring %s for '*': overrides are per SKU", env.action)

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from repricer.models.decider import Proposal
-from repricer.models.guardrails import Guarded
+from repricer.models.guardrails import Guarded, remember_change
 from repricer.schemas.events import (
     ClicksWindow,
     Forecast,
@@ -16,7 +16,9 @@ from repricer.schemas.events import (
     PriceChange,
     PriceState,
     SalesWindow,
+    ShadowDecision,
 )
+from repricer.streams.engine.config import EngineConfig
 from repricer.streams.engine.state import Accounting, PartitionState, SkuState
 from repricer.streams.envelope import EventEnv, OrderEnv
 
@@ -32,6 +34,7 @@ class Outputs:
     late: list[EventEnv] = field(default_factory=list)
     duplicates: list[OrderEnv] = field(default_factory=list)  # dead-lettered as duplicate_order
     forecasts: list[ForecastRow] = field(default_factory=list)
+    shadow: list[ShadowDecision] = field(default_factory=list)  # would-be changes, not published
     windows_closed: int = 0  # windows emitted (they held events or carry late counts)
     quiet_windows: int = 0  # windows closed without a row: no event in them
     decisions: int = 0
@@ -66,23 +69,26 @@ def publish_change(
     g: Guarded,
     prop: Proposal,
     now: int,
-    policy_version: str,
+    cfg: EngineConfig,
     out: Outputs,
+    *,
+    reasons: list[str] | None = None,
+    issued_by: str = "policy",
+    note: str = "",
 ) -> None:
     """A price change the guardrails let through: its ``PriceChange`` and ``PriceState``, and
-    the SKU's price, version and last change moved on."""
+    the SKU's price, version and last change moved on. ``reasons`` replaces the decision's
+    (a rollback's)."""
+    policy_version = cfg.policy_version
     old, cat = st.price, st.catalog
     assert old is not None and cat is not None  # only SKUs with a catalog record are decided
-    reasons = ["manual_override"] if st.override is not None else list(prop.reasons)
-    if not math.isfinite(prop.price):
-        reasons.append("fallback")
-    at_new = prop.forecast_at_new
-    if (
-        math.isfinite(prop.forecast_at_old)
-        and math.isfinite(prop.elasticity)
-        and prop.price != g.price
-    ):
-        at_new = prop.forecast_at_old * (g.price / old) ** prop.elasticity
+    if reasons is None and st.override is not None:  # who set the override, and why
+        issued_by, _, note = st.control_by.partition(": ")
+    if reasons is None:
+        reasons = ["manual_override"] if st.override is not None else list(prop.reasons)
+        if not math.isfinite(prop.price):
+            reasons.append("fallback")
+    at_new = forecast_at(prop, old, g.price)
     out.changes.append(
         PriceChange(
             event_id=decision_id(sku, ws, old, g.price, policy_version),
@@ -101,13 +107,30 @@ def publish_change(
             model_versions=prop.model_versions,
             guardrails=list(g.applied),
             policy_version=policy_version,
+            category=st.category or "",
+            issued_by=issued_by,
+            note=note,
         )
     )
     st.price, st.since, st.last_change = g.price, now, now
+    st.recent_changes = remember_change(st.recent_changes, now, cfg.guardrails)
     st.version += 1
     out.prices.append(
         PriceState(sku=sku, price=g.price, currency=cat.currency, since=now, version=st.version)
     )
+
+
+def forecast_at(prop: Proposal, old: float, price: float) -> float:
+    """The units forecast at ``price``: the proposal's own, or, when the guardrails moved the
+    price away from the proposal, the forecast at the old price carried by the elasticity."""
+    at_new = prop.forecast_at_new
+    if (
+        math.isfinite(prop.forecast_at_old)
+        and math.isfinite(prop.elasticity)
+        and prop.price != price
+    ):
+        at_new = prop.forecast_at_old * (price / old) ** prop.elasticity
+    return at_new if math.isfinite(at_new) else 0.0
 
 
 def _finite(x: float) -> float:

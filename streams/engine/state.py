@@ -100,12 +100,17 @@ class SkuState(Record):
     since: int = 0  # event time the price has been in force since
     version: int = field(default=0, name="ver")  # PriceState version
     last_change: int | None = None
+    # event times of its latest price changes (as many as the per-SKU rate limit reads)
+    recent_changes: list[int] = field(default_factory=list, name="chg")
     next_window: int | None = field(default=None, name="next")  # first window not closed
     units_ewma: float = field(default=0.0, name="ue")
     views_ewma: float = field(default=0.0, name="ve")
     windows_seen: int = field(default=0, name="n")
     frozen: bool = False  # per-SKU kill switch
     override: float | None = None  # manual price
+    mode: str | None = None  # "live"/"shadow" set for this SKU (None: its category's, ...)
+    category: str | None = field(default=None, name="catg")  # from its latest catalog record
+    control_by: str = field(default="", name="cby")  # "who: why" of its latest manual command
     offset: int = field(default=-1, name="off")  # SKU-topic offset of the last record applied
     history: list[list[float]] = field(default_factory=list, name="hist")  # LSTM feature rows
     # the models' own per-SKU state (``SkuView.state``): theirs to shape
@@ -199,6 +204,8 @@ class PartitionState(Record):
     boundary: int | None = field(default=None, name="b")  # windows starting before are closed
     offset: int = field(default=-1, name="off")  # of the last watermark/partition control
     frozen_all: bool = False  # the partition's kill switch
+    mode: str | None = None  # "live"/"shadow" set for every SKU ('*')
+    category_modes: dict[str, str] = field(default_factory=dict, name="cmodes")  # by category
     closing: bool = False  # a tick is under way (set until it finished: a replay completes it)
     learned_upto: int | None = None  # the shared model learned every tick closing before this
     accounting: Accounting | None = field(default=None, name="acct")

@@ -82,7 +82,7 @@ def backend(request: pytest.FixtureRequest, chdb_dir: Path) -> Iterator[ClickHou
 
 def make_rows() -> dict[str, list[dict[str, Any]]]:
     skus = ["sku-1", "sku-2", "o'brien"]
-    sales, clicks, prices, forecasts = [], [], [], []
+    sales, clicks, prices, forecasts, shadow = [], [], [], [], []
     for i, sku in enumerate(skus):
         for m in range(3):
             ws = T0_MS + m * MINUTE_MS
@@ -137,7 +137,31 @@ def make_rows() -> dict[str, list[dict[str, Any]]]:
                 model_versions='{"lstm":"v3","river":"0.21"}',
                 guardrails=[] if i else ["max_step"],
                 policy_version="policy-7",
+                category="toys" if i else "",
+                issued_by="policy" if i else "o'neil",
+                note="" if i else "promo\nweek",
                 version=4_000 + i,
+            )
+        )
+        shadow.append(
+            dict(
+                event_id=f"sd-{i}",
+                sku=sku,
+                mode="holdout" if i else "shadow",
+                current_price=9.99 + i,
+                would_price=10.49 + i,
+                cost=5.0,
+                currency="EUR",
+                decided_at=T0_MS + 61_500,
+                window_start=T0_MS,
+                reasons=["demand_up"],
+                guardrails=["max_step"] if i else [],
+                forecast_old=12.5,
+                forecast_new=11.25,
+                expected_gain=-0.5 * i,
+                model_versions='{"river":"0.21"}',
+                policy_version="policy-7",
+                version=6_000 + i,
             )
         )
     dead = [
@@ -160,6 +184,7 @@ def make_rows() -> dict[str, list[dict[str, Any]]]:
         "price_changes": prices,
         "dead_letters": dead,
         "forecasts": forecasts,
+        "shadow_decisions": shadow,
     }
 
 
@@ -297,12 +322,13 @@ def test_adding_a_table_by_the_recipe(tmp_path: Path) -> None:
     tables = copy / "clickhouse" / "tables.py"
     src = tables.read_text()
     assert src.count("REGISTRY: Mapping[str, Table] = {") == 1
-    assert src.count("        FORECASTS,\n    )\n}") == 1
+    assert src.count("        SHADOW_DECISIONS,\n    )\n}") == 1
     src = src.replace(
         "REGISTRY: Mapping[str, Table] = {", _RECIPE_TABLE + "REGISTRY: Mapping[str, Table] = {"
     )
     src = src.replace(
-        "        FORECASTS,\n    )\n}", "        FORECASTS,\n        RETURNS_1M,\n    )\n}"
+        "        SHADOW_DECISIONS,\n    )\n}",
+        "        SHADOW_DECISIONS,\n        RETURNS_1M,\n    )\n}",
     )
     tables.write_text(src)
     schema = copy / "clickhouse" / "schema.sql"
@@ -454,7 +480,12 @@ def test_insert_columns_same_rows_as_insert(backend: ClickHouseBackend) -> None:
     rows = make_rows()
     for table, table_rows in rows.items():
         cols = rows_to_columns(table, table_rows)
-        checked = table in ("sales_1m", "clicks_1m", "forecasts")  # as the sink inserts them
+        checked = table in (
+            "sales_1m",
+            "clicks_1m",
+            "forecasts",
+            "shadow_decisions",
+        )  # as the sink inserts them
         assert backend.insert_columns(table, cols, checked=checked) == len(table_rows)
         order = ", ".join(TABLES[table])
         got = backend.query(f"SELECT * FROM {db}.{table} ORDER BY {order}")

@@ -111,8 +111,9 @@ def test_derived_views_of_the_registry() -> None:
         assert TABLES[name] == table.column_names and COLUMN_TYPES[name] == table.columns
         assert row_type(name) is table.row_type
         assert table.row_type.__struct_fields__ == table.column_names[:-1]
-    assert [t.name for t in AGGREGATES] == ["sales_1m", "clicks_1m", "forecasts"]
-    assert [t.tag for t in AGGREGATES] == ["sales_1m", "clicks_1m", "forecasts"]  # the wire tags
+    aggs = ["sales_1m", "clicks_1m", "forecasts", "shadow_decisions"]
+    assert [t.name for t in AGGREGATES] == aggs
+    assert [t.tag for t in AGGREGATES] == aggs  # the wire tags
     with pytest.raises(ValueError, match="not sent as aggregates"):
         _ = REGISTRY["price_changes"].tag
 
@@ -158,7 +159,14 @@ def test_a_bad_entry_fails_when_it_is_built(change: dict[str, Any], message: str
         _entry(**change)
 
 
-_SAMPLE = {"String": "a'b", "DateTime": T0, "Float64": 1.5, "UInt32": 7, "UInt64": 2**40}
+_SAMPLE = {
+    "String": "a'b",
+    "DateTime": T0,
+    "Float64": 1.5,
+    "UInt32": 7,
+    "UInt64": 2**40,
+    "Array(String)": ["a", "b'c"],
+}
 
 
 @pytest.mark.parametrize("table", AGGREGATES, ids=lambda t: t.name)

@@ -124,6 +124,7 @@ def test_rules_are_applied_in_order_of_precedence() -> None:
         "catalog_bounds",
         "fallback_last_good",
         "cooldown",
+        "sku_rate_limit",
         "rate_limit",
         "max_step",
         "clamp",
