@@ -1,0 +1,212 @@
+"""Scale-free ensemble members: per-SKU online calibration, pooled by demand scale.
+
+A member trained on one market (the shipped LSTM: simulator SKUs selling a few units a minute)
+can be off by a large factor on another (a grocery SKU selling a few units a *day*), and a
+squared-error weight per SKU hardly notices: a 5x over-forecast of 0.01 units costs 0.0016
+squared units a window. Two things fix that, both learned online from realised labels:
+
+* **Calibration.** Each member's forecast is multiplied by a per-SKU factor ``c``, the ratio of
+  units sold to units the member forecast on that SKU (discounted sums, about the last 200
+  labels), shrunk towards the pooled ratio of the SKU's *scale bucket* (SKUs whose long-run
+  level lies in the same half-decade of units per window) with a prior weight of
+  :data:`TAU` forecast units. A sparse SKU has little evidence of its own, so it takes its
+  bucket's factor; a busy one quickly has its own. The pooled ratios forget fast
+  (:data:`POOL_FORGET` per tick), so a miscalibrated member is corrected within a few windows.
+* **Pooled evidence.** Per bucket and member, the discounted sum over labels of the member's
+  Poisson log-score *regret* (its log-likelihood of the label below the best member's, in nats,
+  capped at :data:`REGRET_CAP`): the evidence, summed over all SKUs of the bucket, that the
+  member is worse there. :mod:`models.ensemble` multiplies a member's weight by
+  ``exp(-ETA_POOL · (R_m - min R))``. Nats are scale-free: a member 5x off on SKUs selling
+  0.01 units a window loses 2.4 · 0.01 nats per SKU and window, over 150 SKUs 3.6 nats a
+  window, so its weight falls below 5% within one or two windows.
+
+State. Per SKU (``SkuView.state``, written by :meth:`Calibrator.learn_local_batch` with the
+SKU's record): ``cal`` = ``{"w": labels, "y": units, "m": {member: [units, forecast]}}`` (discounted) and
+``cal_last``, the last label's contribution to the pooled sums. Shared (the decider's snapshot,
+key ``_ensemble``): per bucket and member ``[units, forecast, regret]``. The engine learns
+shared state once per tick from the labelled SKUs' views (``learn_pooled``) and per-SKU state
+after it; the per-label contribution is only known in the per-SKU phase, so each SKU leaves it
+in ``cal_last`` and the next ``learn_pooled`` that sees the SKU folds it in (one label late,
+exactly once: the per-SKU phase of the same tick overwrites it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from models.base import SkuView
+
+CAL_KEY = "cal"
+LAST_KEY = "cal_last"
+SKU_FORGET = 0.995  # per label: about the last 200 labels of the SKU
+POOL_FORGET = 0.8  # per tick: pooled sums remember about the last 5 ticks
+TAU = 2.0  # prior weight of the bucket's ratio in a SKU's factor, in forecast units
+TAU_POOL = 0.5  # prior weight of 1.0 in a bucket's ratio, in forecast units
+C_RANGE = (0.02, 50.0)  # a factor outside this says the member is broken, not miscalibrated
+REGRET_CAP = 5.0  # nats per label: one surprising window must not silence a member
+EPS = 1e-3  # floor of a forecast in the log score (units per window)
+BUCKETS = (-8, 4)  # half-decades of units per window: 1e-4 .. 1e2
+
+
+def bucket_of(level: float) -> str:
+    """Scale bucket of a SKU selling ``level`` units a window (half-decades, as a string).
+
+    >>> [bucket_of(x) for x in (0.004, 0.01, 0.05, 1.0, 3.0)]
+    ['-5', '-4', '-3', '0', '0']
+    """
+    b = math.floor(2.0 * math.log10(max(level, 1e-6)))
+    return str(min(max(b, BUCKETS[0]), BUCKETS[1]))
+
+
+def sku_level(v: SkuView) -> float:
+    """The SKU's long-run units per window: its discounted labels, the recent average first."""
+    got = v.state.get(CAL_KEY) or {}
+    w = float(got.get("w", 0.0))
+    y = float(got.get("y", 0.0))
+    k = 5.0  # the recent average counts as five labels
+    return (y + k * max(v.units_ewma, 0.0)) / (w + k)
+
+
+def log_score(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Poisson log-likelihood of ``y`` under mean ``pred`` up to a term in ``y`` alone."""
+    lam = np.maximum(pred, EPS)
+    return y * np.log(lam) - lam
+
+
+class Calibrator:
+    """Per-SKU calibration factors and pooled evidence of the ensemble's members."""
+
+    def __init__(self) -> None:
+        # bucket -> member -> [units, forecast, regret], discounted per tick
+        self.pooled: dict[str, dict[str, list[float]]] = {}
+
+    # -- shared state --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {b: {m: list(x) for m, x in ms.items()} for b, ms in self.pooled.items()}
+
+    def restore(self, blob: Mapping[str, Any]) -> None:
+        self.pooled = {
+            str(b): {str(m): [float(t) for t in x] for m, x in ms.items()} for b, ms in blob.items()
+        }
+
+    def _pool(self, b: str, name: str) -> list[float]:
+        return self.pooled.get(b, {}).get(name) or [0.0, 0.0, 0.0]
+
+    # -- reading ------------------------------------------------------------------------------
+    def buckets(self, views: Sequence[SkuView]) -> list[str]:
+        return [bucket_of(sku_level(v)) for v in views]
+
+    def factors(self, views: Sequence[SkuView], names: Sequence[str]) -> np.ndarray:
+        """(N, M) calibration factor of each member on each SKU (1 for what nothing taught)."""
+        out = np.ones((len(views), len(names)))
+        for i, (v, b) in enumerate(zip(views, self.buckets(views), strict=True)):
+            got = (v.state.get(CAL_KEY) or {}).get("m") or {}
+            for j, n in enumerate(names):
+                py, pf, _ = self._pool(b, n)
+                prior = (py + TAU_POOL) / (pf + TAU_POOL)
+                sy, sf = got.get(n) or (0.0, 0.0)
+                out[i, j] = (float(sy) + TAU * prior) / (float(sf) + TAU)
+        return np.clip(out, *C_RANGE)
+
+    def penalty(self, views: Sequence[SkuView], names: Sequence[str]) -> np.ndarray:
+        """(N, M) pooled regret of each member in each SKU's bucket above the best member's."""
+        cache: dict[str, np.ndarray] = {}
+        out = np.zeros((len(views), len(names)))
+        for i, b in enumerate(self.buckets(views)):
+            if b not in cache:
+                r = np.array([self._pool(b, n)[2] for n in names], dtype=np.float64)
+                cache[b] = r - (r.min() if len(r) else 0.0)
+            out[i] = cache[b]
+        return out
+
+    def apply(
+        self, views: Sequence[SkuView], forecasts: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Each member's forecast ((N,) or (N, K)) times its factor on each SKU."""
+        names = list(forecasts)
+        if not names or not views:
+            return {n: np.asarray(a, dtype=np.float64) for n, a in forecasts.items()}
+        c = self.factors(views, names)
+        out = {}
+        for j, n in enumerate(names):
+            a = np.asarray(forecasts[n], dtype=np.float64)
+            out[n] = a * c[:, j].reshape((-1,) + (1,) * (a.ndim - 1))
+        return out
+
+    # -- learning -------------------------------------------------------------------------------
+    def learn_pooled(self, views: Sequence[SkuView]) -> None:
+        """Decay the pooled sums one tick and fold in each view's last label (``cal_last``)."""
+        for ms in self.pooled.values():
+            for x in ms.values():
+                x[0] *= POOL_FORGET
+                x[1] *= POOL_FORGET
+                x[2] *= POOL_FORGET
+        for v in views:
+            last = v.state.get(LAST_KEY)
+            if not last or len(last) != 3:
+                continue
+            b, y, per = str(last[0]), float(last[1]), last[2]
+            ms = self.pooled.setdefault(b, {})
+            for n, (f, r) in per.items():
+                x = ms.setdefault(n, [0.0, 0.0, 0.0])
+                x[0] += y
+                x[1] += float(f)
+                x[2] += float(r)
+        for ms in self.pooled.values():  # bounded: forgotten members go
+            for n in [n for n, x in ms.items() if x[1] < 1e-6 and x[2] < 1e-6 and x[0] < 1e-6]:
+                del ms[n]
+
+    def learn_local_batch(
+        self,
+        views: Sequence[SkuView],
+        raw: Mapping[str, np.ndarray],
+        calibrated: Mapping[str, np.ndarray],
+        units: np.ndarray,
+    ) -> None:
+        """One label per SKU: the SKU's sums, and its contribution to the pooled ones.
+
+        ``raw[name]`` (N,) is the member's own forecast (``nan``: none), ``calibrated[name]``
+        the one the ensemble used (``nan``: none).
+        """
+        n = len(views)
+        if n == 0:
+            return
+        names = list(raw)
+        y = np.asarray(units, dtype=np.float64).reshape(n)
+        levels = [bucket_of(sku_level(v)) for v in views]
+        m = len(names)
+        f = np.array([np.asarray(raw[k], dtype=np.float64) for k in names]).reshape(m, n).T
+        g = np.array([np.asarray(calibrated[k], dtype=np.float64) for k in names])
+        g = g.reshape(m, n).T
+        ok = np.isfinite(f) & np.isfinite(g) & (f >= 0) & np.isfinite(y)[:, None]
+        with np.errstate(invalid="ignore"):
+            score = np.where(ok, log_score(np.where(ok, g, 1.0), y[:, None]), -np.inf)
+        best = score.max(axis=1, initial=-np.inf) if m else np.full(n, -np.inf)
+        gap = np.where(ok, best[:, None] - np.where(ok, score, 0.0), 0.0)
+        regret = np.minimum(gap, REGRET_CAP)
+        worst = np.where(ok.any(axis=1), regret.max(axis=1, initial=0.0), 0.0)
+        regret = np.where(ok, regret, worst[:, None])
+        for i, v in enumerate(views):
+            if not math.isfinite(float(y[i])):
+                continue
+            got = dict(v.state.get(CAL_KEY) or {})
+            got["w"] = round(SKU_FORGET * float(got.get("w", 0.0)) + 1.0, 4)
+            got["y"] = round(SKU_FORGET * float(got.get("y", 0.0)) + float(y[i]), 4)
+            sums = dict(got.get("m") or {})
+            per: dict[str, list[float]] = {}
+            for j, k in enumerate(names):
+                if not ok[i, j]:
+                    continue
+                sy, sf = sums.get(k) or (0.0, 0.0)
+                sums[k] = [
+                    round(SKU_FORGET * float(sy) + float(y[i]), 4),
+                    round(SKU_FORGET * float(sf) + float(f[i, j]), 4),
+                ]
+                per[k] = [round(float(f[i, j]), 6), round(float(regret[i, j]), 6)]
+            got["m"] = sums
+            v.state[CAL_KEY] = got
+            v.state[LAST_KEY] = [levels[i], float(y[i]), per] if per else None
