@@ -10,8 +10,8 @@ squared units a window. Two things fix that, both learned online from realised l
   labels), shrunk towards the pooled ratio of the SKU's *scale bucket* (SKUs whose long-run
   level lies in the same half-decade of units per window) with a prior weight of
   :data:`TAU` forecast units. A sparse SKU has little evidence of its own, so it takes its
-  bucket's factor; a busy one quickly has its own. The pooled ratios forget fast
-  (:data:`POOL_FORGET` per tick), so a miscalibrated member is corrected within a few windows.
+  bucket's factor; a busy one soon has its own. A bucket pools all its SKUs, so a member 5x
+  off is scaled back as soon as the bucket has sold a few units: within a few windows.
 * **Pooled evidence.** Per bucket and member, the discounted sum over labels of the member's
   Poisson log-score *regret* (its log-likelihood of the label below the best member's, in nats,
   capped at :data:`REGRET_CAP`): the evidence, summed over all SKUs of the bucket, that the
@@ -43,9 +43,12 @@ from models.base import SkuView
 CAL_KEY = "cal"
 LAST_KEY = "cal_last"
 SKU_FORGET = 0.995  # per label: about the last 200 labels of the SKU
-POOL_FORGET = 0.8  # per tick: pooled sums remember about the last 5 ticks
-TAU = 2.0  # prior weight of the bucket's ratio in a SKU's factor, in forecast units
-TAU_POOL = 0.5  # prior weight of 1.0 in a bucket's ratio, in forecast units
+POOL_FORGET = 0.98  # per tick: pooled units and forecasts, about the last 50 ticks
+REGRET_FORGET = 0.9  # per tick: pooled regret, about the last 10 ticks
+# prior weight of the bucket's ratio in a SKU's factor, in forecast units: a ratio of counts is
+# noisy (its relative error about 1/sqrt(units)), so a SKU needs tens of units of its own
+TAU = 20.0
+TAU_POOL = 1.0  # prior weight of 1.0 in a bucket's ratio, in forecast units
 C_RANGE = (0.02, 50.0)  # a factor outside this says the member is broken, not miscalibrated
 REGRET_CAP = 5.0  # nats per label: one surprising window must not silence a member
 EPS = 1e-3  # floor of a forecast in the log score (units per window)
@@ -144,7 +147,7 @@ class Calibrator:
             for x in ms.values():
                 x[0] *= POOL_FORGET
                 x[1] *= POOL_FORGET
-                x[2] *= POOL_FORGET
+                x[2] *= REGRET_FORGET
         for v in views:
             last = v.state.get(LAST_KEY)
             if not last or len(last) != 3:
