@@ -80,6 +80,11 @@ def log_score(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     return y * np.log(lam) - lam
 
 
+def _sig(x: float) -> float:
+    """``x`` to 4 significant digits (what a pooled sum of many labels needs of one)."""
+    return float(f"{x:.4g}")
+
+
 class Calibrator:
     """Per-SKU calibration factors and pooled evidence of the ensemble's members."""
 
@@ -101,30 +106,51 @@ class Calibrator:
 
     # -- reading ------------------------------------------------------------------------------
     def buckets(self, views: Sequence[SkuView]) -> list[str]:
-        return [bucket_of(sku_level(v)) for v in views]
+        """:func:`bucket_of` :func:`sku_level` of every view, vectorised."""
+        got = [v.state.get(CAL_KEY) or {} for v in views]
+        wy = np.array([(g.get("w", 0.0), g.get("y", 0.0)) for g in got], dtype=np.float64)
+        ue = np.array([v.units_ewma for v in views], dtype=np.float64)
+        wy = wy.reshape(len(views), 2)
+        level = (wy[:, 1] + 5.0 * np.maximum(ue, 0.0)) / (wy[:, 0] + 5.0)
+        b = np.floor(2.0 * np.log10(np.maximum(level, 1e-6)))
+        return [str(int(x)) for x in np.clip(b, *BUCKETS).tolist()]
+
+    def _per_bucket(self, views: Sequence[SkuView], names: Sequence[str], row: Any) -> np.ndarray:
+        """(N, M): ``row(bucket)`` ((M,) array) of each SKU's bucket, computed once a bucket."""
+        cache: dict[str, np.ndarray] = {}
+        rows = []
+        for b in self.buckets(views):
+            got = cache.get(b)
+            if got is None:
+                got = cache[b] = row(b)
+            rows.append(got)
+        return np.array(rows, dtype=np.float64).reshape(len(views), len(names))
 
     def factors(self, views: Sequence[SkuView], names: Sequence[str]) -> np.ndarray:
         """(N, M) calibration factor of each member on each SKU (1 for what nothing taught)."""
-        out = np.ones((len(views), len(names)))
-        for i, (v, b) in enumerate(zip(views, self.buckets(views), strict=True)):
+
+        def prior(b: str) -> np.ndarray:
+            x = np.array([self._pool(b, n)[:2] for n in names], dtype=np.float64).reshape(-1, 2)
+            return (x[:, 0] + TAU_POOL) / (x[:, 1] + TAU_POOL)
+
+        pr = self._per_bucket(views, names, prior)
+        none = (0.0, 0.0)
+        flat: list[float] = []
+        for v in views:
             got = (v.state.get(CAL_KEY) or {}).get("m") or {}
-            for j, n in enumerate(names):
-                py, pf, _ = self._pool(b, n)
-                prior = (py + TAU_POOL) / (pf + TAU_POOL)
-                sy, sf = got.get(n) or (0.0, 0.0)
-                out[i, j] = (float(sy) + TAU * prior) / (float(sf) + TAU)
-        return np.clip(out, *C_RANGE)
+            for n in names:
+                flat.extend(got.get(n) or none)
+        own = np.array(flat, dtype=np.float64).reshape(len(views), len(names), 2)
+        return np.clip((own[..., 0] + TAU * pr) / (own[..., 1] + TAU), *C_RANGE)
 
     def penalty(self, views: Sequence[SkuView], names: Sequence[str]) -> np.ndarray:
         """(N, M) pooled regret of each member in each SKU's bucket above the best member's."""
-        cache: dict[str, np.ndarray] = {}
-        out = np.zeros((len(views), len(names)))
-        for i, b in enumerate(self.buckets(views)):
-            if b not in cache:
-                r = np.array([self._pool(b, n)[2] for n in names], dtype=np.float64)
-                cache[b] = r - (r.min() if len(r) else 0.0)
-            out[i] = cache[b]
-        return out
+
+        def excess(b: str) -> np.ndarray:
+            r = np.array([self._pool(b, n)[2] for n in names], dtype=np.float64)
+            return r - (r.min() if len(r) else 0.0)
+
+        return self._per_bucket(views, names, excess)
 
     def apply(
         self, views: Sequence[SkuView], forecasts: Mapping[str, np.ndarray]
@@ -180,7 +206,7 @@ class Calibrator:
             return
         names = list(raw)
         y = np.asarray(units, dtype=np.float64).reshape(n)
-        levels = [bucket_of(sku_level(v)) for v in views]
+        levels = self.buckets(views)
         m = len(names)
         f = np.array([np.asarray(raw[k], dtype=np.float64) for k in names]).reshape(m, n).T
         g = np.array([np.asarray(calibrated[k], dtype=np.float64) for k in names])
@@ -209,7 +235,7 @@ class Calibrator:
                     round(SKU_FORGET * float(sy) + float(y[i]), 4),
                     round(SKU_FORGET * float(sf) + float(f[i, j]), 4),
                 ]
-                per[k] = [round(float(f[i, j]), 6), round(float(regret[i, j]), 6)]
+                per[k] = [_sig(float(f[i, j])), _sig(float(regret[i, j]))]
             got["m"] = sums
             v.state[CAL_KEY] = got
             v.state[LAST_KEY] = [levels[i], float(y[i]), per] if per else None
