@@ -115,25 +115,29 @@ class Calibrator:
         b = np.floor(2.0 * np.log10(np.maximum(level, 1e-6)))
         return [str(int(x)) for x in np.clip(b, *BUCKETS).tolist()]
 
-    def _per_bucket(self, views: Sequence[SkuView], names: Sequence[str], row: Any) -> np.ndarray:
+    def _per_bucket(
+        self, views: Sequence[SkuView], names: Sequence[str], row: Any, bk: Sequence[str] | None
+    ) -> np.ndarray:
         """(N, M): ``row(bucket)`` ((M,) array) of each SKU's bucket, computed once a bucket."""
         cache: dict[str, np.ndarray] = {}
         rows = []
-        for b in self.buckets(views):
+        for b in self.buckets(views) if bk is None else bk:
             got = cache.get(b)
             if got is None:
                 got = cache[b] = row(b)
             rows.append(got)
         return np.array(rows, dtype=np.float64).reshape(len(views), len(names))
 
-    def factors(self, views: Sequence[SkuView], names: Sequence[str]) -> np.ndarray:
+    def factors(
+        self, views: Sequence[SkuView], names: Sequence[str], bk: Sequence[str] | None = None
+    ) -> np.ndarray:
         """(N, M) calibration factor of each member on each SKU (1 for what nothing taught)."""
 
         def prior(b: str) -> np.ndarray:
             x = np.array([self._pool(b, n)[:2] for n in names], dtype=np.float64).reshape(-1, 2)
             return (x[:, 0] + TAU_POOL) / (x[:, 1] + TAU_POOL)
 
-        pr = self._per_bucket(views, names, prior)
+        pr = self._per_bucket(views, names, prior, bk)
         none = (0.0, 0.0)
         flat: list[float] = []
         for v in views:
@@ -143,14 +147,29 @@ class Calibrator:
         own = np.array(flat, dtype=np.float64).reshape(len(views), len(names), 2)
         return np.clip((own[..., 0] + TAU * pr) / (own[..., 1] + TAU), *C_RANGE)
 
-    def penalty(self, views: Sequence[SkuView], names: Sequence[str]) -> np.ndarray:
+    def penalty(
+        self, views: Sequence[SkuView], names: Sequence[str], bk: Sequence[str] | None = None
+    ) -> np.ndarray:
         """(N, M) pooled regret of each member in each SKU's bucket above the best member's."""
 
         def excess(b: str) -> np.ndarray:
             r = np.array([self._pool(b, n)[2] for n in names], dtype=np.float64)
             return r - (r.min() if len(r) else 0.0)
 
-        return self._per_bucket(views, names, excess)
+        return self._per_bucket(views, names, excess, bk)
+
+    def prepare(
+        self, views: Sequence[SkuView], names: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`factors` and :meth:`penalty` at once (the buckets computed once)."""
+        bk = self.buckets(views)
+        return self.factors(views, names, bk), self.penalty(views, names, bk)
+
+    @staticmethod
+    def scale(forecast: np.ndarray, factor: np.ndarray) -> np.ndarray:
+        """A member's forecast ((N,) or (N, K)) times its (N,) factors."""
+        a = np.asarray(forecast, dtype=np.float64)
+        return a * factor.reshape((-1,) + (1,) * (a.ndim - 1))
 
     def apply(
         self, views: Sequence[SkuView], forecasts: Mapping[str, np.ndarray]
@@ -160,11 +179,7 @@ class Calibrator:
         if not names or not views:
             return {n: np.asarray(a, dtype=np.float64) for n, a in forecasts.items()}
         c = self.factors(views, names)
-        out = {}
-        for j, n in enumerate(names):
-            a = np.asarray(forecasts[n], dtype=np.float64)
-            out[n] = a * c[:, j].reshape((-1,) + (1,) * (a.ndim - 1))
-        return out
+        return {n: self.scale(forecasts[n], c[:, j]) for j, n in enumerate(names)}
 
     # -- learning -------------------------------------------------------------------------------
     def learn_pooled(self, views: Sequence[SkuView]) -> None:

@@ -179,20 +179,20 @@ class ModelDecider:
         """The ensemble's members (not the baselines)."""
         return tuple(self.members)
 
-    def _calibrated(
+    def _ensemble(
         self, views: Sequence[SkuView], raw: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Members' forecasts scaled by their per-SKU calibration factors."""
-        return self.calibrator.apply(views, raw) if self.calibrate else dict(raw)
-
-    def _combine(self, views: Sequence[SkuView], cal: Mapping[str, np.ndarray]) -> np.ndarray:
-        pen = self.calibrator.penalty(views, list(cal)) if self.calibrate and cal else None
-        return combine(views, cal, pen)
+        """Members' forecasts scaled by their per-SKU calibration, and their ensemble."""
+        if not self.calibrate or not raw or not views:
+            return {**raw, ENSEMBLE: combine(views, raw)}
+        names = list(raw)
+        c, pen = self.calibrator.prepare(views, names)
+        out = {n: self.calibrator.scale(raw[n], c[:, j]) for j, n in enumerate(names)}
+        return {**out, ENSEMBLE: combine(views, out, pen)}
 
     def forecasts(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
         """Every member's (calibrated) and baseline's forecast, plus the members' ensemble."""
-        out = self._calibrated(views, {m.name: m.forecast(views, prices) for m in self.members})
-        out[ENSEMBLE] = self._combine(views, {m.name: out[m.name] for m in self.members})
+        out = self._ensemble(views, {m.name: m.forecast(views, prices) for m in self.members})
         for b in self.baselines:
             out[b.name] = b.forecast(views, prices)
         return out
@@ -202,7 +202,7 @@ class ModelDecider:
         cur = np.array([v.price for v in views], dtype=np.float64)
         at = {m.name: m.forecast(views, cur[:, None])[:, 0] for m in self.members}
         self._at_cur = (views, cur, at)
-        return self._combine(views, self._calibrated(views, at))
+        return self._ensemble(views, at)[ENSEMBLE]
 
     def _members_at(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
         """(N,) each member's own (uncalibrated) forecast at ``prices``, reusing ``level``'s
@@ -350,8 +350,7 @@ class ModelDecider:
         """
         p = np.asarray(prices, dtype=np.float64).reshape(len(views))
         raw = self._members_at(views, p)
-        out = self._calibrated(views, raw)
-        out[ENSEMBLE] = self._combine(views, out)
+        out = self._ensemble(views, raw)
         if self.calibrate:
             out.update({_RAW + k: a for k, a in raw.items()})
         for b in self.baselines:
