@@ -43,7 +43,8 @@ from models.base import SkuView
 CAL_KEY = "cal"
 LAST_KEY = "cal_last"
 SKU_FORGET = 0.995  # per label: about the last 200 labels of the SKU
-POOL_FORGET = 0.98  # per tick: pooled units and forecasts, about the last 50 ticks
+UNIT_FORGET = 0.995  # per unit sold in the bucket: pooled sums keep about the last 200 units
+POOL_FORGET = 0.9995  # and per tick (a bucket that sells nothing forgets slowly)
 REGRET_FORGET = 0.9  # per tick: pooled regret, about the last 10 ticks
 # prior weight of the bucket's ratio in a SKU's factor, in forecast units: a ratio of counts is
 # noisy (its relative error about 1/sqrt(units)), so a SKU needs tens of units of its own
@@ -183,16 +184,22 @@ class Calibrator:
 
     # -- learning -------------------------------------------------------------------------------
     def learn_pooled(self, views: Sequence[SkuView]) -> None:
-        """Decay the pooled sums one tick and fold in each view's last label (``cal_last``)."""
-        for ms in self.pooled.values():
+        """Decay the pooled sums one tick and fold in each view's last label (``cal_last``).
+
+        Units and forecasts forget per unit sold in the bucket (and slowly per tick), so a
+        sparse bucket keeps enough units for a ratio, a busy one follows changes quickly.
+        """
+        lasts = [got for v in views if (got := v.state.get(LAST_KEY)) and len(got) == 3]
+        sold: dict[str, float] = {}
+        for b, y, _ in lasts:
+            sold[str(b)] = sold.get(str(b), 0.0) + float(y)
+        for b, ms in self.pooled.items():
+            keep = POOL_FORGET * UNIT_FORGET ** sold.get(b, 0.0)
             for x in ms.values():
-                x[0] *= POOL_FORGET
-                x[1] *= POOL_FORGET
+                x[0] *= keep
+                x[1] *= keep
                 x[2] *= REGRET_FORGET
-        for v in views:
-            last = v.state.get(LAST_KEY)
-            if not last or len(last) != 3:
-                continue
+        for last in lasts:
             b, y, per = str(last[0]), float(last[1]), last[2]
             ms = self.pooled.setdefault(b, {})
             for n, (f, r) in per.items():
