@@ -9,7 +9,7 @@ squared units a window. Two things fix that, both learned online from realised l
   units sold to units the member forecast on that SKU (discounted sums, about the last 200
   labels), shrunk towards the pooled ratio of the SKU's *scale bucket* (SKUs whose long-run
   level lies in the same half-decade of units per window) with a prior weight of
-  :data:`TAU` forecast units. A sparse SKU has little evidence of its own, so it takes its
+  :data:`TAU` units sold (a gamma prior on the ratio). A sparse SKU has little evidence of its own, so it takes its
   bucket's factor; a busy one soon has its own. A bucket pools all its SKUs, so a member 5x
   off is scaled back as soon as the bucket has sold a few units: within a few windows.
 * **Pooled evidence.** Per bucket and member, the discounted sum over labels of the member's
@@ -45,11 +45,12 @@ LAST_KEY = "cal_last"
 SKU_FORGET = 0.995  # per label: about the last 200 labels of the SKU
 UNIT_FORGET = 0.995  # per unit sold in the bucket: pooled sums keep about the last 200 units
 POOL_FORGET = 0.9995  # and per tick (a bucket that sells nothing forgets slowly)
-REGRET_FORGET = 0.9  # per tick: pooled regret, about the last 10 ticks
-# prior weight of the bucket's ratio in a SKU's factor, in forecast units: a ratio of counts is
+REGRET_UNIT_FORGET = 0.98  # per unit sold in the bucket: regret of about the last 50 units
+REGRET_FORGET = 0.99  # and per tick
+# prior weight of the bucket's ratio in a SKU's factor, in units sold: a ratio of counts is
 # noisy (its relative error about 1/sqrt(units)), so a SKU needs tens of units of its own
 TAU = 20.0
-TAU_POOL = 1.0  # prior weight of 1.0 in a bucket's ratio, in forecast units
+TAU_POOL = 1.0  # prior weight of 1.0 in a bucket's ratio, in units
 C_RANGE = (0.02, 50.0)  # a factor outside this says the member is broken, not miscalibrated
 REGRET_CAP = 5.0  # nats per label: one surprising window must not silence a member
 EPS = 1e-3  # floor of a forecast in the log score (units per window)
@@ -146,7 +147,9 @@ class Calibrator:
             for n in names:
                 flat.extend(got.get(n) or none)
         own = np.array(flat, dtype=np.float64).reshape(len(views), len(names), 2)
-        return np.clip((own[..., 0] + TAU * pr) / (own[..., 1] + TAU), *C_RANGE)
+        # gamma-Poisson: the bucket's ratio as a prior worth TAU units sold
+        pr = np.clip(pr, *C_RANGE)
+        return np.clip((own[..., 0] + TAU) / (own[..., 1] + TAU / pr), *C_RANGE)
 
     def penalty(
         self, views: Sequence[SkuView], names: Sequence[str], bk: Sequence[str] | None = None
@@ -195,10 +198,11 @@ class Calibrator:
             sold[str(b)] = sold.get(str(b), 0.0) + float(y)
         for b, ms in self.pooled.items():
             keep = POOL_FORGET * UNIT_FORGET ** sold.get(b, 0.0)
+            keep_r = REGRET_FORGET * REGRET_UNIT_FORGET ** sold.get(b, 0.0)
             for x in ms.values():
                 x[0] *= keep
                 x[1] *= keep
-                x[2] *= REGRET_FORGET
+                x[2] *= keep_r
         for last in lasts:
             b, y, per = str(last[0]), float(last[1]), last[2]
             ms = self.pooled.setdefault(b, {})
