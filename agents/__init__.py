@@ -7,6 +7,6 @@ and ``streams.dead_letters``. Agents never import ``streams.app`` (it imports th
 other (``tests/unit/test_architecture.py``).
 """
 
-from agents import ingest, sink, web, windows
+from repricer.agents import ingest, sink, web, windows
 
 __all__ = ["ingest", "sink", "web", "windows"]

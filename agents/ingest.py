@@ -26,13 +26,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
-from schemas import CatalogItem, Click, ControlCommand, Order, Rejection, decode, encode
-from schemas.decode import watermark_marker
-from schemas.events import ts_ms
-from streams import shutdown
-from streams.consumers import start_group_consumer
-from streams.dead_letters import dead_letter
-from streams.envelope import (
+from repricer.schemas import CatalogItem, Click, ControlCommand, Order, Rejection, decode, encode
+from repricer.schemas.decode import watermark_marker
+from repricer.schemas.events import ts_ms
+from repricer.streams import shutdown
+from repricer.streams.consumers import start_group_consumer
+from repricer.streams.dead_letters import dead_letter
+from repricer.streams.envelope import (
     BatchEnv,
     CatalogEnv,
     ClickEnv,
@@ -43,10 +43,10 @@ from streams.envelope import (
     pack,
     sku_partition,
 )
-from streams.source_watermarks import SourceWatermarks
+from repricer.streams.source_watermarks import SourceWatermarks
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 WATERMARK_FLUSH_S = 0.2

@@ -31,15 +31,15 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 from msgspec import Struct
 
-from infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
-from infra.clickhouse.tables import AGGREGATES, DEAD_LETTERS, PRICE_CHANGES, Table
-from schemas import DeadLetter, PriceChange, Rejection, encode
-from streams import shutdown
-from streams.consumers import Batch, poll_batch, start_group_consumer
-from streams.dead_letters import dead_letter
+from repricer.infra.clickhouse import ClickHouseBackend, ClickHouseError, connect
+from repricer.infra.clickhouse.tables import AGGREGATES, DEAD_LETTERS, PRICE_CHANGES, Table
+from repricer.schemas import DeadLetter, PriceChange, Rejection, encode
+from repricer.streams import shutdown
+from repricer.streams.consumers import Batch, poll_batch, start_group_consumer
+from repricer.streams.dead_letters import dead_letter
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from faust import web as fweb
 
-from infra.clickhouse import ClickHouseError
-from infra.prometheus import CONTENT_TYPE_PROMETHEUS
-from streams.metrics import Progress, health, metrics_text, provider_models
-from streams.queries import History
+from repricer.infra.clickhouse import ClickHouseError
+from repricer.infra.prometheus import CONTENT_TYPE_PROMETHEUS
+from repricer.streams.metrics import Progress, health, metrics_text, provider_models
+from repricer.streams.queries import History
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
-from schemas import DeadLetter, Rejection, encode
-from schemas.decode import excerpt
-from streams.continuity import Continuity, Step, applied_key
-from streams.dead_letters import dead_letter
-from streams.engine import OpenWindows, Outputs, PartitionState, SkuState
-from streams.engine.state import Record, load
-from streams.envelope import EventEnv, pack, unpack
+from repricer.infra.clickhouse.tables import CLICKS_1M, FORECASTS, SALES_1M
+from repricer.schemas import DeadLetter, Rejection, encode
+from repricer.schemas.decode import excerpt
+from repricer.streams.continuity import Continuity, Step, applied_key
+from repricer.streams.dead_letters import dead_letter
+from repricer.streams.engine import OpenWindows, Outputs, PartitionState, SkuState
+from repricer.streams.engine.state import Record, load
+from repricer.streams.envelope import EventEnv, pack, unpack
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()

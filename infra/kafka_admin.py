@@ -14,7 +14,7 @@ from typing import Protocol
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from infra.kafka_client import KafkaSettings, kafka_python_config
+from repricer.infra.kafka_client import KafkaSettings, kafka_python_config
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from models.lstm_features import hour_features
+from repricer.models.lstm_features import hour_features
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.base import ModelBase, SkuView
+from repricer.models.base import ModelBase, SkuView
 
 
 class LastWindow(ModelBase):

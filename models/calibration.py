@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import SkuView
+from repricer.models.base import SkuView
 
 CAL_KEY = "cal"
 LAST_KEY = "cal_last"

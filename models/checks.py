@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from models.base import DemandModel, ModelInfo, SkuView
-from models.lstm_features import window_features
+from repricer.models.base import DemandModel, ModelInfo, SkuView
+from repricer.models.lstm_features import window_features
 
 Factory = Callable[[], DemandModel]
 T0 = 1_767_225_600_000
@@ -202,6 +202,6 @@ def all_checks() -> Iterator[Callable[[Factory], None]]:
 
 def shipped_models() -> dict[str, Factory]:
     """A factory for every registered demand model (and each configuration it is checked in)."""
-    from models.registry import check_factories
+    from repricer.models.registry import check_factories
 
     return check_factories()

@@ -28,13 +28,13 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from models import registry
-from models.base import DemandModel, SkuView, Snapshot
-from models.calibration import Calibrator
-from models.elasticity import Elasticity
-from models.ensemble import combine, update_errors, update_errors_batch
-from models.guardrails import Bounds
-from models.river_model import RegressorName
+from repricer.models import registry
+from repricer.models.base import DemandModel, SkuView, Snapshot
+from repricer.models.calibration import Calibrator
+from repricer.models.elasticity import Elasticity
+from repricer.models.ensemble import combine, update_errors, update_errors_batch
+from repricer.models.guardrails import Bounds
+from repricer.models.river_model import RegressorName
 
 log = logging.getLogger(__name__)
 Objective = Literal["profit", "revenue"]

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from models.base import SkuView
-from models.quantiles import (
+from repricer.models.base import SkuView
+from repricer.models.quantiles import (
     count_quantile,
     dispersion,
     update_dispersion,

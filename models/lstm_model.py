@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import ModelBase, ModelInfo, SkuView, clean
-from models.onnx_scorer import LstmScorer
+from repricer.models.base import ModelBase, ModelInfo, SkuView, clean
+from repricer.models.onnx_scorer import LstmScorer
 
 
 class LstmDemand(ModelBase):

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.lstm_features import (
+from repricer.models.lstm_features import (
     FEATURES,
     N_FEATURES,
     SEQ_LEN,

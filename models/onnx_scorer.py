@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from models.lstm_features import (
+from repricer.models.lstm_features import (
     FEATURES,
     N_FEATURES,
     SEQ_LEN,

@@ -18,7 +18,7 @@ Adding a model
    file that can be replaced while running, override ``maybe_reload``.
 2. One line in :data:`MODELS` below::
 
-       Entry("my_model", "models.my_model:MyModel", role="candidate"),
+       Entry("my_model", "repricer.models.my_model:MyModel", role="candidate"),
 
    (``role="member"`` puts it in the ensemble of every worker and backtest.)
 
@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.base import DemandModel
+from repricer.models.base import DemandModel
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Entry:
 MODELS: tuple[Entry, ...] = (
     Entry(
         "river",
-        "models.river_model:RiverDemand",
+        "repricer.models.river_model:RiverDemand",
         role="member",
         options=("regressor",),
         variants={
@@ -82,10 +82,10 @@ MODELS: tuple[Entry, ...] = (
             "river-pa": {"regressor": "pa"},
         },
     ),
-    Entry("lstm", "models.lstm_model:LstmDemand", role="member", optional=True),
-    Entry("seasonal", "models.seasonal_model:SeasonalPoisson"),
-    Entry("last_window", "models.baselines:LastWindow", role="baseline"),
-    Entry("moving_average", "models.baselines:MovingAverage", role="baseline"),
+    Entry("lstm", "repricer.models.lstm_model:LstmDemand", role="member", optional=True),
+    Entry("seasonal", "repricer.models.seasonal_model:SeasonalPoisson"),
+    Entry("last_window", "repricer.models.baselines:LastWindow", role="baseline"),
+    Entry("moving_average", "repricer.models.baselines:MovingAverage", role="baseline"),
 )
 
 

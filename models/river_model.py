@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from river import linear_model, optim, preprocessing
 
-from models.base import (
+from repricer.models.base import (
     CONTEXT_FEATURES,
     ModelBase,
     SkuView,

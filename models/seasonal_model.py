@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from models.base import ModelBase, SkuView, clean, log_price_ratio
-from models.lstm_features import FEATURES, hour_features
-from models.quantiles import count_quantile, dispersion, update_dispersion
+from repricer.models.base import ModelBase, SkuView, clean, log_price_ratio
+from repricer.models.lstm_features import FEATURES, hour_features
+from repricer.models.quantiles import count_quantile, dispersion, update_dispersion
 
 STATE_KEY = "sp"
 DISP_KEY = "sp_d"

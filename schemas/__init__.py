@@ -1,7 +1,7 @@
 """Event contracts: the typed structs, their decoder, and the JSON Schema export."""
 
-from schemas.decode import decode, excerpt
-from schemas.events import (
+from repricer.schemas.decode import decode, excerpt
+from repricer.schemas.events import (
     PUBLIC_CONTRACTS,
     CatalogItem,
     Click,

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from schemas.events import (
+from repricer.schemas.events import (
     CatalogItem,
     Click,
     ControlCommand,

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.events import PUBLIC_CONTRACTS
+from repricer.schemas.events import PUBLIC_CONTRACTS
 
 JSON_DIR = Path(__file__).parent / "json"
 # keywords whose values are instance data, not schemas: left exactly as msgspec renders them

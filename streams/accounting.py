@@ -14,8 +14,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.kafka_client import kafka_python_config
-from streams.settings import Settings
+from repricer.infra.kafka_client import kafka_python_config
+from repricer.streams.settings import Settings
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -83,8 +83,8 @@ def count_source_events(settings: Settings, *, timeout_s: float = 120.0) -> dict
     """Valid orders and clicks in the input topics up to the ingest group's committed offsets,
     decoded exactly as ingest decodes them (end-of-input markers and rejected records are not
     events). ``{"events": n, "by_source": {"orders/0": n, ...}, "committed": {...}}``."""
-    from schemas import Click, Order, Rejection, decode
-    from schemas.decode import watermark_marker
+    from repricer.schemas import Click, Order, Rejection, decode
+    from repricer.schemas.decode import watermark_marker
 
     kinds = (settings.topic_orders, settings.topic_clicks)
     consumer = KafkaConsumer(

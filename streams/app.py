@@ -17,13 +17,13 @@ from typing import Any
 
 import faust
 
-from agents import ingest, sink, web, windows
-from infra.kafka_client import faust_credentials, producer_batch_bytes
-from streams.build import build_engine
-from streams.durable import AckedTable, make_flush_durable
-from streams.settings import Settings
-from streams.shutdown import RepricerApp
-from streams.worker import Repricer, Stats
+from repricer.agents import ingest, sink, web, windows
+from repricer.infra.kafka_client import faust_credentials, producer_batch_bytes
+from repricer.streams.build import build_engine
+from repricer.streams.durable import AckedTable, make_flush_durable
+from repricer.streams.settings import Settings
+from repricer.streams.shutdown import RepricerApp
+from repricer.streams.worker import Repricer, Stats
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from models.base import DemandModel
-from models.decider import ModelDecider, default_decider
-from models.guardrails import GuardrailConfig
-from streams.engine import WindowEngine
-from streams.settings import Settings
+from repricer.models.base import DemandModel
+from repricer.models.decider import ModelDecider, default_decider
+from repricer.models.guardrails import GuardrailConfig
+from repricer.streams.engine import WindowEngine
+from repricer.streams.settings import Settings
 
 
 def guardrail_config(settings: Settings) -> GuardrailConfig:

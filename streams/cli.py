@@ -11,15 +11,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from infra import logs
-from streams.settings import Settings
+from repricer.infra import logs
+from repricer.streams.settings import Settings
 
 TS_UNITS = ("ms", "s", "us")
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from streams.app import create_app
-    from streams.shutdown import GracefulWorker
+    from repricer.streams.app import create_app
+    from repricer.streams.shutdown import GracefulWorker
 
     settings = Settings()
     logging.getLogger(__name__).info("settings: %r", settings)
@@ -41,8 +41,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from infra.clickhouse import connect
-    from infra.kafka_admin import ensure_topics
+    from repricer.infra.clickhouse import connect
+    from repricer.infra.kafka_admin import ensure_topics
 
     settings = Settings()
     if not args.skip_kafka:
@@ -56,7 +56,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.tools.simulate import run_simulation
+    from repricer.streams.tools.simulate import run_simulation
 
     settings = Settings()
 
@@ -94,7 +94,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from streams.tools.demo import print_report, run_demo
+    from repricer.streams.tools.demo import print_report, run_demo
 
     report = run_demo(
         workdir=Path(args.workdir),
@@ -113,7 +113,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from streams.tools.tail import tail
+    from repricer.streams.tools.tail import tail
 
     return asyncio.run(
         tail(
@@ -127,7 +127,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from infra.clickhouse import connect
+    from repricer.infra.clickhouse import connect
 
     params = dict(p.split("=", 1) for p in args.param)
     ch = connect(Settings().clickhouse_url.get_secret_value())
@@ -140,8 +140,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from infra.clickhouse import connect
-    from streams import queries
+    from repricer.infra.clickhouse import connect
+    from repricer.streams import queries
 
     settings = Settings()
     ch = connect(settings.clickhouse_url.get_secret_value())
@@ -156,7 +156,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     finally:
         ch.close()
     if not args.no_accounting:
-        from streams.accounting import read_accounting
+        from repricer.streams.accounting import read_accounting
 
         out["accounting"] = acct = read_accounting(settings)
         if acct["ok"] is False:
@@ -166,7 +166,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if args.audit:
-        from streams.accounting import audit
+        from repricer.streams.accounting import audit
 
         out["audit"] = aud = audit(settings)
         if not aud["ok"]:
@@ -182,7 +182,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from streams.tools.backtest import backtest
+    from repricer.streams.tools.backtest import backtest
 
     def progress(msg: str) -> None:
         if not args.json:
@@ -207,7 +207,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from streams.tools.bench.run import run_bench
+    from repricer.streams.tools.bench.run import run_bench
 
     report = run_bench(args.what, quick=args.quick, progress=None if args.json else _err)
     print(json.dumps(report, indent=None if args.json else 2))
@@ -219,7 +219,9 @@ def _err(msg: str) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from streams.tools.train import main as train_main  # training needs torch: `pip install torch`
+    from repricer.streams.tools.train import (
+        main as train_main,  # training needs torch: `pip install torch`
+    )
 
     return int(train_main(args.train_args) or 0)
 
@@ -227,7 +229,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from streams.tools.replay import read, send
+    from repricer.streams.tools.replay import read, send
 
     settings = Settings()
     if args.end_of_input_only:
@@ -279,8 +281,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
-    from infra.kafka_client import kafka_python_config, producer_batch_bytes
-    from schemas import ControlCommand, encode
+    from repricer.infra.kafka_client import kafka_python_config, producer_batch_bytes
+    from repricer.schemas import ControlCommand, encode
 
     settings = Settings()
     cmd = ControlCommand(

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from infra.kafka_client import aiokafka_config
+from repricer.infra.kafka_client import aiokafka_config
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from schemas import DeadLetter, Rejection
-from schemas.decode import excerpt
+from repricer.schemas import DeadLetter, Rejection
+from repricer.schemas.decode import excerpt
 
 
 def dead_letter(rej: Rejection, message: Any, value: bytes | None) -> DeadLetter:

@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from infra.prometheus import Exposition
-from models.base import ModelInfo
+from repricer.infra.prometheus import Exposition
+from repricer.models.base import ModelInfo
 
 if TYPE_CHECKING:
-    from streams.worker import Repricer
+    from repricer.streams.worker import Repricer
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from infra.clickhouse import ClickHouseBackend, check_ident, connect
-from infra.clickhouse.tables import (
+from repricer.infra.clickhouse import ClickHouseBackend, check_ident, connect
+from repricer.infra.clickhouse.tables import (
     CLICKS_1M,
     DEAD_LETTERS,
     FORECASTS,

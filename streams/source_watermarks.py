@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-from streams.engine.clock import advance_idle_sources
+from repricer.streams.engine.clock import advance_idle_sources
 
 FRESH_FETCH_S = 0.5  # an idle partition's "nothing new" must be this much newer than the frontier
 

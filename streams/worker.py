@@ -14,9 +14,9 @@ from typing import Any
 
 import faust
 
-from streams.engine import WindowEngine
-from streams.settings import Settings
-from streams.shutdown import RepricerApp
+from repricer.streams.engine import WindowEngine
+from repricer.streams.settings import Settings
+from repricer.streams.shutdown import RepricerApp
 
 
 @dataclass

@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from infra.kafka_admin import ensure_topics
-from infra.kafka_client import kafka_python_config
-from infra.local.clickhouse_server import (
+from repricer.infra.kafka_admin import ensure_topics
+from repricer.infra.kafka_client import kafka_python_config
+from repricer.infra.local.clickhouse_server import (
     ClickHouseServer,
     find_clickhouse_server,
     start_clickhouse_server,
 )
-from infra.local.tansu import TansuBroker, find_tansu, start_tansu
-from streams.settings import Settings
-from streams.tools.runner import WorkerProcess
+from repricer.infra.local.tansu import TansuBroker, find_tansu, start_tansu
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import WorkerProcess
 from tests.tls import self_signed_cert
 from tests.workers import StartedWorker, WorkerFactory
 

@@ -6,8 +6,8 @@ from typing import Any, NamedTuple, Protocol
 
 from kafka import KafkaProducer
 
-from streams.settings import Settings
-from streams.tools.runner import WorkerProcess
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import WorkerProcess
 
 
 class StartedWorker(NamedTuple):

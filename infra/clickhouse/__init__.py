@@ -1,7 +1,7 @@
 """ClickHouse sink layer: the table registry (tables.py), its DDL (schema.sql) and the
 native / chdb backends."""
 
-from infra.clickhouse.backends import (
+from repricer.infra.clickhouse.backends import (
     DEFAULT_DATABASE,
     ChdbBackend,
     ClickHouseAuthError,
@@ -16,7 +16,7 @@ from infra.clickhouse.backends import (
     rows_to_columns,
     substitute_params,
 )
-from infra.clickhouse.tables import (
+from repricer.infra.clickhouse.tables import (
     AGGREGATES,
     COLUMN_TYPES,
     REGISTRY,

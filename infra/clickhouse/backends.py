@@ -32,8 +32,8 @@ from uuid import UUID
 
 import msgspec
 
-from infra.clickhouse.tables import COLUMN_TYPES, TABLES, check_ident, row_type
-from infra.clickhouse.tables import INT_RANGES as _INT_RANGES
+from repricer.infra.clickhouse.tables import COLUMN_TYPES, TABLES, check_ident, row_type
+from repricer.infra.clickhouse.tables import INT_RANGES as _INT_RANGES
 
 __all__ = [
     "COLUMN_TYPES",

@@ -50,7 +50,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Struct
 
-from schemas.events import ClicksWindow, DeadLetter, ForecastRow, PriceChange, SalesWindow
+from repricer.schemas.events import ClicksWindow, DeadLetter, ForecastRow, PriceChange, SalesWindow
 
 __all__ = [
     "AGGREGATES",

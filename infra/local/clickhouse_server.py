@@ -22,7 +22,7 @@ from types import TracebackType
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from infra.local.process import terminate
+from repricer.infra.local.process import terminate
 
 __all__ = ["ClickHouseServer", "find_clickhouse_server", "start_clickhouse_server"]
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.local.process import terminate
+from repricer.infra.local.process import terminate
 
 
 def free_port() -> int:

@@ -4,10 +4,10 @@
 its docstring for the map of the package.
 """
 
-from streams.engine.clock import advance_idle_sources
-from streams.engine.engine import WindowEngine
-from streams.engine.outputs import Outputs, decision_id
-from streams.engine.state import Accounting, OpenWindows, PartitionState, SkuState
+from repricer.streams.engine.clock import advance_idle_sources
+from repricer.streams.engine.engine import WindowEngine
+from repricer.streams.engine.outputs import Outputs, decision_id
+from repricer.streams.engine.state import Accounting, OpenWindows, PartitionState, SkuState
 
 __all__ = [
     "Accounting",

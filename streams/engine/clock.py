@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.engine.state import PartitionState
+from repricer.streams.engine.state import PartitionState
 
 
 @dataclass(frozen=True, slots=True)

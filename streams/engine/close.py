@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.base import SkuView
-from models.lstm_features import window_features
-from schemas.events import ClicksWindow, ForecastRow, SalesWindow
-from streams.engine.config import EngineConfig
-from streams.engine.outputs import Outputs
-from streams.engine.state import (
+from repricer.models.base import SkuView
+from repricer.models.lstm_features import window_features
+from repricer.schemas.events import ClicksWindow, ForecastRow, SalesWindow
+from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.outputs import Outputs
+from repricer.streams.engine.state import (
     Accounting,
     OpenWindows,
     Pending,

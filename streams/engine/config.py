@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.decider import Decider
-from models.guardrails import GuardrailConfig
-from streams.engine.clock import Clock
+from repricer.models.decider import Decider
+from repricer.models.guardrails import GuardrailConfig
+from repricer.streams.engine.clock import Clock
 
 
 @dataclass

@@ -10,14 +10,14 @@ import math
 
 import numpy as np
 
-from models.base import SkuView
-from models.decider import Proposal
-from models.guardrails import Bounds, ChangeBudget, apply_guardrails
-from streams.engine.close import LastWindow
-from streams.engine.config import EngineConfig
-from streams.engine.learn import model_failed
-from streams.engine.outputs import Outputs, publish_change
-from streams.engine.state import PartitionState, Pending, SkuState
+from repricer.models.base import SkuView
+from repricer.models.decider import Proposal
+from repricer.models.guardrails import Bounds, ChangeBudget, apply_guardrails
+from repricer.streams.engine.close import LastWindow
+from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.learn import model_failed
+from repricer.streams.engine.outputs import Outputs, publish_change
+from repricer.streams.engine.state import PartitionState, Pending, SkuState
 
 # the SKUs deciding in a step: (sku, its state, the last window it closed)
 Deciding = list[tuple[str, SkuState, LastWindow]]

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from models.decider import Decider, default_decider
-from models.guardrails import GuardrailConfig
-from streams.engine.clock import Clock
-from streams.engine.config import EngineConfig
-from streams.engine.fold import apply_partition_control, apply_record, fold_event
-from streams.engine.learn import PooledLearner
-from streams.engine.outputs import Outputs
-from streams.engine.state import OpenWindows, PartitionState, SkuState
-from streams.engine.tick import gc_paused, run_tick
-from streams.envelope import (
+from repricer.models.decider import Decider, default_decider
+from repricer.models.guardrails import GuardrailConfig
+from repricer.streams.engine.clock import Clock
+from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.fold import apply_partition_control, apply_record, fold_event
+from repricer.streams.engine.learn import PooledLearner
+from repricer.streams.engine.outputs import Outputs
+from repricer.streams.engine.state import OpenWindows, PartitionState, SkuState
+from repricer.streams.engine.tick import gc_paused, run_tick
+from repricer.streams.envelope import (
     BatchEnv,
     ClickEnv,
     ControlEnv,

@@ -15,11 +15,17 @@ import hashlib
 import logging
 from collections.abc import MutableMapping
 
-from schemas.events import PriceState
-from streams.engine.clock import Clock
-from streams.engine.outputs import Outputs
-from streams.engine.state import Catalog, OpenWindows, PartitionState, SkuState, WindowCounts
-from streams.envelope import CatalogEnv, ControlEnv, CountsEnv, EventEnv, OrderEnv
+from repricer.schemas.events import PriceState
+from repricer.streams.engine.clock import Clock
+from repricer.streams.engine.outputs import Outputs
+from repricer.streams.engine.state import (
+    Catalog,
+    OpenWindows,
+    PartitionState,
+    SkuState,
+    WindowCounts,
+)
+from repricer.streams.envelope import CatalogEnv, ControlEnv, CountsEnv, EventEnv, OrderEnv
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
-from streams.engine.close import StepWork, saved_view
-from streams.engine.config import EngineConfig
-from streams.engine.outputs import Outputs
-from streams.engine.state import OpenWindows, PartitionState, SkuState
+from repricer.streams.engine.close import StepWork, saved_view
+from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.outputs import Outputs
+from repricer.streams.engine.state import OpenWindows, PartitionState, SkuState
 
 log = logging.getLogger(__name__)
 

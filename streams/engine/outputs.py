@@ -7,9 +7,9 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from models.decider import Proposal
-from models.guardrails import Guarded
-from schemas.events import (
+from repricer.models.decider import Proposal
+from repricer.models.guardrails import Guarded
+from repricer.schemas.events import (
     ClicksWindow,
     Forecast,
     ForecastRow,
@@ -17,8 +17,8 @@ from schemas.events import (
     PriceState,
     SalesWindow,
 )
-from streams.engine.state import Accounting, PartitionState, SkuState
-from streams.envelope import EventEnv, OrderEnv
+from repricer.streams.engine.state import Accounting, PartitionState, SkuState
+from repricer.streams.envelope import EventEnv, OrderEnv
 
 
 @dataclass

@@ -18,12 +18,12 @@ import gc
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
-from streams.engine.close import StepWork, account, append_history, close_until
-from streams.engine.config import EngineConfig
-from streams.engine.decide import Deciding, decide, forecast_only
-from streams.engine.learn import Closing, PooledLearner, learn_local
-from streams.engine.outputs import Outputs
-from streams.engine.state import OpenWindows, PartitionState, SkuState
+from repricer.streams.engine.close import StepWork, account, append_history, close_until
+from repricer.streams.engine.config import EngineConfig
+from repricer.streams.engine.decide import Deciding, decide, forecast_only
+from repricer.streams.engine.learn import Closing, PooledLearner, learn_local
+from repricer.streams.engine.outputs import Outputs
+from repricer.streams.engine.state import OpenWindows, PartitionState, SkuState
 
 
 def run_tick(

@@ -19,14 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.base import DemandModel
-from models.guardrails import Bounds, check_price
-from streams.build import build_engine
-from streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
-from streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
-from streams.settings import Settings
-from streams.tools.simulator.market import Market
-from streams.tools.simulator.truth import MEAN_QTY, Objective, SkuTruth, oracle_price_of
+from repricer.models.base import DemandModel
+from repricer.models.guardrails import Bounds, check_price
+from repricer.streams.build import build_engine
+from repricer.streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
+from repricer.streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
+from repricer.streams.settings import Settings
+from repricer.streams.tools.simulator.market import Market
+from repricer.streams.tools.simulator.truth import MEAN_QTY, Objective, SkuTruth, oracle_price_of
 
 DAY_MS = 86_400_000
 Pricing = Literal["static", "policy", "oracle"]

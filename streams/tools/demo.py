@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infra.clickhouse import connect
-from infra.kafka_admin import ensure_topics
-from infra.local.tansu import free_port, start_tansu
-from streams import queries
-from streams.settings import Settings
-from streams.tools.runner import WorkerProcess, drained
-from streams.tools.simulate import SimReport, run_simulation
+from repricer.infra.clickhouse import connect
+from repricer.infra.kafka_admin import ensure_topics
+from repricer.infra.local.tansu import free_port, start_tansu
+from repricer.streams import queries
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import WorkerProcess, drained
+from repricer.streams.tools.simulate import SimReport, run_simulation
 
 
 def run_demo(

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from infra.local.process import terminate
-from streams.settings import Settings
+from repricer.infra.local.process import terminate
+from repricer.streams.settings import Settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -49,7 +49,14 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", self.loglevel],
+                [
+                    sys.executable,
+                    "-m",
+                    "repricer.streams.cli",
+                    "worker",
+                    "--loglevel",
+                    self.loglevel,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

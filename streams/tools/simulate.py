@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from infra.kafka_client import aiokafka_config, producer_batch_bytes
-from schemas import Order, PriceChange, encode
-from streams.settings import Settings
-from streams.tools.simulator.market import Market
+from repricer.infra.kafka_client import aiokafka_config, producer_batch_bytes
+from repricer.schemas import Order, PriceChange, encode
+from repricer.streams.settings import Settings
+from repricer.streams.tools.simulator.market import Market
 
 log = logging.getLogger(__name__)
 MINUTE_MS = 60_000

@@ -12,9 +12,9 @@ import sys
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
-from infra.kafka_client import aiokafka_config
-from schemas import PriceChange
-from streams.settings import Settings
+from repricer.infra.kafka_client import aiokafka_config
+from repricer.schemas import PriceChange
+from repricer.streams.settings import Settings
 
 
 async def tail(

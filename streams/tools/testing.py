@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from models.base import DemandModel, SkuView
-from models.decider import Proposal
-from models.guardrails import Bounds
+from repricer.models.base import DemandModel, SkuView
+from repricer.models.decider import Proposal
+from repricer.models.guardrails import Bounds
 
 
 class FixedDecider:

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from infra.clickhouse import connect, mask_url
-from infra.clickhouse.tables import CLICKS_1M, SALES_1M
-from models.lstm_features import FEATURES, SEQ_LEN
-from models.lstm_train import DEFAULT_OUT, WINDOW_MS, WindowSet, export_onnx, train
-from streams.tools.simulator.market import Market
-from streams.tools.simulator.truth import MAX_CONVERSION, MIN_PER_DAY, QTY_PROBS
+from repricer.infra.clickhouse import connect, mask_url
+from repricer.infra.clickhouse.tables import CLICKS_1M, SALES_1M
+from repricer.models.lstm_features import FEATURES, SEQ_LEN
+from repricer.models.lstm_train import DEFAULT_OUT, WINDOW_MS, WindowSet, export_onnx, train
+from repricer.streams.tools.simulator.market import Market
+from repricer.streams.tools.simulator.truth import MAX_CONVERSION, MIN_PER_DAY, QTY_PROBS
 
 DEFAULT_START_MS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
 

@@ -17,9 +17,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.clickhouse import ClickHouseBackend
-from streams.accounting import latest_records, partition_accounting
-from streams.engine.state import PartitionState, SkuState, load
+from repricer.infra.clickhouse import ClickHouseBackend
+from repricer.streams.accounting import latest_records, partition_accounting
+from repricer.streams.engine.state import PartitionState, SkuState, load
 
 Key = tuple[str, int]
 

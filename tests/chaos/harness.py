@@ -20,13 +20,13 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from infra.clickhouse import connect
-from infra.kafka_admin import ensure_topics
-from infra.local.tansu import TansuBroker
-from schemas import Order, encode
-from streams.settings import Settings
-from streams.tools.runner import WorkerProcess
-from streams.tools.simulator.market import Market
+from repricer.infra.clickhouse import connect
+from repricer.infra.kafka_admin import ensure_topics
+from repricer.infra.local.tansu import TansuBroker
+from repricer.schemas import Order, encode
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import WorkerProcess
+from repricer.streams.tools.simulator.market import Market
 from tests.chaos.checker import Expected, Verdict, check, read_learned_labels
 from tests.integration.test_pipeline import read_price_changes
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from infra.local.clickhouse_server import ClickHouseServer
-from infra.local.tansu import TansuBroker
-from streams.accounting import latest_records
-from streams.continuity import applied_key
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.infra.local.tansu import TansuBroker
+from repricer.streams.accounting import latest_records
+from repricer.streams.continuity import applied_key
 from tests.chaos.harness import FaultRun
 
 pytestmark = pytest.mark.integration

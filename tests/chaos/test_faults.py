@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.clickhouse_server import ClickHouseServer, start_clickhouse_server
-from infra.local.tansu import TansuBroker
+from repricer.infra.local.clickhouse_server import ClickHouseServer, start_clickhouse_server
+from repricer.infra.local.tansu import TansuBroker
 from tests.chaos.harness import FaultRun, rss_bytes
 
 pytestmark = pytest.mark.integration

@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from infra.clickhouse import connect
-from infra.local.clickhouse_server import ClickHouseServer
-from infra.local.tansu import TansuBroker
-from streams.tools.runner import drained
+from repricer.infra.clickhouse import connect
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.infra.local.tansu import TansuBroker
+from repricer.streams.tools.runner import drained
 from tests.integration.test_pipeline import (
     CATALOG,
     MIN,

@@ -33,11 +33,11 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.clickhouse import connect
-from infra.local.clickhouse_server import ClickHouseServer
-from infra.local.tansu import TansuBroker
-from streams import shutdown
-from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, unpack
+from repricer.infra.clickhouse import connect
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.infra.local.tansu import TansuBroker
+from repricer.streams import shutdown
+from repricer.streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, unpack
 from tests.chaos.harness import FaultRun
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from infra.local.clickhouse_server import ClickHouseServer
-from infra.local.tansu import free_port
-from streams.settings import Settings
-from streams.tools.runner import WorkerProcess
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.infra.local.tansu import free_port
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import WorkerProcess
 from tests.workers import WorkerFactory
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka_admin import ensure_topics
-from infra.local.tansu import TansuBroker
-from streams.tools.bench.common import bench_settings, click_payloads, produce
-from streams.tools.bench.ingest import _run_faust_count, _run_pipeline_ingest, _run_quix_count
+from repricer.infra.kafka_admin import ensure_topics
+from repricer.infra.local.tansu import TansuBroker
+from repricer.streams.tools.bench.common import bench_settings, click_payloads, produce
+from repricer.streams.tools.bench.ingest import (
+    _run_faust_count,
+    _run_pipeline_ingest,
+    _run_quix_count,
+)
 
 pytestmark = pytest.mark.integration
 N = 500

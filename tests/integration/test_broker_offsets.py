@@ -20,9 +20,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from infra.kafka_client import producer_batch_bytes
-from infra.local.tansu import TansuBroker
-from streams.settings import Settings
+from repricer.infra.kafka_client import producer_batch_bytes
+from repricer.infra.local.tansu import TansuBroker
+from repricer.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 N = 12

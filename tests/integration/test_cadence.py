@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.clickhouse import ClickHouseError, connect
-from infra.local.clickhouse_server import ClickHouseServer
-from streams import cli
-from streams.queries import History
-from streams.tools.runner import closed_out, drained
+from repricer.infra.clickhouse import ClickHouseError, connect
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.streams import cli
+from repricer.streams.queries import History
+from repricer.streams.tools.runner import closed_out, drained
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

@@ -14,14 +14,14 @@ from urllib.parse import quote
 
 import pytest
 
-from infra.clickhouse import (
+from repricer.infra.clickhouse import (
     ClickHouseAuthError,
     ClickHouseError,
     ClickHouseUnavailable,
     connect,
 )
-from infra.local.clickhouse_server import ClickHouseServer
-from streams.settings import Settings
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.streams.settings import Settings
 from tests.conftest import CLICKHOUSE_APP_USER
 
 pytestmark = pytest.mark.integration

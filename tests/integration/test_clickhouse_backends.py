@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from infra.clickhouse import (
+from repricer.infra.clickhouse import (
     COLUMN_TYPES,
     REGISTRY,
     TABLES,
@@ -29,7 +29,7 @@ from infra.clickhouse import (
     mask_url,
     rows_to_columns,
 )
-from infra.local.clickhouse_server import (
+from repricer.infra.local.clickhouse_server import (
     ClickHouseServer,
     start_clickhouse_server,
 )
@@ -240,10 +240,10 @@ ORDER BY (sku, window_start)
 _RECIPE_CHECK = """
 import json, sys
 import msgspec
-from infra.clickhouse import connect
-from infra.clickhouse.tables import REGISTRY, RETURNS_1M, ReturnsWindow
-from agents.sink import aggregate_columns
-from streams import queries
+from repricer.infra.clickhouse import connect
+from repricer.infra.clickhouse.tables import REGISTRY, RETURNS_1M, ReturnsWindow
+from repricer.agents.sink import aggregate_columns
+from repricer.streams import queries
 
 ch = connect(sys.argv[1])
 ch.init()
@@ -528,7 +528,7 @@ def test_repr_hides_password(chdb_dir: Path) -> None:
 
 
 def test_unreachable_server_raises_clickhouse_unavailable() -> None:
-    from infra.local.clickhouse_server import _free_ports
+    from repricer.infra.local.clickhouse_server import _free_ports
 
     [port] = _free_ports(1)
     b = connect(f"clickhouse://u:topsecret@127.0.0.1:{port}/repricer?connect_timeout=1")
@@ -561,7 +561,7 @@ def test_server_restart_keeps_data_and_ports(tmp_path: Path) -> None:
 def test_demand_series_fills_quiet_windows_with_zeros(backend: ClickHouseBackend) -> None:
     """Only windows with events are stored; the documented query gives every window, quiet
     ones as zeros, on 18.16 and on current ClickHouse alike."""
-    from streams.queries import demand_series
+    from repricer.streams.queries import demand_series
 
     backend.init()
     W = 60

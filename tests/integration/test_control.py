@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from infra.local.tansu import TansuBroker
-from streams.tools.runner import drained, settings_env
+from repricer.infra.local.tansu import TansuBroker
+from repricer.streams.tools.runner import drained, settings_env
 from tests.integration.test_pipeline import read_price_changes
 from tests.workers import WorkerFactory
 
@@ -67,7 +67,7 @@ def test_freeze_stops_price_changes_for_that_sku(
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "repricer.streams.cli",
             "control",
             "freeze",
             "A",

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from infra.clickhouse import connect
-from infra.local.clickhouse_server import ClickHouseServer
-from streams.settings import Settings
-from streams.tools.runner import closed_out, drained, settings_env
+from repricer.infra.clickhouse import connect
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import closed_out, drained, settings_env
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration
@@ -160,7 +160,7 @@ def run_history(
     # the report reads the engine's counts back from its durable state, and the audit counts the
     # valid events ingest committed: a loss below the engine's own counts shows there
     r = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "report", "--json", "--audit"],
+        [sys.executable, "-m", "repricer.streams.cli", "report", "--json", "--audit"],
         env={
             **settings_env(s),
             "PATH": "/usr/bin:/bin",

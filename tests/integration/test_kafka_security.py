@@ -26,12 +26,12 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from infra.kafka_admin import ensure_topics
-from infra.kafka_client import aiokafka_config, kafka_python_config
-from infra.local.tansu import TansuBroker, free_port, start_tansu
-from streams import cli
-from streams.settings import Settings
-from streams.tools.runner import WorkerProcess, settings_env
+from repricer.infra.kafka_admin import ensure_topics
+from repricer.infra.kafka_client import aiokafka_config, kafka_python_config
+from repricer.infra.local.tansu import TansuBroker, free_port, start_tansu
+from repricer.streams import cli
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import WorkerProcess, settings_env
 from tests.tls import TlsProxy
 
 pytestmark = pytest.mark.integration

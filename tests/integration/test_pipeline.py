@@ -20,10 +20,10 @@ import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from infra.clickhouse import connect
-from infra.local.tansu import TansuBroker
-from schemas.export import JSON_DIR
-from streams.tools.runner import drained
+from repricer.infra.clickhouse import connect
+from repricer.infra.local.tansu import TansuBroker
+from repricer.schemas.export import JSON_DIR
+from repricer.streams.tools.runner import drained
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.clickhouse import connect
-from infra.kafka_admin import ensure_topics
-from infra.local.clickhouse_server import ClickHouseServer
-from infra.local.tansu import TansuBroker
-from streams import cli
-from streams.settings import Settings
-from streams.tools.replay.read import ReadOptions, load
-from streams.tools.replay.send import replay_files
-from streams.tools.runner import drained, settings_env
+from repricer.infra.clickhouse import connect
+from repricer.infra.kafka_admin import ensure_topics
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.infra.local.tansu import TansuBroker
+from repricer.streams import cli
+from repricer.streams.settings import Settings
+from repricer.streams.tools.replay.read import ReadOptions, load
+from repricer.streams.tools.replay.send import replay_files
+from repricer.streams.tools.runner import drained, settings_env
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

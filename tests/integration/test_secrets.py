@@ -25,13 +25,13 @@ from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient
 from pydantic import ValidationError
 
-from infra.clickhouse import ClickHouseAuthError, ClickHouseUnavailable, connect
-from infra.kafka_client import aiokafka_config, kafka_python_config
-from infra.local.clickhouse_server import ClickHouseServer
-from infra.local.tansu import TansuBroker, free_port
-from streams.app import create_app
-from streams.settings import Settings, settings_reference
-from streams.tools.runner import WorkerProcess, settings_env
+from repricer.infra.clickhouse import ClickHouseAuthError, ClickHouseUnavailable, connect
+from repricer.infra.kafka_client import aiokafka_config, kafka_python_config
+from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.infra.local.tansu import TansuBroker, free_port
+from repricer.streams.app import create_app
+from repricer.streams.settings import Settings, settings_reference
+from repricer.streams.tools.runner import WorkerProcess, settings_env
 from tests.conftest import CLICKHOUSE_APP_USER
 
 pytestmark = pytest.mark.integration
@@ -156,7 +156,7 @@ def test_cli_and_worker_output_never_show_passwords(
     outputs = []
     for argv in (["init", "--skip-kafka"], ["query", "SELECT 1"], ["report"]):
         r = subprocess.run(
-            [sys.executable, "-m", "streams.cli", *argv],
+            [sys.executable, "-m", "repricer.streams.cli", *argv],
             env=env,
             capture_output=True,
             text=True,

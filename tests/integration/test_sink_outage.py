@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.clickhouse import connect
-from infra.local.clickhouse_server import start_clickhouse_server
-from streams.tools.runner import drained
+from repricer.infra.clickhouse import connect
+from repricer.infra.local.clickhouse_server import start_clickhouse_server
+from repricer.streams.tools.runner import drained
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

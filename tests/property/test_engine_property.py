@@ -25,12 +25,12 @@ from faust.serializers import codecs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.windows import Staged, durable_steps
-from models.guardrails import GuardrailConfig
-from streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
-from streams.engine.state import load
-from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, OrderEnv, WatermarkEnv
-from streams.tools.testing import FixedDecider
+from repricer.agents.windows import Staged, durable_steps
+from repricer.models.guardrails import GuardrailConfig
+from repricer.streams.engine import OpenWindows, PartitionState, SkuState, WindowEngine
+from repricer.streams.engine.state import load
+from repricer.streams.envelope import BatchEnv, CatalogEnv, ClickEnv, OrderEnv, WatermarkEnv
+from repricer.streams.tools.testing import FixedDecider
 
 T0 = 1_767_225_600_000
 W = 60_000

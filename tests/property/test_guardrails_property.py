@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.guardrails import Bounds, GuardrailConfig, apply_guardrails, check_price
+from repricer.models.guardrails import Bounds, GuardrailConfig, apply_guardrails, check_price
 
 prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
 anything = st.one_of(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streams.settings import Settings
-from streams.tools.backtest import backtest, run_market
-from streams.tools.simulator.market import Market
+from repricer.streams.settings import Settings
+from repricer.streams.tools.backtest import backtest, run_market
+from repricer.streams.tools.simulator.market import Market
 
 
 def test_policy_run_respects_guardrails_and_is_deterministic() -> None:
@@ -39,8 +39,8 @@ def test_backtest_report_has_the_contract_keys() -> None:
 def test_compound_poisson_median_matches_simulated_draws() -> None:
     import numpy as np
 
-    from streams.tools.bench.forecast import compound_poisson_median
-    from streams.tools.simulator.truth import MEAN_QTY, QTY_PROBS, QTY_VALUES
+    from repricer.streams.tools.bench.forecast import compound_poisson_median
+    from repricer.streams.tools.simulator.truth import MEAN_QTY, QTY_PROBS, QTY_VALUES
 
     rng = np.random.default_rng(0)
     assert compound_poisson_median(0.0) == 0.0
@@ -51,7 +51,7 @@ def test_compound_poisson_median_matches_simulated_draws() -> None:
 
 
 def test_forecast_bench_reports_the_oracle_bound() -> None:
-    from streams.tools.bench.forecast import forecast_bench
+    from repricer.streams.tools.bench.forecast import forecast_bench
 
     r = forecast_bench(skus=6, days=0.08, seed=2, settings=Settings(), eval_days=0.04)
     # the median of the true distribution minimises expected absolute error: a bound
@@ -78,8 +78,8 @@ def test_policy_learns_to_beat_static_prices_within_half_a_day() -> None:
 def test_stock_aware_oracle_sells_the_stock_over_the_run_at_the_best_price() -> None:
     from dataclasses import replace
 
-    from streams.tools.backtest import oracle_price
-    from streams.tools.simulator.truth import MEAN_QTY, conversion, oracle_price_of
+    from repricer.streams.tools.backtest import oracle_price
+    from repricer.streams.tools.simulator.truth import MEAN_QTY, conversion, oracle_price_of
 
     m = Market(n_skus=30, seed=2, start_ms=0, stocked_fraction=0.0)
     for t in m.truths.values():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.tools.bench.ingest import QUIX_LOOP, ingest_report
+from repricer.streams.tools.bench.ingest import QUIX_LOOP, ingest_report
 
 
 def _report(quix: list[float]) -> dict[str, object]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.build import build_engine
-from streams.settings import Settings
+from repricer.streams.build import build_engine
+from repricer.streams.settings import Settings
 
 
 def test_build_engine_carries_every_policy_setting() -> None:
@@ -46,14 +46,14 @@ def test_build_engine_carries_every_policy_setting() -> None:
 
 
 def test_extra_members_join_the_ensemble() -> None:
-    from models.seasonal_model import SeasonalPoisson
+    from repricer.models.seasonal_model import SeasonalPoisson
 
     e = build_engine(Settings(lstm=False), extra_members=(SeasonalPoisson,))
     assert [m.name for m in e.decider.members] == ["river", SeasonalPoisson().name]
 
 
 def test_decisions_bench_runs_the_workers_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.tools.bench.decisions import _engine
+    from repricer.streams.tools.bench.decisions import _engine
 
     monkeypatch.setenv("REPRICER_RESTOCK_S", "7200")
     monkeypatch.setenv("REPRICER_SALVAGE", "0.5")

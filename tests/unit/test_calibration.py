@@ -11,11 +11,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from models.base import ModelBase, SkuView
-from models.calibration import Calibrator, bucket_of
-from models.decider import ENSEMBLE, ModelDecider
-from models.ensemble import p50, weights
-from models.river_model import RiverDemand
+from repricer.models.base import ModelBase, SkuView
+from repricer.models.calibration import Calibrator, bucket_of
+from repricer.models.decider import ENSEMBLE, ModelDecider
+from repricer.models.ensemble import p50, weights
+from repricer.models.river_model import RiverDemand
 
 T0 = 1_767_225_600_000
 W = 600_000  # 10-minute windows

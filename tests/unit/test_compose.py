@@ -128,7 +128,7 @@ def test_grafana_dashboard_is_valid_and_uses_the_provisioned_datasource() -> Non
 
 def test_grafana_sql_runs_on_current_clickhouse(tmp_path: Path) -> None:
     """The panels' SQL (Grafana macros replaced by what they expand to) runs on chdb."""
-    from infra.clickhouse import connect
+    from repricer.infra.clickhouse import connect
 
     ch = connect(f"chdb://{tmp_path / 'chdb'}?database=grafana_check")
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.continuity import Continuity, Step, applied_key
+from repricer.streams.continuity import Continuity, Step, applied_key
 
 
 def test_in_order_and_replayed_envelopes_are_applied() -> None:

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.base import ModelBase, SkuView, context_features, context_matrix
-from models.decider import ENSEMBLE, ModelDecider
-from models.elasticity import Elasticity, PooledPrior
-from models.ensemble import update_errors, update_errors_batch
-from models.river_model import _FORGET, _PRIOR, PRIOR_SLOPE, RiverDemand
+from repricer.models.base import ModelBase, SkuView, context_features, context_matrix
+from repricer.models.decider import ENSEMBLE, ModelDecider
+from repricer.models.elasticity import Elasticity, PooledPrior
+from repricer.models.ensemble import update_errors, update_errors_batch
+from repricer.models.river_model import _FORGET, _PRIOR, PRIOR_SLOPE, RiverDemand
 
 T0 = 1_767_225_600_000
 W = 60_000
@@ -249,8 +249,8 @@ def test_pooled_model_learns_a_batch_as_row_by_row() -> None:
 
 def test_forecasts_after_a_proposal_equal_forecasts_from_scratch() -> None:
     """``predict_at`` reuses ``propose``'s forecasts for SKUs whose price did not move."""
-    from models.guardrails import Bounds
-    from models.lstm_model import LstmDemand
+    from repricer.models.guardrails import Bounds
+    from repricer.models.lstm_model import LstmDemand
 
     views = _views(120, seed=12)
     rng = np.random.default_rng(13)

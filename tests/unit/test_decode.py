@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from schemas import CatalogItem, Click, ControlCommand, Order, Rejection, decode, ts_ms
+from repricer.schemas import CatalogItem, Click, ControlCommand, Order, Rejection, decode, ts_ms
 
 GOOD_ORDER = {
     "order_id": "o1",

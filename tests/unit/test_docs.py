@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import build_parser
-from streams.settings import settings_reference
-from streams.tools.train import build_parser as build_train_parser
+from repricer.streams.cli import build_parser
+from repricer.streams.settings import settings_reference
+from repricer.streams.tools.train import build_parser as build_train_parser
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

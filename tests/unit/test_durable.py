@@ -9,7 +9,7 @@ from typing import Any
 import faust
 import pytest
 
-from streams.durable import PRUNE_AT, AckedTable, make_flush_durable
+from repricer.streams.durable import PRUNE_AT, AckedTable, make_flush_durable
 
 
 def _table(monkeypatch: pytest.MonkeyPatch) -> tuple[AckedTable, list[asyncio.Future[Any]]]:
@@ -94,7 +94,7 @@ def test_pruning_stays_linear_while_nothing_is_acknowledged(
 ) -> None:
     """A tick sends tens of thousands of records before the first ack: each write must not
     rescan the whole list (it did: a 4k-SKU tick spent 85% of the worker's time there)."""
-    import streams.durable as durable
+    import repricer.streams.durable as durable
 
     calls = {"n": 0}
     acked = durable._acked

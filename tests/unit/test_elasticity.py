@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from models.base import SkuView
-from models.decider import ModelDecider, objective_ratio, optimal_price
-from models.elasticity import Elasticity, PooledPrior
-from models.guardrails import Bounds
-from models.river_model import RiverDemand
+from repricer.models.base import SkuView
+from repricer.models.decider import ModelDecider, objective_ratio, optimal_price
+from repricer.models.elasticity import Elasticity, PooledPrior
+from repricer.models.guardrails import Bounds
+from repricer.models.river_model import RiverDemand
 
 QTY = np.array([1, 2, 3])
 QTY_P = np.array([0.85, 0.10, 0.05])  # several units per order: over-dispersed counts

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.decider import ModelDecider
-from models.guardrails import GuardrailConfig
-from models.river_model import RiverDemand
-from streams.engine import (
+from repricer.models.decider import ModelDecider
+from repricer.models.guardrails import GuardrailConfig
+from repricer.models.river_model import RiverDemand
+from repricer.streams.engine import (
     OpenWindows,
     Outputs,
     PartitionState,
@@ -20,10 +20,17 @@ from streams.engine import (
     WindowEngine,
     advance_idle_sources,
 )
-from streams.engine.fold import ORDER_IDS_PER_WINDOW
-from streams.engine.state import Record, decode, encode
-from streams.envelope import BatchEnv, CatalogEnv, ClickEnv, ControlEnv, OrderEnv, WatermarkEnv
-from streams.tools.testing import FixedDecider
+from repricer.streams.engine.fold import ORDER_IDS_PER_WINDOW
+from repricer.streams.engine.state import Record, decode, encode
+from repricer.streams.envelope import (
+    BatchEnv,
+    CatalogEnv,
+    ClickEnv,
+    ControlEnv,
+    OrderEnv,
+    WatermarkEnv,
+)
+from repricer.streams.tools.testing import FixedDecider
 
 T0 = 1_767_225_600_000
 W = 60_000
@@ -432,7 +439,7 @@ def test_the_window_agents_write_order_learns_each_label_once_across_a_crash() -
     """The agent stages a tick's writes and makes them durable step by step (agents/windows.py):
     wherever a crash cuts that sequence, replaying the envelope and carrying on learns every
     label into the shared model exactly once."""
-    from agents.windows import Staged, durable_steps
+    from repricer.agents.windows import Staged, durable_steps
 
     def agent_handle(engine: WindowEngine, env: Any, offset: int, *tables: dict) -> None:  # type: ignore[type-arg]
         skus_t, meta_t, opens_t = tables
@@ -537,7 +544,7 @@ def test_a_decider_whose_learning_raises_does_not_stop_windows_closing(
     h.engine.decider = d = _FailingDecider("learn_pooled", "learn_local_batch")
     d.restore(h.meta["0"].model)  # type: ignore[arg-type]
     before = list(d.pooled)
-    with caplog.at_level(logging.ERROR, logger="streams.engine"):
+    with caplog.at_level(logging.ERROR, logger="repricer.streams.engine"):
         out = h.mark(T0 + 4 * W + L)
     # the windows closed and their aggregates are out, the tick is done
     assert sorted((r.sku, r.window_start, r.units) for r in out.sales) == [
@@ -568,13 +575,13 @@ def test_a_decider_whose_learning_raises_does_not_stop_windows_closing(
 def test_a_decider_that_raises_when_deciding_holds_prices_within_guardrails(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from models.guardrails import Bounds, check_price
+    from repricer.models.guardrails import Bounds, check_price
 
     h = Harness(decider=_FailingDecider("propose", "predict_at"))
     h.catalog("A", cost=5.0, base=6.0)
     h.catalog("B", cost=5.0, base=6.0)
     h.send(ControlEnv(sku="B", action="override", price=7.0, who="ops", why="promo"))
-    with caplog.at_level(logging.ERROR, logger="streams.engine"):
+    with caplog.at_level(logging.ERROR, logger="repricer.streams.engine"):
         for w in range(3):
             h.order("A", T0 + w * W + 1)
             h.order("B", T0 + w * W + 2)

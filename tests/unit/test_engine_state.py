@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from faust.serializers import codecs
 
-from streams.engine.state import (
+from repricer.streams.engine.state import (
     TABLE_RECORDS,
     Accounting,
     Counts,

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from models.base import SkuView
-from models.ensemble import combine, update_errors
+from repricer.models.base import SkuView
+from repricer.models.ensemble import combine, update_errors
 
 
 def _view() -> SkuView:
@@ -34,7 +34,7 @@ def test_fresh_sku_averages_and_missing_members_are_left_out() -> None:
 
 
 def test_p50_is_the_median_below_a_skewed_mean() -> None:
-    from models.ensemble import p50
+    from repricer.models.ensemble import p50
 
     rng = np.random.default_rng(1)
     v = _view()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from models.guardrails import (
+from repricer.models.guardrails import (
     RULES,
     Bounds,
     ChangeBudget,

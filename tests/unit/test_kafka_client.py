@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from infra.kafka_client import aiokafka_config, faust_credentials, kafka_python_config
-from streams.settings import Settings
+from repricer.infra.kafka_client import aiokafka_config, faust_credentials, kafka_python_config
+from repricer.streams.settings import Settings
 from tests.tls import self_signed_cert
 
 

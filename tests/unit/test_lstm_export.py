@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 import torch  # must fail, not skip, when torch is missing
 
-from models.lstm_features import FEATURES, SEQ_LEN
-from models.lstm_train import build_model, export_onnx
-from models.onnx_scorer import LstmScorer
+from repricer.models.lstm_features import FEATURES, SEQ_LEN
+from repricer.models.lstm_train import build_model, export_onnx
+from repricer.models.onnx_scorer import LstmScorer
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ class _FakeBackend:
 def test_windows_from_clickhouse_joins_and_fills_quiet_windows():
     from datetime import UTC, datetime, timedelta
 
-    from streams.tools.train import windows_from_clickhouse
+    from repricer.streams.tools.train import windows_from_clickhouse
 
     t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     m = [t0 + timedelta(minutes=i) for i in range(6)]

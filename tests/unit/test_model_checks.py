@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.checks import CHECKS, Factory, shipped_models
+from repricer.models.checks import CHECKS, Factory, shipped_models
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
@@ -18,8 +18,8 @@ def test_checks_can_fail() -> None:
     """A model returning negative units must be caught (the checks are not vacuous)."""
     import numpy as np
 
-    from models.baselines import LastWindow
-    from models.checks import check_shape_and_finite
+    from repricer.models.baselines import LastWindow
+    from repricer.models.checks import check_shape_and_finite
 
     class Broken(LastWindow):
         def forecast(self, views, prices):  # type: ignore[no-untyped-def,override]
@@ -48,8 +48,8 @@ class _Forgetful:
 
 
 def test_persistence_check_catches_a_model_that_forgets_on_restart() -> None:
-    from models.base import ModelBase
-    from models.checks import check_persistence
+    from repricer.models.base import ModelBase
+    from repricer.models.checks import check_persistence
 
     class Forgetful(_Forgetful, ModelBase):
         pass
@@ -75,7 +75,7 @@ def test_persistence_check_catches_a_model_that_forgets_on_restart() -> None:
 
 
 def test_every_registered_model_is_named_as_registered() -> None:
-    from models.registry import MODELS
+    from repricer.models.registry import MODELS
 
     names = [e.name for e in MODELS]
     assert len(set(names)) == len(names)

@@ -17,12 +17,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models.base import ModelBase, SkuView
-from models.checks import sample_views
-from models.decider import ModelDecider, default_decider
-from models.guardrails import Bounds
-from models.registry import MODELS, entry
-from models.river_model import RiverDemand
+from repricer.models.base import ModelBase, SkuView
+from repricer.models.checks import sample_views
+from repricer.models.decider import ModelDecider, default_decider
+from repricer.models.guardrails import Bounds
+from repricer.models.registry import MODELS, entry
+from repricer.models.river_model import RiverDemand
 
 # ------------------------------------------------------------------ the decider's persistence
 

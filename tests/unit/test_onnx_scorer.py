@@ -15,10 +15,15 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from models.lstm_features import FEATURES, SEQ_LEN, window_features
-from models.lstm_train import gather_sequences
-from models.onnx_scorer import DEFAULT_MODEL_PATH, LstmScorer, build_input, select_providers
-from streams.tools.train import generate_training_windows
+from repricer.models.lstm_features import FEATURES, SEQ_LEN, window_features
+from repricer.models.lstm_train import gather_sequences
+from repricer.models.onnx_scorer import (
+    DEFAULT_MODEL_PATH,
+    LstmScorer,
+    build_input,
+    select_providers,
+)
+from repricer.streams.tools.train import generate_training_windows
 
 ARTIFACT = DEFAULT_MODEL_PATH
 

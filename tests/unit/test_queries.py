@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streams import queries
+from repricer.streams import queries
 
 ALL = (
     queries.row_counts,

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas import Rejection
-from schemas.decode import watermark_marker
-from streams.settings import Settings
-from streams.tools.replay.read import (
+from repricer.schemas import Rejection
+from repricer.schemas.decode import watermark_marker
+from repricer.streams.settings import Settings
+from repricer.streams.tools.replay.read import (
     ReadOptions,
     convert_ts,
     file_format,
@@ -21,7 +21,7 @@ from streams.tools.replay.read import (
     parse_time,
     read_file,
 )
-from streams.tools.replay.send import end_of_input_at
+from repricer.streams.tools.replay.send import end_of_input_at
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 S = Settings()

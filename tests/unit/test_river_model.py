@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from river import linear_model
 
-from models import river_model
-from models.base import SkuView
-from models.river_model import RiverDemand, StableBayesianLinearRegression
+from repricer.models import river_model
+from repricer.models.base import SkuView
+from repricer.models.river_model import RiverDemand, StableBayesianLinearRegression
 
 T0 = 1_767_225_600_000
 

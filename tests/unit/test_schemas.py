@@ -12,8 +12,8 @@ import jsonschema
 import msgspec
 import pytest
 
-from schemas import PUBLIC_CONTRACTS, Forecast, PriceChange, encode, events
-from schemas.export import JSON_DIR, rendered
+from repricer.schemas import PUBLIC_CONTRACTS, Forecast, PriceChange, encode, events
+from repricer.schemas.export import JSON_DIR, rendered
 
 # PriceChange v1 as published: these fields may never disappear or change type.
 V1_REQUIRED = {

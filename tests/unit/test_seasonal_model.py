@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
-from models.base import SkuView
-from models.lstm_features import window_features
-from models.quantiles import count_quantile
-from models.seasonal_model import STATE_KEY, SeasonalPoisson
+from repricer.models.base import SkuView
+from repricer.models.lstm_features import window_features
+from repricer.models.quantiles import count_quantile
+from repricer.models.seasonal_model import STATE_KEY, SeasonalPoisson
 
 T0 = 1_767_225_600_000
 W = 60_000

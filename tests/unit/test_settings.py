@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.settings import Settings
-from streams.tools.runner import settings_env
+from repricer.streams.settings import Settings
+from repricer.streams.tools.runner import settings_env
 
 
 def test_env_prefix_and_types(monkeypatch: pytest.MonkeyPatch) -> None:

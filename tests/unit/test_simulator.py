@@ -8,10 +8,10 @@ import msgspec
 import numpy as np
 import pytest
 
-from schemas.decode import decode
-from schemas.events import CatalogItem, Click, Order, Rejection
-from streams.tools.simulator.market import Market
-from streams.tools.simulator.truth import MEAN_QTY, SkuTruth, conversion, oracle_price_of
+from repricer.schemas.decode import decode
+from repricer.schemas.events import CatalogItem, Click, Order, Rejection
+from repricer.streams.tools.simulator.market import Market
+from repricer.streams.tools.simulator.truth import MEAN_QTY, SkuTruth, conversion, oracle_price_of
 
 START = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 MIN = 60_000
@@ -273,7 +273,7 @@ def test_stock_runs_out() -> None:
 
 
 def test_step_counts_match_expected_units() -> None:
-    from streams.tools.simulator.market import Market as _Market
+    from repricer.streams.tools.simulator.market import Market as _Market
 
     m = _Market(n_skus=20, seed=3, start_ms=START)
     minutes = 400

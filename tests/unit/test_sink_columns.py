@@ -9,16 +9,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents.sink import (
+from repricer.agents.sink import (
     aggregate_columns,
     batch_rows,
     dead_letter_columns,
     merge_batches,
     price_change_columns,
 )
-from infra.clickhouse import TABLES, row_type, rows_to_columns
-from infra.clickhouse.backends import _prepare_columns
-from schemas import (
+from repricer.infra.clickhouse import TABLES, row_type, rows_to_columns
+from repricer.infra.clickhouse.backends import _prepare_columns
+from repricer.schemas import (
     ClicksWindow,
     DeadLetter,
     Forecast,

@@ -7,7 +7,7 @@ wall time of its latest fetch, position).
 
 from __future__ import annotations
 
-from streams.source_watermarks import SourceWatermarks
+from repricer.streams.source_watermarks import SourceWatermarks
 
 IDLE_S = 10.0
 T0 = 1_000.0  # wall clock (time.time()) at monotonic 0

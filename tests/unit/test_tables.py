@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents.sink import aggregate_columns, batch_rows
-from infra.clickhouse import load_schema
-from infra.clickhouse.backends import _prepare_columns
-from infra.clickhouse.tables import (
+from repricer.agents.sink import aggregate_columns, batch_rows
+from repricer.infra.clickhouse import load_schema
+from repricer.infra.clickhouse.backends import _prepare_columns
+from repricer.infra.clickhouse.tables import (
     AGGREGATES,
     COLUMN_TYPES,
     FORECASTS,
@@ -25,8 +25,8 @@ from infra.clickhouse.tables import (
     Table,
     row_type,
 )
-from schemas import ClicksWindow, SalesWindow
-from streams import queries
+from repricer.schemas import ClicksWindow, SalesWindow
+from repricer.streams import queries
 
 T0 = 1_767_225_600_000
 

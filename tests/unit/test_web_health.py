@@ -5,10 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from models.decider import ModelDecider
-from streams.metrics import Progress, consumer_lag, health, metrics_text
-from streams.settings import Settings
-from streams.worker import Stats
+from repricer.models.decider import ModelDecider
+from repricer.streams.metrics import Progress, consumer_lag, health, metrics_text
+from repricer.streams.settings import Settings
+from repricer.streams.worker import Stats
 from tests.integration.promtext import parse_prometheus
 
 
@@ -80,8 +80,8 @@ def test_stuck_sink_is_unhealthy() -> None:
 
 
 def test_metrics_text_parses() -> None:
-    from models.lstm_model import LstmDemand
-    from models.river_model import RiverDemand
+    from repricer.models.lstm_model import LstmDemand
+    from repricer.models.river_model import RiverDemand
 
     lstm = LstmDemand()
     rp = fake_rp(3, members=(RiverDemand(), lstm))
@@ -100,7 +100,7 @@ def test_metrics_text_parses() -> None:
 
 
 def test_an_unaccounted_event_makes_the_worker_unhealthy_and_shows_in_metrics() -> None:
-    from streams.engine import Accounting
+    from repricer.streams.engine import Accounting
 
     rp, p = fake_rp(0), Progress(last_progress_at=0.0)
     good = Accounting(accepted=[10, 25], emitted=[7, 20], open=[2, 5], late=[1, 0])

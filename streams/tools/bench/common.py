@@ -97,7 +97,7 @@ def produce(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> 
 
 
 def bench_settings(tmp: Path, broker_url: str, tag: str, **kw: Any) -> Any:
-    from streams.settings import Settings
+    from repricer.streams.settings import Settings
 
     # Tansu completes a consumer-group join only after half the session timeout: 6 s makes a
     # worker's three joins 3 s each instead of 15 s (timed figures start at the first record)

@@ -10,7 +10,7 @@ import time
 import tracemalloc
 from typing import TYPE_CHECKING, Any
 
-from streams.tools.bench.common import (
+from repricer.streams.tools.bench.common import (
     MIN_MS,
     T0,
     Progress,
@@ -22,14 +22,14 @@ from streams.tools.bench.common import (
 )
 
 if TYPE_CHECKING:
-    from streams.engine import WindowEngine
+    from repricer.streams.engine import WindowEngine
 
 
 def _engine() -> WindowEngine:
     """The worker's engine (``streams.build``) from the environment's settings, for a feed that
     closes each window itself (no allowed lateness)."""
-    from streams.build import build_engine
-    from streams.settings import Settings
+    from repricer.streams.build import build_engine
+    from repricer.streams.settings import Settings
 
     return build_engine(Settings().model_copy(update={"lateness_s": 0}))
 
@@ -38,8 +38,8 @@ class _InProcess:
     """One partition of the real engine over dict tables, fed from the market simulator."""
 
     def __init__(self, skus: int, seed: int = 7) -> None:
-        from streams.tools.backtest import EngineFeed
-        from streams.tools.simulator.market import Market
+        from repricer.streams.tools.backtest import EngineFeed
+        from repricer.streams.tools.simulator.market import Market
 
         self.feed = EngineFeed(_engine())
         self.market = Market(n_skus=skus, seed=seed, start_ms=T0)

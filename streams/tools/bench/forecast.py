@@ -13,18 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from models.base import DemandModel
-from models.quantiles import count_quantile, dispersion, update_dispersion
-from streams.settings import Settings
-from streams.tools.backtest import DAY_MS, run_market
-from streams.tools.bench.common import Progress, machine
-from streams.tools.simulator.truth import MEAN_QTY, QTY_PROBS, QTY_VALUES
+from repricer.models.base import DemandModel
+from repricer.models.quantiles import count_quantile, dispersion, update_dispersion
+from repricer.streams.settings import Settings
+from repricer.streams.tools.backtest import DAY_MS, run_market
+from repricer.streams.tools.bench.common import Progress, machine
+from repricer.streams.tools.simulator.truth import MEAN_QTY, QTY_PROBS, QTY_VALUES
 
 
 def lstm_batching(repeats: int = 5, rows: int = 4096) -> dict[str, Any]:
     """Rows/s of the ONNX LSTM at batch 256 ÷ batch 1, on the provider actually selected."""
-    from models.lstm_features import N_FEATURES
-    from models.onnx_scorer import LstmScorer
+    from repricer.models.lstm_features import N_FEATURES
+    from repricer.models.onnx_scorer import LstmScorer
 
     scorer = LstmScorer()
     rng = np.random.default_rng(0)
@@ -88,7 +88,7 @@ def forecast(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     }
     if "wape_seasonal" not in report and not quick:
         # the seasonal Poisson model, not (yet) in default_decider: the same run with it added
-        from models.seasonal_model import SeasonalPoisson
+        from repricer.models.seasonal_model import SeasonalPoisson
 
         if progress:
             progress(

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from streams.tools.bench.common import (
+from repricer.streams.tools.bench.common import (
     Progress,
     bench_settings,
     click_payloads,
@@ -187,7 +187,7 @@ def _run_pipeline_ingest(
     """Events/s through the worker's whole per-event path, from its stats.json samples: decoded,
     repartitioned and folded into SKU windows by the window agent (first > 0 to >= n); and the
     class of the event loop the worker ran on."""
-    from streams.tools.runner import WorkerProcess
+    from repricer.streams.tools.runner import WorkerProcess
 
     s = bench_settings(tmp, broker_url, f"ingest{i}", topic_clicks=topic, idle_source_s=2)
     worker = WorkerProcess(s, tmp / f"worker-ingest-{i}.log", loglevel="warn").start()
@@ -280,8 +280,8 @@ def ingest_report(
 def ingest(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     """Full pipeline ingest events/s ÷ an idiomatic Faust count-only agent's events/s on the
     same event loop, and ÷ an idiomatic Quix Streams count-only app's events/s."""
-    from infra.kafka_admin import ensure_topics
-    from infra.local.tansu import start_tansu
+    from repricer.infra.kafka_admin import ensure_topics
+    from repricer.infra.local.tansu import start_tansu
 
     n = 10_000 if quick else 50_000
     repeats = 1 if quick else 3  # each worker start + group join costs a few seconds here

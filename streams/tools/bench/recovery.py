@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from streams.tools.bench.common import (
+from repricer.streams.tools.bench.common import (
     MIN_MS,
     T0,
     Progress,
@@ -48,7 +48,7 @@ def _recovery_clicks(first: int, n: int, skus: int, ts: int) -> list[tuple[bytes
 
 def _cold_start_s(tmp: Path, broker_url: str, s: Any, session_s: float) -> float:
     """Seconds from start to processing for a fresh app id on the topics of ``s``."""
-    from streams.tools.runner import WorkerProcess
+    from repricer.streams.tools.runner import WorkerProcess
 
     cold = bench_settings(
         tmp,
@@ -71,9 +71,9 @@ def _cold_start_s(tmp: Path, broker_url: str, s: Any, session_s: float) -> float
 
 def recovery(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     """Seconds from starting a replacement worker after kill -9 to processing events again."""
-    from infra.kafka_admin import ensure_topics
-    from infra.local.tansu import start_tansu
-    from streams.tools.runner import WorkerProcess
+    from repricer.infra.kafka_admin import ensure_topics
+    from repricer.infra.local.tansu import start_tansu
+    from repricer.streams.tools.runner import WorkerProcess
 
     n = 1_000 if quick else 100_000
     session_s = 6.0

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streams.tools.bench.common import Progress, machine, say
-from streams.tools.bench.decisions import decisions, memory
-from streams.tools.bench.forecast import forecast
-from streams.tools.bench.ingest import ingest
-from streams.tools.bench.recovery import recovery
-from streams.tools.bench.scaleout import scaleout
-from streams.tools.bench.sink import sink
+from repricer.streams.tools.bench.common import Progress, machine, say
+from repricer.streams.tools.bench.decisions import decisions, memory
+from repricer.streams.tools.bench.forecast import forecast
+from repricer.streams.tools.bench.ingest import ingest
+from repricer.streams.tools.bench.recovery import recovery
+from repricer.streams.tools.bench.scaleout import scaleout
+from repricer.streams.tools.bench.sink import sink
 
 # the pipeline benchmarks (``all`` runs ``forecast`` first, then these in this order)
 BENCHES: dict[str, Callable[..., dict[str, Any]]] = {

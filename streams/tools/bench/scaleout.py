@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from streams.tools.bench.common import (
+from repricer.streams.tools.bench.common import (
     Progress,
     bench_settings,
     click_payloads,
@@ -40,7 +40,7 @@ def _fold_run(
     from the workers' stats files (group joins and rebalances included), and the CPU seconds
     the workers and the broker used over about that span (sampled from /proc every 0.2 s).
     """
-    from streams.tools.runner import WorkerProcess
+    from repricer.streams.tools.runner import WorkerProcess
 
     base = bench_settings(tmp, broker.url, tag, topic_clicks=topic, idle_source_s=2)
     procs = []
@@ -89,8 +89,8 @@ def _fold_run(
 
 def scaleout(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     """Events/s of two workers in one consumer group ÷ one worker, same broker and events."""
-    from infra.kafka_admin import ensure_topics
-    from infra.local.tansu import start_tansu
+    from repricer.infra.kafka_admin import ensure_topics
+    from repricer.infra.local.tansu import start_tansu
 
     n = 20_000 if quick else 150_000
     skus, minutes = (1_000, 5) if quick else (4_000, 10)

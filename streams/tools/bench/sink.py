@@ -7,7 +7,7 @@ import statistics
 import time
 from typing import Any
 
-from streams.tools.bench.common import (
+from repricer.streams.tools.bench.common import (
     MIN_MS,
     T0,
     Progress,
@@ -20,7 +20,7 @@ from streams.tools.bench.common import (
 
 def _sales_rows(n: int) -> list[Any]:
     """``n`` SalesWindow rows: n/10 SKUs over 10 windows."""
-    from schemas import SalesWindow
+    from repricer.schemas import SalesWindow
 
     rows = []
     skus = max(1, n // 10)
@@ -61,7 +61,7 @@ def _project_sink(url: str, encoded: list[bytes], batch: int) -> float:
     column, columnar insert in the sink's thread), as ``SinkService._write`` does after a poll."""
     import asyncio
 
-    from agents.sink import ClickHouseSink, aggregate_columns
+    from repricer.agents.sink import ClickHouseSink, aggregate_columns
 
     sink = ClickHouseSink(url)
 
@@ -89,9 +89,9 @@ def sink(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
     import msgspec
     from clickhouse_driver import Client
 
-    from infra.clickhouse import connect
-    from infra.clickhouse.tables import SALES_1M
-    from infra.local.clickhouse_server import start_clickhouse_server
+    from repricer.infra.clickhouse import connect
+    from repricer.infra.clickhouse.tables import SALES_1M
+    from repricer.infra.local.clickhouse_server import start_clickhouse_server
 
     n = 30_000 if quick else 100_000
     batch = 10_000

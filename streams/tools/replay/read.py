@@ -18,8 +18,8 @@ from typing import Any, TextIO
 
 import msgspec
 
-from schemas import CatalogItem, Click, Order, Rejection, decode, ts_ms
-from streams.settings import Settings
+from repricer.schemas import CatalogItem, Click, Order, Rejection, decode, ts_ms
+from repricer.streams.settings import Settings
 
 MAX_LISTED = 20  # problem lines printed and kept in the summary
 TS_UNITS = {"ms": 1.0, "s": 1000.0, "us": 0.001}

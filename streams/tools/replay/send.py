@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from schemas.decode import WATERMARK_HEADER
-from streams.settings import Settings
-from streams.tools.replay.read import (
+from repricer.schemas.decode import WATERMARK_HEADER
+from repricer.streams.settings import Settings
+from repricer.streams.tools.replay.read import (
     EVENT_KINDS,
     KINDS,
     MAX_LISTED,
@@ -90,7 +90,7 @@ class _Sender:
     def __init__(self, settings: Settings) -> None:
         from kafka import KafkaProducer
 
-        from infra.kafka_client import kafka_python_config, producer_batch_bytes
+        from repricer.infra.kafka_client import kafka_python_config, producer_batch_bytes
 
         self.producer = KafkaProducer(
             linger_ms=5,

@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from schemas.events import CatalogItem, Click, Order
-from streams.tools.simulator.truth import (
+from repricer.schemas.events import CatalogItem, Click, Order
+from repricer.streams.tools.simulator.truth import (
     CART_DELAY_MS,
     CART_MULTIPLIER_RANGE,
     CATEGORIES,
