@@ -24,21 +24,24 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from repricer.models import registry
 from repricer.models.base import DemandModel, SkuView, Snapshot
+from repricer.models.calibration import Calibrator
 from repricer.models.elasticity import Elasticity, units_per_label
 from repricer.models.ensemble import combine, update_errors, update_errors_batch
 from repricer.models.guardrails import Bounds
+from repricer.models.pricing import Objective, objective_ratio, optimal_price
 from repricer.models.river_model import RegressorName
 
 log = logging.getLogger(__name__)
-Objective = Literal["profit", "revenue"]
 ENSEMBLE = "ensemble"
 _ELASTICITY = "_elasticity"  # key of the pooled elasticity prior in the snapshot
+_ENSEMBLE = "_ensemble"  # key of the members' pooled calibration and evidence in the snapshot
+_RAW = "_raw_"  # prefix of a member's uncalibrated forecast saved with a decision
 _BYTES = "b64"  # a member snapshot given as bytes is stored as {"b64": base64 text}
 
 
@@ -101,33 +104,6 @@ def _unit_normals(views: Sequence[SkuView], salt: str, hold_ms: int) -> np.ndarr
     return np.array([nd.inv_cdf(min(max(x, 1e-12), 1 - 1e-12)) for x in u])
 
 
-def optimal_price(
-    e: np.ndarray, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray, objective: Objective
-) -> np.ndarray:
-    """Price maximising ``(p - cost) * p**e`` (profit) or ``p**(1 + e)`` (revenue) on [lo, hi].
-
-    For constant elasticity ``e < -1`` the profit optimum is the markup rule ``cost * e/(e+1)``;
-    for ``e >= -1`` demand is too inelastic for an interior optimum and the ceiling wins.
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if objective == "profit":
-            p = np.where(e < -1.0 - 1e-6, cost * e / (e + 1.0), np.inf)
-        else:
-            p = np.where(e < -1.0, -np.inf, np.inf)
-    return np.minimum(np.maximum(p, lo), np.maximum(hi, lo))
-
-
-def objective_ratio(
-    p: np.ndarray, cur: np.ndarray, e: np.ndarray, cost: np.ndarray, objective: Objective
-) -> np.ndarray:
-    """Expected objective at ``p`` ÷ at ``cur`` under elasticity ``e`` (the level cancels)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r = (p / cur) ** e
-        if objective == "profit":
-            return np.where(cur > cost, r * (p - cost) / (cur - cost), np.inf)
-        return r * p / cur
-
-
 @dataclass
 class ModelDecider:
     """Demand models (level) + per-SKU elasticity posterior + objective + exploration.
@@ -160,6 +136,10 @@ class ModelDecider:
     restock_windows: float = 0.0  # stock must cover this many windows of demand; 0: ignore stock
     salvage: float = 1.0  # worth of a unit left over after restock_windows, fraction of cost
     elasticity: Elasticity = field(default_factory=Elasticity)
+    # members' forecasts scaled per SKU to what it sells, weights with pooled evidence
+    # (models.calibration); False: members as they are, weights from per-SKU losses only
+    calibrate: bool = True
+    calibrator: Calibrator = field(default_factory=Calibrator)
     baselines: Sequence[DemandModel] = field(default_factory=registry.build_baselines)
     version: str = "model-v2"
     # the members' forecasts at the price in force from the last ``level`` (``propose``), kept
@@ -179,10 +159,20 @@ class ModelDecider:
         """The ensemble's members (not the baselines)."""
         return tuple(self.members)
 
+    def _ensemble(
+        self, views: Sequence[SkuView], raw: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Members' forecasts scaled by their per-SKU calibration, and their ensemble."""
+        if not self.calibrate or not raw or not views:
+            return {**raw, ENSEMBLE: combine(views, raw)}
+        names = list(raw)
+        c, pen = self.calibrator.prepare(views, names)
+        out = {n: self.calibrator.scale(raw[n], c[:, j]) for j, n in enumerate(names)}
+        return {**out, ENSEMBLE: combine(views, out, pen)}
+
     def forecasts(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
-        """Every member's and baseline's forecast, plus the ensemble of the members."""
-        out = {m.name: m.forecast(views, prices) for m in self.members}
-        out[ENSEMBLE] = combine(views, {m.name: out[m.name] for m in self.members})
+        """Every member's (calibrated) and baseline's forecast, plus the members' ensemble."""
+        out = self._ensemble(views, {m.name: m.forecast(views, prices) for m in self.members})
         for b in self.baselines:
             out[b.name] = b.forecast(views, prices)
         return out
@@ -192,10 +182,11 @@ class ModelDecider:
         cur = np.array([v.price for v in views], dtype=np.float64)
         at = {m.name: m.forecast(views, cur[:, None])[:, 0] for m in self.members}
         self._at_cur = (views, cur, at)
-        return combine(views, {k: a[:, None] for k, a in at.items()})[:, 0]
+        return self._ensemble(views, at)[ENSEMBLE]
 
     def _members_at(self, views: Sequence[SkuView], prices: np.ndarray) -> dict[str, np.ndarray]:
-        """(N,) each member's forecast at ``prices``, reusing ``level``'s where nothing moved."""
+        """(N,) each member's own (uncalibrated) forecast at ``prices``, reusing ``level``'s
+        where nothing moved."""
         memo, self._at_cur = self._at_cur, None
         if memo is not None and memo[0] is views:
             cur = np.array([v.price for v in views], dtype=np.float64)
@@ -346,8 +337,10 @@ class ModelDecider:
         learns the residual of); the others become rows of the ``forecasts`` table.
         """
         p = np.asarray(prices, dtype=np.float64).reshape(len(views))
-        out = self._members_at(views, p)
-        out[ENSEMBLE] = combine(views, {k: a[:, None] for k, a in out.items()})[:, 0]
+        raw = self._members_at(views, p)
+        out = self._ensemble(views, raw)
+        if self.calibrate:
+            out.update({_RAW + k: a for k, a in raw.items()})
         for b in self.baselines:
             out[b.name] = b.forecast(views, p[:, None])[:, 0]
         for m in self.members:
@@ -359,6 +352,8 @@ class ModelDecider:
         for m in self.members:
             m.learn_pooled(views, prices, units)
         self.elasticity.learn_pooled(views, prices, units)
+        if self.calibrate:
+            self.calibrator.learn_pooled(views)
 
     def learn_local_batch(
         self, views: Sequence[SkuView], saveds: Sequence[Mapping[str, Any]], units: np.ndarray
@@ -382,6 +377,7 @@ class ModelDecider:
             m.learn_local(views, prices, y, preds)
         self.elasticity.learn_local_batch(views, prices, y)
         nan = math.nan
+        self._learn_calibration(views, preds, y)
         update_errors_batch(
             views,
             {m.name: np.array([p.get(m.name, nan) for p in preds]) for m in self.members},
@@ -395,11 +391,26 @@ class ModelDecider:
         for m in self.members:
             m.learn_local([view], np.array([saved["price"]]), np.array([units]), [preds])
         self.elasticity.learn_local(view, float(saved["price"]), units)
+        self._learn_calibration([view], [preds], np.array([units], dtype=np.float64))
         update_errors(
             view,
             {m.name: preds.get(m.name, math.nan) for m in self.members},
             units,
             preds.get(ENSEMBLE),
+        )
+
+    def _learn_calibration(
+        self, views: Sequence[SkuView], preds: Sequence[Mapping[str, float]], y: np.ndarray
+    ) -> None:
+        if not self.calibrate:
+            return
+        nan = math.nan
+        names = [m.name for m in self.members]
+        self.calibrator.learn_local_batch(
+            views,
+            {k: np.array([p.get(_RAW + k, nan) for p in preds], dtype=np.float64) for k in names},
+            {k: np.array([p.get(k, nan) for p in preds], dtype=np.float64) for k in names},
+            y,
         )
 
     def snapshot(self) -> str | None:
@@ -411,6 +422,8 @@ class ModelDecider:
             if got is not None:
                 blobs[m.name] = _encode(got)
         blobs[_ELASTICITY] = self.elasticity.snapshot()
+        if self.calibrate:
+            blobs[_ENSEMBLE] = self.calibrator.snapshot()
         return json.dumps(blobs)
 
     def restore(self, blob: str) -> None:
@@ -423,6 +436,8 @@ class ModelDecider:
                 m.restore(_decode(blobs[m.name]))
         if _ELASTICITY in blobs:
             self.elasticity.restore(blobs[_ELASTICITY])
+        if _ENSEMBLE in blobs:
+            self.calibrator.restore(blobs[_ENSEMBLE])
 
 
 def _encode(snap: Snapshot) -> Any:

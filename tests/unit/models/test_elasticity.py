@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from repricer.models.base import SkuView
-from repricer.models.decider import ModelDecider, objective_ratio, optimal_price
+from repricer.models.decider import ModelDecider
 from repricer.models.elasticity import Elasticity, PooledPrior
 from repricer.models.guardrails import Bounds
+from repricer.models.pricing import objective_ratio, optimal_price
 from repricer.models.river_model import RiverDemand
 
 QTY = np.array([1, 2, 3])

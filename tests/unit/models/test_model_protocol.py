@@ -91,16 +91,23 @@ def test_a_fresh_decider_restored_from_a_snapshot_decides_the_same() -> None:
 
 def test_snapshot_is_keyed_by_member_name_and_restores_the_format_of_before() -> None:
     """Members without shared state (the LSTM, the seasonal model) are not in it; the layout
-    is the one workers wrote before the protocol: {"river": ..., "_elasticity": ...}."""
+    is the one workers wrote before the protocol, {"river": ..., "_elasticity": ...}, plus the
+    ensemble's pooled calibration ("_ensemble"), which a snapshot of before lacks: restored
+    from one, a decider decides as the one that learned with that pooled state cleared."""
     d = _full_decider()
     views = sample_views(20, seed=31)
     _ticks(d, views, 5, seed=32)
     river = next(m for m in d.models() if m.name == "river")
     old_format = json.dumps({"river": river.snapshot(), "_elasticity": d.elasticity.snapshot()})
-    assert json.loads(d.snapshot() or "") == json.loads(old_format)
+    got = json.loads(d.snapshot() or "")
+    assert got.pop("_ensemble") == d.calibrator.snapshot() != {}
+    assert got == json.loads(old_format)
     fresh = _full_decider()
     fresh.restore(old_format)
-    assert _decided(fresh, views) == _decided(d, views)
+    cleared = copy.deepcopy(d)
+    cleared.calibrator.restore({})
+    assert _decided(fresh, views) == _decided(cleared, views)
+    assert _decided(fresh, views) != _decided(d, views)  # the pooled state matters
 
 
 class _BytesState(ModelBase):
