@@ -55,16 +55,22 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from repricer.streams.tools.demo import print_report, run_demo
+    from repricer.streams.tools.screenshot import ChromiumMissing
 
-    report = run_demo(
-        workdir=Path(args.workdir),
-        skus=args.skus,
-        minutes=args.minutes,
-        speed=args.speed,
-        seed=args.seed,
-        poison_every=args.poison_every,
-        quiet=args.json,
-    )
+    try:
+        report = run_demo(
+            workdir=Path(args.workdir),
+            skus=args.skus,
+            minutes=args.minutes,
+            speed=args.speed,
+            seed=args.seed,
+            poison_every=args.poison_every,
+            quiet=args.json,
+            screenshot=Path(args.screenshot) if args.screenshot else None,
+        )
+    except ChromiumMissing as e:
+        err(f"repricer demo: {e}")
+        return 2
     if args.json:
         print(json.dumps(report, default=str))
     else:
@@ -211,6 +217,11 @@ def add_demo(sub: Subparsers) -> None:
     _sim_args(d, minutes=90, speed=240.0, poison=5000)
     d.add_argument("--workdir", default=".repricer/demo", help="scratch directory (wiped first)")
     d.add_argument("--json", action="store_true", help="print the final report as one JSON object")
+    d.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="before the worker stops, save a PNG of its dashboard to PATH (needs chromium)",
+    )
     d.set_defaults(func=_cmd_demo)
 
 

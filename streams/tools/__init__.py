@@ -13,6 +13,7 @@ excepted); tools build the engine the worker runs with
 - ``demo``: ``repricer demo``, a local broker, embedded ClickHouse, the simulator and a worker.
 - ``replay/``: ``repricer replay``, history files into Kafka, then the end-of-input markers.
 - ``runner``: a worker as a child process, watched through its stats file (demo, benches, tests).
+- ``screenshot``: ``repricer demo --screenshot``, a PNG of the dashboard by headless Chromium.
 - ``simulate``: ``repricer simulate``, the market simulator driven through Kafka, closed loop.
 - ``simulator/``: the closed-loop market simulator (hidden demand truths, the market).
 - ``tail``: ``repricer tail``, the example downstream consumer of ``price-changes``.

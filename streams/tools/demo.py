@@ -15,6 +15,7 @@ from repricer.infra.local.tansu import free_port, start_tansu
 from repricer.streams import queries
 from repricer.streams.settings import Settings
 from repricer.streams.tools.runner import WorkerProcess, drained
+from repricer.streams.tools.screenshot import capture, find_chromium
 from repricer.streams.tools.simulate import SimReport, run_simulation
 
 
@@ -27,7 +28,9 @@ def run_demo(
     seed: int,
     poison_every: int,
     quiet: bool,
+    screenshot: Path | None = None,
 ) -> dict[str, Any]:
+    chromium = find_chromium() if screenshot else ""  # before anything starts
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     workdir = workdir.resolve()
     if workdir.exists():
@@ -86,6 +89,17 @@ def run_demo(
         expected = rep.events + skus  # + catalog items
         say("[demo] simulation done; waiting for the worker to drain into ClickHouse")
         stats = worker.wait_until(drained(expected), timeout=180, stable_s=2.0)
+        if screenshot:
+            # the dashboard charts the best seller of the followed SKUs repriced 3 times or more
+            sku = max(
+                rep.price_paths,
+                key=lambda s: (
+                    len(rep.price_paths[s]) > 3,
+                    rep.realised.get(s, {}).get("units", 0),
+                ),
+            )
+            size = capture(f"{dashboard_url}#sku={sku}", screenshot, chromium=chromium)
+            say(f"[demo] dashboard screenshot ({sku}): {screenshot} ({size // 1024} KB)")
     finally:
         worker.stop()
         broker.stop()

@@ -127,3 +127,17 @@ def test_every_readme_command_line_parses(cmd: str) -> None:
             build_train_parser().parse_args(args.train_args)
     except SystemExit as exc:
         pytest.fail(f"README shows {cmd!r}, which does not parse ({argv}): exit {exc.code}")
+
+
+def test_readme_images_exist_and_the_screenshot_can_be_regenerated() -> None:
+    root = Path(__file__).parents[3]
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README)
+    assert "infra/docs/dashboard.png" in images
+    for image in images:
+        data = (root / image).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", image
+        assert len(data) < 300_000, f"{image}: {len(data)} bytes"
+    # the sentence under the image regenerates it with a flag `repricer demo --help` shows
+    assert "`repricer demo --screenshot infra/docs/dashboard.png`" in README
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert "--screenshot" in sub.choices["demo"].format_help()  # type: ignore[index]

