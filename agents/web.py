@@ -17,9 +17,11 @@ Views are Faust pages on the worker's own web server (``REPRICER_WEB_ENABLED``, 
 * ``GET /`` -- one self-contained HTML dashboard (inline SVG + vanilla JS, no external assets)
   that polls the ``/api/...`` endpoints every 2 s.
 * ``GET /api/stats``, ``/api/recent-changes``, ``/api/skus``, ``/api/sku/{sku}``,
-  ``/api/model-errors``, ``/api/guardrails``, ``/api/dlq`` -- JSON; history comes from
+  ``/api/model-errors``, ``/api/guardrails``, ``/api/dlq``, ``/api/uplift[?since=TIME&until=TIME]`` -- JSON; history comes from
   ClickHouse (always ``FINAL``, parameters escaped by the backend), queried in a thread so the
-  event loop never waits on it.
+  event loop never waits on it. ``/api/uplift`` is ``repricer report --uplift``'s estimate for
+  the worker's holdout settings; ``since`` (ISO 8601 or epoch seconds) defaults to the policy's
+  first live decision (its first ``price_changes`` row issued by ``policy``), ``until`` to now.
 
 What the pages say lives below the agents: the metrics and health in ``streams.metrics`` (the
 text format in ``infra.prometheus``), the ClickHouse queries in ``streams.queries.History``.
@@ -37,6 +39,8 @@ from faust import web as fweb
 
 from repricer.infra.clickhouse import ClickHouseError
 from repricer.infra.prometheus import CONTENT_TYPE_PROMETHEUS
+from repricer.streams.build import holdout
+from repricer.streams.going_live import parse_time
 from repricer.streams.metrics import Progress, health, metrics_text, provider_models
 from repricer.streams.probes import Heartbeat, liveness, readiness
 from repricer.streams.queries import History
@@ -70,6 +74,7 @@ def register(rp: Repricer) -> None:
     heartbeat = Heartbeat()
     history = History(s.clickhouse_url.get_secret_value(), window_s=s.window_s)
     page_html = dashboard_html()
+    holds = holdout(s).holds
 
     async def run(view: fweb.View, fn: Callable[..., Any], *args: Any) -> fweb.Response:
         loop = asyncio.get_running_loop()
@@ -142,6 +147,17 @@ def register(rp: Repricer) -> None:
     @app.page("/api/guardrails", name="repricer-api-guardrails")
     async def api_guardrails(self: fweb.View, request: fweb.Request) -> fweb.Response:
         return await run(self, history.guardrails)
+
+    @app.page("/api/uplift", name="repricer-api-uplift")
+    async def api_uplift(self: fweb.View, request: fweb.Request) -> fweb.Response:
+        times = {}
+        for name in ("since", "until"):
+            text = request.query.get(name) or ""
+            try:
+                times[name] = parse_time(text) if text else None
+            except ValueError:
+                return self.json({"error": f"{name}: not a time: {text[:50]!r}"}, status=400)
+        return await run(self, history.uplift, holds, times["since"], times["until"])
 
     @app.page("/api/dlq", name="repricer-api-dlq")
     async def api_dlq(self: fweb.View, request: fweb.Request) -> fweb.Response:

@@ -9,7 +9,7 @@ column inside an aggregate.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from repricer.infra.clickhouse.tables import (
     REGISTRY,
     SALES_1M,
 )
+from repricer.streams.uplift import report as uplift_report
 
 TABLE_NAMES = tuple(REGISTRY)
 
@@ -292,6 +293,16 @@ class History:
             f"GROUP BY reason ORDER BY n DESC, reason"
         )
         return [{"reason": r, "n": n} for r, n in rows]
+
+    def uplift(
+        self,
+        holds: Callable[[str], bool],
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, Any]:
+        """``repricer report --uplift``'s estimate (``streams.uplift.report``), by default
+        around the policy's first live decision and up to now."""
+        return uplift_report(self.ch, holds=holds, window_s=self.window_s, since=since, until=until)
 
     def close(self) -> None:
         if self._backend is not None:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from repricer.infra.clickhouse import ClickHouseBackend, check_ident
-from repricer.infra.clickhouse.tables import SALES_1M, SHADOW_DECISIONS
+from repricer.infra.clickhouse.tables import PRICE_CHANGES, SALES_1M, SHADOW_DECISIONS
 
 METRICS = ("profit", "revenue", "units")
 MIN_SKUS = 10  # per group: fewer, and the report says there is not enough data yet
@@ -208,3 +208,41 @@ def from_clickhouse(
     )
     out["skus_with_cost"] = sum(1 for t in totals.values() if t.cost is not None)
     return out
+
+
+def first_live_decision(ch: ClickHouseBackend) -> datetime | None:
+    """When the policy first published a price change (``price_changes`` issued by ``policy``),
+    or None if it never has: the default switch time of the dashboard's uplift."""
+    db = check_ident(ch.database, "database")
+    n, first = ch.query(
+        f"SELECT count(), toUInt32(min(decided_at)) FROM {PRICE_CHANGES.at(db)} FINAL "
+        f"WHERE issued_by = 'policy'"
+    )[0]
+    return datetime.fromtimestamp(int(first), UTC) if int(n) else None
+
+
+def report(
+    ch: ClickHouseBackend,
+    *,
+    holds: Any,
+    window_s: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    start: datetime | None = None,
+) -> dict[str, Any]:
+    """``repricer report --uplift`` and the dashboard's ``/api/uplift``: the estimate around
+    ``since`` (default: :func:`first_live_decision`) up to ``until`` (default: now), cut to the
+    last closed window; the period before is as long as the one after unless ``start`` says."""
+    source = "given"
+    if since is None:
+        since, source = first_live_decision(ch), "first live decision"
+        if since is None:
+            return {
+                "enough_data": False,
+                "why": "not enough data: the policy has not published a price change yet",
+            }
+    until = until if until is not None else datetime.now(UTC)
+    start = start if start is not None else since - (until - since)
+    until = until - timedelta(seconds=until.timestamp() % window_s)  # closed windows only
+    out = from_clickhouse(ch, since=since, until=until, start=start, holds=holds)
+    return {"since": since.isoformat(), "since_from": source, "until": until.isoformat()} | out

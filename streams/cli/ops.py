@@ -97,17 +97,18 @@ def _rollback_commands(args: argparse.Namespace, settings: Settings) -> list[Any
 
 
 def _uplift(ch: Any, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from datetime import UTC, datetime, timedelta
-
     from repricer.streams.build import holdout
     from repricer.streams.going_live import parse_time
-    from repricer.streams.uplift import from_clickhouse
+    from repricer.streams.uplift import report
 
-    since = parse_time(args.since)
-    until = parse_time(args.until) if args.until else datetime.now(UTC)
-    start = parse_time(args.start) if args.start else since - (until - since)
-    until = until - timedelta(seconds=until.timestamp() % settings.window_s)  # closed windows
-    return from_clickhouse(ch, since=since, until=until, start=start, holds=holdout(settings).holds)
+    return report(
+        ch,
+        holds=holdout(settings).holds,
+        window_s=settings.window_s,
+        since=parse_time(args.since),
+        until=parse_time(args.until) if args.until else None,
+        start=parse_time(args.start) if args.start else None,
+    )
 
 
 def _cmd_control(args: argparse.Namespace) -> int:

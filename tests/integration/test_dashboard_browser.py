@@ -58,6 +58,7 @@ PAGE_STATE = """!document.querySelector("#price-chart") ? '{"polls": 0}' : JSON.
     r => [r.dataset.eventId, r.dataset.sku, r.classList.contains('fresh')]),
   kpis: document.querySelector('#kpis').innerText,
   health: document.querySelector('#health').textContent,
+  uplift: document.querySelector('#uplift').innerText,
 })"""
 
 
@@ -203,6 +204,8 @@ async def drive(ww: WebWorker, chrome: Chromium, shot: Path) -> dict[str, Any]:
             live = await cdp.wait_for(lambda s: s["errors"] > 0, "model error points", timeout=30)
             assert live["marker"] == "same page", "the page was never reloaded"
             assert "healthy" in live["health"]
+            # 3 SKUs, no holdout: the uplift panel says so plainly
+            await cdp.wait_for(lambda s: "not enough data" in s["uplift"], "the uplift panel")
 
             height = await cdp.evaluate("document.documentElement.scrollHeight")
             await cdp.call(

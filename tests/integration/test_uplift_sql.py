@@ -10,6 +10,7 @@ import pytest
 
 from repricer.infra.clickhouse import connect
 from repricer.streams.engine.config import Holdout
+from repricer.streams.queries import History
 from repricer.streams.uplift import SkuTotals, estimate, from_clickhouse
 
 pytestmark = pytest.mark.integration
@@ -74,3 +75,45 @@ def test_the_uplift_from_the_sink_is_the_uplift_of_its_rows(sink_url: str) -> No
     assert (
         want["enough_data"] and want["units"]["ci"][0] <= 3 * 8 <= want["units"]["ci"][1]
     )  # 3 a row, 8 rows a day
+
+
+def test_the_dashboard_uplift_is_the_report_around_the_first_live_decision(
+    sink_url: str,
+) -> None:
+    """``/api/uplift``'s query (``History.uplift``): with no ``since``, the switch is the
+    policy's first published change (a manual one before it does not count); before any, it
+    says there is not enough data."""
+    hold = Holdout(fraction=0.3, salt="t")
+    at = lambda h: datetime.fromtimestamp((T0 + h * HOUR) / 1000, UTC)  # noqa: E731
+    history = History(sink_url, window_s=60)
+    try:
+        empty = history.uplift(hold.holds, until=at(96))
+        assert empty["enough_data"] is False and "not enough data" in empty["why"]
+        ch = history.ch
+        rng = random.Random(5)
+        sales = [
+            {"sku": f"S{i}", "window_start": T0 + h * HOUR, "window_end": T0 + h * HOUR + 60_000,
+             "orders": 1, "units": (u := rng.randint(0, 9)), "revenue": 2.0 * u, "price": 2.0,
+             "late_events": 0, "version": T0 + h * HOUR + 60_000}
+            for i in range(40) for h in range(0, 96, 4)
+        ]  # fmt: skip
+        ch.insert("sales_1m", sales)
+
+        def change(sku: str, h: int, by: str) -> dict:
+            return {"event_id": f"{sku}-{h}", "sku": sku, "old_price": 2.0, "new_price": 2.2,
+                    "currency": "EUR", "decided_at": T0 + h * HOUR,
+                    "effective_at": T0 + h * HOUR, "window_start": T0 + h * HOUR,
+                    "reasons": [], "forecast_old": 1.0, "forecast_new": 1.0, "elasticity": -1.0,
+                    "model_versions": "{}", "guardrails": [], "policy_version": "v",
+                    "category": "", "issued_by": by, "note": "", "version": T0 + h * HOUR}  # fmt: skip
+
+        ch.insert("price_changes", [change("S1", 10, "ana"), change("S2", 48, "policy"),
+                                    change("S3", 60, "policy")])  # fmt: skip
+        got = history.uplift(hold.holds, until=at(96))
+        want = from_clickhouse(ch, since=at(48), until=at(96), start=at(0), holds=hold.holds)
+    finally:
+        history.close()
+    assert got.pop("since") == at(48).isoformat() and got.pop("since_from") == "first live decision"
+    assert got.pop("until") == at(96).isoformat()
+    assert got == want and want["treated_skus"] + want["holdout_skus"] == 40
+    assert want["days_before"] == want["days_after"] == 2

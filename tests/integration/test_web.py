@@ -98,6 +98,13 @@ def test_metrics_health_and_api(web_worker_factory: Callable, sink_url: str) -> 
     assert ww.json("/api/sku/" + "no%20such%27sku")["sales"] == []  # escaped, not injected
     assert ww.json("/api/stats")["healthy"] is True
     assert "<svg" in ww.http("/")[2]
+    # the uplift, around the first live decision by default: 3 SKUs, no holdout -> too few
+    up = ww.json("/api/uplift")
+    assert up["since_from"] == "first live decision" and up["enough_data"] is False
+    assert up["treated_skus"] + up["holdout_skus"] == 3 and "not enough data" in up["why"]
+    given = ww.json(f"/api/uplift?since={T0 // 1000 + 120}")
+    assert given["since_from"] == "given" and given["since"].startswith("2026-01-01T00:02")
+    assert ww.http("/api/uplift?since=yesterday")[0] == 400
 
     # more events (and a poison one): the counters move, health stays green
     ww.windows(["A", "B", "C"], 4, 5)
