@@ -185,7 +185,11 @@ class DeadLetter(Struct, frozen=True, kw_only=True):
 
 
 class SalesWindow(Struct, frozen=True, kw_only=True, gc=False):
-    """Orders of one SKU in one closed window (zero-demand windows included)."""
+    """Orders of one SKU in one closed window (zero-demand windows included).
+
+    ``cost`` is the unit cost the engine knew from the catalog when it closed the window (0 when
+    it had no catalog record); profit is ``revenue - units * cost``. Added in place: a message
+    without it decodes with 0."""
 
     sku: str
     window_start: int
@@ -195,6 +199,7 @@ class SalesWindow(Struct, frozen=True, kw_only=True, gc=False):
     revenue: float
     price: float
     late_events: int
+    cost: float = 0.0
 
 
 class ClicksWindow(Struct, frozen=True, kw_only=True, gc=False):

@@ -13,9 +13,12 @@ units (a SKU's days are not counted as independent). With the holdout drawn at r
 in common over time and what the groups differed in before the switch.
 
 ``estimate`` does the arithmetic from per-SKU totals; ``from_clickhouse`` reads those totals
-from ``sales_1m`` (quiet windows have no row: they count as zero) and the costs the engine
-recorded in ``shadow_decisions`` (the profit covers the SKUs whose cost is on record, and says
-how many); ``repricer backtest --holdout`` feeds it the simulator's sales, whose true effect it
+from ``sales_1m`` (quiet windows have no row: they count as zero) with each SKU's unit cost: the
+latest the engine recorded on its ``sales_1m`` rows of the period (the catalog's cost when the
+window closed), else -- rows written before ``sales_1m`` had a ``cost`` column read 0, which
+counts as unknown -- the one it recorded in ``shadow_decisions``. The profit covers the SKUs
+with a cost, and says how many; with fewer than ``MIN_SKUS`` in a group it says not enough
+data. ``repricer backtest --holdout`` feeds it the simulator's sales, whose true effect it
 knows.
 """
 
@@ -152,7 +155,11 @@ def estimate(
                 d[sku in treated].append(m[1] / days_after - m[0] / days_before)
                 x[sku in treated].append(m[0] / days_before)
         if min(len(d[True]), len(d[False])) < MIN_SKUS:
-            out[name] = {"enough_data": False, "why": f"cost known for too few SKUs ({name})"}
+            out[name] = {
+                "enough_data": False,
+                "why": f"not enough data: cost known for {len(d[True])} treated and "
+                f"{len(d[False])} holdout SKUs (need {MIN_SKUS} in each)",
+            }
             continue
         est, se = lin_hc3(d[True], d[False], x[True], x[False])
         half = t_quantile(0.5 + confidence / 2, len(d[True]) + len(d[False]) - 4) * se
@@ -183,20 +190,26 @@ def from_clickhouse(
         f"sumIf(units, window_start < toDateTime(%(a)s)), "
         f"sumIf(units, window_start >= toDateTime(%(a)s)), "
         f"sumIf(revenue, window_start < toDateTime(%(a)s)), "
-        f"sumIf(revenue, window_start >= toDateTime(%(a)s)) "
+        f"sumIf(revenue, window_start >= toDateTime(%(a)s)), "
+        f"countIf(cost > 0), argMaxIf(cost, window_start, cost > 0) "
         f"FROM {SALES_1M.at(db)} FINAL "
         f"WHERE window_start >= toDateTime(%(s)s) AND window_start < toDateTime(%(u)s) "
         f"GROUP BY sku",
         {"s": s, "a": a, "u": u},
     )
-    costs = dict(ch.query(f"SELECT sku, any(cost) FROM {SHADOW_DECISIONS.at(db)} GROUP BY sku"))
+    recorded = dict(
+        ch.query(
+            f"SELECT sku, argMax(cost, decided_at) FROM {SHADOW_DECISIONS.at(db)} FINAL "
+            f"WHERE cost > 0 GROUP BY sku"
+        )
+    )
     totals = {
         str(sku): SkuTotals(
             units=(float(u0), float(u1)),
             revenue=(float(r0), float(r1)),
-            cost=float(costs[sku]) if sku in costs else None,
+            cost=float(c) if n else float(recorded[sku]) if sku in recorded else None,
         )
-        for sku, u0, u1, r0, r1 in rows
+        for sku, u0, u1, r0, r1, n, c in rows
     }
     treated = {sku for sku in totals if not holds(sku)}
     out = estimate(

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS repricer.sales_1m
     revenue Float64,
     price Float64,
     late_events UInt32,
+    cost Float64,
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)

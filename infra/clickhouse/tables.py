@@ -194,6 +194,7 @@ SALES_1M = Table(
         ("revenue", "Float64"),
         ("price", "Float64"),
         ("late_events", "UInt32"),
+        ("cost", "Float64"),  # added for the uplift's profit (``migrate.py`` adds it)
         ("version", "UInt64"),
     ),
     key=("sku", "window_start"),
@@ -381,10 +382,25 @@ def row_type(table: str) -> type[Struct]:
     Traceback (most recent call last):
     ...
     msgspec.ValidationError: Expected `int` >= 0 - at `$.window_start`
+    >>> msgspec.json.decode(b'{"sku":"A","window_start":0,"window_end":60000,"orders":1,'
+    ...     b'"units":2,"revenue":5.0,"price":2.5,"late_events":0}', type=row_type("sales_1m")).cost
+    0.0
     """
     if table not in REGISTRY:
         raise ValueError(f"unknown table: {table!r}")
     name = "".join(part.title() for part in table.split("_")) + "Row"
-    fields = [(c, _field_type(t)) for c, t in REGISTRY[table].columns if c != "version"]
+    t = REGISTRY[table]
+    # an aggregate's field its message struct gives a default (a column added later) may be
+    # absent: a message from before the column existed decodes with that default
+    defaults = {
+        f.name: f.default
+        for f in (msgspec.structs.fields(t.message) if t.aggregate else ())
+        if f.default is not msgspec.NODEFAULT
+    }
+    fields = [
+        (c, _field_type(ct), defaults[c]) if c in defaults else (c, _field_type(ct))
+        for c, ct in t.columns
+        if c != "version"
+    ]
     # only str/int/float/list[str] fields: never in a reference cycle, so untracked by the gc
     return msgspec.defstruct(name, fields, kw_only=True, frozen=True, gc=False)

@@ -131,6 +131,7 @@ def close_until(
                 revenue=round(w.revenue, 6),
                 price=price,
                 late_events=op.late,
+                cost=cat.cost if cat is not None else 0.0,
             )
         )
         out.clicks.append(

@@ -96,6 +96,7 @@ def make_rows() -> dict[str, list[dict[str, Any]]]:
                     revenue=round(9.99 * (i + m + 1), 2),
                     price=9.99 + i,
                     late_events=m,
+                    cost=4.5 + i,
                     version=1_000 + m,
                 )
             )
@@ -613,7 +614,7 @@ def test_demand_series_fills_quiet_windows_with_zeros(backend: ClickHouseBackend
     backend.init()
     W = 60
     t0 = T0_MS // 1000 - (T0_MS // 1000) % W
-    row = dict(window_end=0, price=2.0, late_events=0, version=1)
+    row = dict(window_end=0, price=2.0, late_events=0, cost=1.0, version=1)
     backend.insert(
         "sales_1m",
         [

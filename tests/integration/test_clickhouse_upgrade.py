@@ -93,3 +93,56 @@ def test_init_adds_the_new_dead_letter_columns_and_keeps_old_rows(
         "FINAL ORDER BY source_offset"
     )
     assert rows == [(7, "old", "", 0, ""), (8, "new", '{"qty":"two"}', 13, "A")]
+
+
+V1_SALES_DDL = """CREATE TABLE IF NOT EXISTS {db}.sales_1m
+(
+    sku String,
+    window_start DateTime,
+    window_end DateTime,
+    orders UInt32,
+    units UInt64,
+    revenue Float64,
+    price Float64,
+    late_events UInt32,
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (sku, window_start)"""
+
+
+def test_init_adds_the_sales_cost_column_and_old_rows_read_as_unknown_cost(
+    old_db: ClickHouseBackend,
+) -> None:
+    """``sales_1m`` from before ``cost``: ``init`` adds it after ``late_events``; the old rows
+    read 0, which the uplift counts as no cost (it falls back to ``shadow_decisions``)."""
+    from datetime import UTC, datetime
+
+    from repricer.infra.clickhouse.tables import SALES_1M
+    from repricer.streams.uplift import from_clickhouse
+
+    db = old_db.database
+    old_db.query(V1_SALES_DDL.format(db=db))
+    old_db.query(
+        f"INSERT INTO {db}.sales_1m SELECT 'OLD', toDateTime(1767225600), "
+        "toDateTime(1767225660), 1, 2, 5.0, 2.5, 0, 1767225660"
+    )
+    old_db.init()
+    cols = old_db.query(
+        "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = 'sales_1m'",
+        {"db": db},
+    )
+    assert [tuple(c) for c in cols] == list(SALES_1M.columns)
+    row = {"window_end": 1_767_225_720_000, "orders": 1, "units": 3, "revenue": 7.5}
+    row |= {"price": 2.5, "late_events": 0, "version": 1_767_225_720}
+    old_db.insert(
+        "sales_1m",
+        [row | {"sku": "NEW", "window_start": 1_767_225_660_000, "cost": 1.25}],
+    )
+    at = lambda s: datetime.fromtimestamp(s, UTC)  # noqa: E731
+    est = from_clickhouse(
+        old_db, since=at(1_767_225_660), until=at(1_767_225_780), start=at(1_767_225_600),
+        holds=lambda sku: False,
+    )  # fmt: skip
+    assert est["treated_skus"] == 2 and est["skus_with_cost"] == 1  # NEW's; OLD's reads 0

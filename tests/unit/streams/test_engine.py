@@ -143,6 +143,19 @@ def test_late_events_are_counted_and_returned_not_folded() -> None:
     assert row.window_start == T0 + W and row.units == 0 and row.late_events == 1
 
 
+def test_sales_rows_carry_the_catalog_cost_the_engine_knew() -> None:
+    h = Harness()
+    h.order("B", T0 + 1_000)  # no catalog record yet: cost unknown, 0
+    h.catalog("A", cost=4.0)
+    h.order("A", T0 + 1_000)
+    out = h.mark(T0 + W + L)
+    assert {r.sku: r.cost for r in out.sales} == {"A": 4.0, "B": 0.0}
+    h.catalog("A", cost=4.5)  # a new cost: the next windows carry it
+    h.order("A", T0 + W + 1_000)
+    out = h.mark(T0 + 2 * W + L)
+    assert [r.cost for r in out.sales if r.sku == "A"] == [4.5]
+
+
 def test_watermark_is_the_minimum_over_sources() -> None:
     h = Harness()
     h.mark(T0, src="orders/0")

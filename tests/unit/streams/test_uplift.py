@@ -52,6 +52,7 @@ def test_it_says_when_there_is_not_enough_data() -> None:
     unknown = {s: SkuTotals(t.units, t.revenue, None) for s, t in totals.items()}
     est = estimate(unknown, treated, days_before=2, days_after=3)
     assert est["enough_data"] and est["profit"]["enough_data"] is False and est["units"]["ci"]
+    assert est["profit"]["why"].startswith("not enough data: cost known for 0 treated")
 
 
 def test_the_holdout_backtest_says_not_enough_data_on_a_short_small_run() -> None:
