@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from repricer.models import registry
+from repricer.models import stock as stock_clock
 from repricer.models.base import DemandModel, SkuView, Snapshot
 from repricer.models.calibration import Calibrator
 from repricer.models.elasticity import Elasticity, units_per_label
@@ -322,7 +323,10 @@ class ModelDecider:
             return target, np.zeros(len(views), dtype=np.int8)
         cur = np.array([v.price for v in views], dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            demand = self.restock_windows * np.where(known, level, 1.0)
+            window_ms = 86_400_000 / self.windows_per_day
+            left = stock_clock.windows_left(views, self.restock_windows, window_ms)
+            rate = stock_clock.demand_per_window(views, e, level)
+            demand = left * np.where(known, rate, 1.0)
             p_cover = cur * (np.maximum(stock, 0.0) / demand) ** (1.0 / np.where(known, e, -1.0))
         p_low = optimal_price(e, self.salvage * cost, lo, hi, self.objective)
         inv = np.minimum(np.maximum(np.maximum(p_cover, p_low), lo), np.maximum(hi, lo))
@@ -376,6 +380,8 @@ class ModelDecider:
         for m in self.members:
             m.learn_local(views, prices, y, preds)
         self.elasticity.learn_local_batch(views, prices, y)
+        for v, pr, u in zip(views, prices.tolist(), y.tolist(), strict=True):
+            stock_clock.mark(v, pr, u)
         nan = math.nan
         self._learn_calibration(views, preds, y)
         update_errors_batch(
@@ -391,6 +397,7 @@ class ModelDecider:
         for m in self.members:
             m.learn_local([view], np.array([saved["price"]]), np.array([units]), [preds])
         self.elasticity.learn_local(view, float(saved["price"]), units)
+        stock_clock.mark(view, float(saved["price"]), float(units))
         self._learn_calibration([view], [preds], np.array([units], dtype=np.float64))
         update_errors(
             view,

@@ -244,10 +244,11 @@ class Settings(BaseSettings):
     )
     policy_version: str = Field("model-v2", description="Recorded in every PriceChange.")
     restock_s: int = Field(
-        0,
+        259_200,
         ge=0,
-        description="Inventory awareness: price SKUs with known stock so it covers this many "
-        "seconds of demand (raise before selling out, lower to clear overstock); 0 ignores stock.",
+        description="Inventory awareness: a SKU with known stock (catalog `stock`) is priced so "
+        "that stock lasts this many seconds from when it arrived or was last raised (3 days by "
+        "default), then clears at the profit optimum; 0 ignores stock.",
     )
     thompson_hold_s: int = Field(
         3600,
