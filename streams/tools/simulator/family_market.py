@@ -128,19 +128,7 @@ class FamilyMarket(Market):
             orders = int(rng.binomial(carts, min(1.0, conv / cart_p) if cart_p > 0 else 0.0))
             removes = int(rng.binomial(carts - orders, REMOVE_PROB))
             units = int(rng.multinomial(orders, QTY_PROBS) @ self._qty_values)
-            stock = self._stock[sku]
-            if stock is not None:
-                units = min(units, stock)
-                orders = min(orders, units)
-                self._stock[sku] = stock - units
-            revenue = units * price
-            rec = self._realised[sku]
-            rec["units"] += units
-            rec["revenue"] += revenue
-            rec["profit"] += revenue - units * tr.cost
-            rec["orders"] += orders
-            rec["views"] += views
-            out[sku] = (orders, units, revenue, views, carts, removes)
+            out[sku] = self._book(sku, tr.cost, price, orders, units, views, carts, removes)
         self._now = t1
         self._advance_prices(t1)
         return out

@@ -269,22 +269,37 @@ class Market:
             orders = int(rng.binomial(carts, min(1.0, conv / cart_p)))
             removes = int(rng.binomial(carts - orders, REMOVE_PROB))
             units = int(rng.multinomial(orders, QTY_PROBS) @ self._qty_values)
-            stock = self._stock[sku]
-            if stock is not None:
-                units = min(units, stock)
-                orders = min(orders, units)
-                self._stock[sku] = stock - units
-            revenue = units * price
-            rec = self._realised[sku]
-            rec["units"] += units
-            rec["revenue"] += revenue
-            rec["profit"] += revenue - units * tr.cost
-            rec["orders"] += orders
-            rec["views"] += views
-            out[sku] = (orders, units, revenue, views, carts, removes)
+            out[sku] = self._book(sku, tr.cost, price, orders, units, views, carts, removes)
         self._now = t1
         self._advance_prices(t1)
         return out
+
+    def _book(
+        self,
+        sku: str,
+        cost: float,
+        price: float,
+        orders: int,
+        units: int,
+        views: int,
+        carts: int,
+        removes: int,
+    ) -> tuple[int, int, float, int, int, int]:
+        """A window's draws for one SKU, capped by its stock and added to what it realised:
+        (orders, units, revenue, views, carts, removes)."""
+        stock = self._stock[sku]
+        if stock is not None:
+            units = min(units, stock)
+            orders = min(orders, units)
+            self._stock[sku] = stock - units
+        revenue = units * price
+        rec = self._realised[sku]
+        rec["units"] += units
+        rec["revenue"] += revenue
+        rec["profit"] += revenue - units * cost
+        rec["orders"] += orders
+        rec["views"] += views
+        return (orders, units, revenue, views, carts, removes)
 
     def step(self, t0_ms: int, t1_ms: int) -> list[Order | Click]:
         """All events with ``t0_ms <= ts < t1_ms``, sorted by ``ts``; advances the clock to t1."""
