@@ -21,10 +21,9 @@ from repricer.infra.clickhouse.backends import (
     ClickHouseError,
     ClickHouseUnavailable,
     Columns,
-    load_schema,
     substitute_params,
 )
-from repricer.infra.clickhouse.migrate import upgrade as upgrade_schema
+from repricer.infra.clickhouse.migrate import init_schema
 from repricer.infra.clickhouse.tables import COLUMN_TYPES, TABLES, check_ident
 from repricer.infra.clickhouse.values import (
     _prepare_columns,
@@ -175,9 +174,7 @@ class ChdbBackend:
         return data or b""
 
     def init(self) -> None:
-        for stmt in load_schema(self.database):
-            self._run(stmt)
-        upgrade_schema(self.database, self.query, self._run)
+        init_schema(self.database, self.query, self._run)
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         return self.insert_columns(table, rows_to_columns(table, rows))

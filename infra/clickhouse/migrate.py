@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from repricer.infra.clickhouse.backends import load_schema
 from repricer.infra.clickhouse.tables import REGISTRY, Table, check_ident
 
 Query = Callable[[str, Mapping[str, Any] | None], list[tuple[Any, ...]]]
@@ -55,3 +56,10 @@ def upgrade(database: str, query: Query, run: Callable[[str], Any]) -> list[str]
             run(stmt)
             done.append(stmt)
     return done
+
+
+def init_schema(database: str, query: Query, run: Callable[[str], Any]) -> None:
+    """What ``init`` does on either backend: ``schema.sql``'s statements, then :func:`upgrade`."""
+    for stmt in load_schema(database):
+        run(stmt)
+    upgrade(database, query, run)

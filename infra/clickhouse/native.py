@@ -15,11 +15,10 @@ from repricer.infra.clickhouse.backends import (
     ClickHouseError,
     ClickHouseUnavailable,
     Columns,
-    load_schema,
     mask_url,
     substitute_params,
 )
-from repricer.infra.clickhouse.migrate import upgrade as upgrade_schema
+from repricer.infra.clickhouse.migrate import init_schema
 from repricer.infra.clickhouse.tables import TABLES, check_ident
 from repricer.infra.clickhouse.values import (
     _prepare_columns,
@@ -147,9 +146,7 @@ class NativeBackend:
             raise ClickHouseError(msg) from exc
 
     def init(self) -> None:
-        for stmt in load_schema(self.database):
-            self._execute(stmt)
-        upgrade_schema(self.database, self.query, self._execute)
+        init_schema(self.database, self.query, self._execute)
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         return self.insert_columns(table, rows_to_columns(table, rows))
