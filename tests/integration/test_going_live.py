@@ -20,12 +20,10 @@ from repricer.infra.local.clickhouse_server import ClickHouseServer
 from repricer.infra.local.tansu import TansuBroker
 from repricer.streams.tools.runner import settings_env
 from tests.integration.test_pipeline import read_price_changes
-from tests.workers import WorkerFactory
+from tests.workers import MIN, T0, WorkerFactory, send_windows
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_767_225_600_000
-MIN = 60_000
 CATEGORY = {"A": "toys", "B": "toys", "C": "food", "D": "food"}
 
 
@@ -45,7 +43,7 @@ def _cli(settings: Any, *args: str) -> str:
 def test_shadow_then_a_live_category_then_a_rollback(
     broker: TansuBroker, worker_factory: WorkerFactory, clickhouse_server: ClickHouseServer
 ) -> None:
-    settings, worker, producer = worker_factory(
+    started = worker_factory(
         app="golive",
         partitions=2,
         lateness_s=1,
@@ -56,27 +54,14 @@ def test_shadow_then_a_live_category_then_a_rollback(
         mode="shadow",
         clickhouse_url=clickhouse_server.url(f"t_{uuid.uuid4().hex[:8]}"),
     )
+    settings, worker, producer = started
     sent = 0
     closed = 0
 
-    def send_windows(first: int, last: int) -> None:
+    def send(first: int, last: int) -> None:
         nonlocal sent, closed
-        for w in range(first, last + 1):
-            if w >= 2:  # every window up to w-2 closed (by w-1) before w is sent
-                worker.wait_until(lambda st, n=closed: st.get("windows_closed", 0) >= n, timeout=60)
-            for sku in CATEGORY:
-                order = {
-                    "order_id": f"{sku}{w}",
-                    "ts": T0 + w * MIN + 5000,
-                    "sku": sku,
-                    "qty": 2,
-                    "unit_price": 20,
-                }
-                producer.send(settings.topic_orders, value=json.dumps(order).encode())
-                sent += 1
-            producer.flush()
-            if w >= 1:
-                closed += len(CATEGORY)
+        sent += send_windows(started, list(CATEGORY), first, last)
+        closed = len(CATEGORY) * last  # every window up to last-1 closed (by last)
 
     def control_applied(total: int) -> None:
         """``total`` control commands sent so far: wait until ingest has read them all."""
@@ -90,7 +75,7 @@ def test_shadow_then_a_live_category_then_a_rollback(
         producer.send(settings.topic_catalog, key=sku.encode(), value=json.dumps(item).encode())
         sent += 1
     # 1. shadow: every SKU decided, nothing published
-    send_windows(0, 8)
+    send(0, 8)
     st = worker.wait_until(lambda st: st.get("events_processed", 0) >= sent, timeout=90)
     worker.wait_until(lambda st: st.get("windows_closed", 0) >= closed, timeout=60)
     st = worker.stats()
@@ -98,7 +83,7 @@ def test_shadow_then_a_live_category_then_a_rollback(
     # 2. the toys go live; the food stays in shadow
     _cli(settings, "control", "live", "category:toys", "--who", "test", "--why", "slice")
     control_applied(1)
-    send_windows(9, 20)
+    send(9, 20)
     worker.wait_until(lambda st: st.get("events_processed", 0) >= sent, timeout=90)
     st = worker.wait_until(
         lambda st: (
@@ -146,7 +131,7 @@ def test_shadow_then_a_live_category_then_a_rollback(
     assert "sent 2 rollback(s)" in out, out
     control_applied(3)
     before = st["price_changes"]
-    send_windows(21, 26)  # frozen after the rollback: no more changes for A and B
+    send(21, 26)  # frozen after the rollback: no more changes for A and B
     st = worker.wait_until(
         lambda st: st.get("events_processed", 0) >= sent and st.get("windows_closed", 0) >= closed,
         timeout=90,
