@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -283,6 +284,30 @@ class CrashingDict(dict):  # type: ignore[type-arg]
         self.persisted[key] = _wire(value)  # type: ignore[arg-type]
 
 
+def crash_and_restart(
+    h: Harness,
+    tables: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
+    mark: WatermarkEnv,
+    crash_after: int,
+    decider: Callable[[], Any],
+) -> tuple[Harness, bool]:
+    """``h``'s engine handles ``mark`` on ``tables`` (skus, meta, opens: what their changelogs
+    hold) and dies after ``crash_after`` table writes; then a new engine (empty memory, a ``decider()``
+    of its own) handles ``mark`` again on what the changelogs held. Returns the restarted harness
+    and whether the first run crashed."""
+    budget = [crash_after]
+    table, meta, opens = (CrashingDict(t, budget) for t in tables)
+    try:
+        h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta, opens=opens)
+        crashed = False
+    except RuntimeError:
+        crashed = True
+    h2 = Harness(decider=decider())
+    h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
+    h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
+    return h2, crashed
+
+
 def _tick_pending(skus: list[str]) -> Harness:
     """Three closed windows of orders for ``skus`` and window 3's orders folded: the next
     watermark (window 3's close) is a tick that learns labels and decides."""
@@ -306,19 +331,10 @@ def test_each_label_is_learned_exactly_once_across_a_crash_mid_tick() -> None:
         persisted_meta = persisted(h.meta)
         persisted_skus = persisted(h.skus)
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
-        budget = [crash_after]
-        table = CrashingDict(persisted_skus, budget)
-        meta = CrashingDict(persisted_meta, budget)
-        opens = CrashingDict(h.opens, budget)
-        try:
-            h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta, opens=opens)
-            crashed = False
-        except RuntimeError:
-            crashed = True
         # restart: a new engine (empty memory) on what the changelog held, replaying the mark
-        h2 = Harness(decider=FixedDecider())
-        h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
-        h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
+        h2, crashed = crash_and_restart(
+            h, (persisted_skus, persisted_meta, h.opens), mark, crash_after, FixedDecider
+        )
         # what the shared model's changelog holds after the restart is what counts
         decider = FixedDecider()
         decider.restore(h2.meta["0"].model)  # type: ignore[arg-type]
@@ -392,17 +408,13 @@ def test_real_decider_state_after_a_crash_mid_tick_equals_an_uncrashed_run() -> 
             h.order(s, T0 + 4 * W + 1, qty=2)
         persisted_skus = persisted(h.skus)
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 5 * W + L)
-        budget = [crash_after]
-        table = CrashingDict(persisted_skus, budget)
-        meta = CrashingDict(persisted_meta, budget)
-        opens = CrashingDict(h.opens, budget)
-        try:
-            h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta, opens=opens)
-        except RuntimeError:
-            pass
-        h2 = Harness(decider=ModelDecider(members=[RiverDemand()]))
-        h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
-        h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
+        h2, _ = crash_and_restart(
+            h,
+            (persisted_skus, persisted_meta, h.opens),
+            mark,
+            crash_after,
+            lambda: ModelDecider(members=[RiverDemand()]),
+        )
         pooled = json.loads(json.loads(h2.meta["0"].model or "")["_elasticity"])
         return {s: h2.skus[s].model_state["el"] for s in skus}, pooled
 
@@ -621,17 +633,7 @@ def test_a_failed_shared_learn_and_a_crash_mid_tick_never_learn_a_label_twice() 
         h.engine.decider = d = _FailingDecider("learn_pooled")
         d.restore(h.meta["0"].model)  # type: ignore[arg-type]
         mark = WatermarkEnv(src="clickstream/0", ts=T0 + 4 * W + L)
-        budget = [crash_after]
-        table = CrashingDict(h.skus, budget)
-        meta = CrashingDict(h.meta, budget)
-        opens = CrashingDict(h.opens, budget)
-        try:
-            h.engine.handle(mark, partition=0, offset=999, skus=table, meta=meta, opens=opens)
-        except RuntimeError:
-            pass
-        h2 = Harness(decider=FixedDecider())
-        h2.skus, h2.meta, h2.opens = table.persisted, meta.persisted, opens.persisted
-        h2.engine.handle(mark, partition=0, offset=999, skus=h2.skus, meta=h2.meta, opens=h2.opens)
+        h2, _ = crash_and_restart(h, (h.skus, h.meta, h.opens), mark, crash_after, FixedDecider)
         decider = FixedDecider()
         decider.restore(h2.meta["0"].model)  # type: ignore[arg-type]
         learned = sorted((s, ws) for s, ws, _ in decider.pooled)
