@@ -12,7 +12,10 @@ from typing import Any
 
 from repricer.streams.cli.common import Subparsers, err
 from repricer.streams.settings import Settings
-from repricer.streams.tools.simulator.families import MARKETS
+
+# The simulator's MARKETS (streams/tools/simulator/families.py), written out so that parsing the
+# command line does not import the simulator and numpy; a unit test keeps the two equal.
+MARKETS = ("constant", "linear", "logit", "regime", "longtail", "weekly", "stock", "mix")
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
