@@ -1,6 +1,6 @@
 """ClickHouse sink layer: the table registry (tables.py), its DDL (schema.sql), the two backends
-(native.py: a server; embedded.py: chdb) behind one protocol (backends.py), the value checks
-(values.py), and ``connect()``, which picks a backend by URL."""
+(native.py: a server; embedded.py: chdb; base.py: what they share) behind one protocol
+(backends.py), the value checks (values.py), and ``connect()``, which picks a backend by URL."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ and then transposed), with DateTime values as int epoch milliseconds, and return
 (ints, floats, str, lists, tz-aware UTC datetimes).  Query parameters use the
 ``%(name)s`` syntax and are escaped client-side by :func:`substitute_params`.
 
-The backends themselves are ``native.py`` and ``embedded.py``; ``values.py`` checks and converts
-the values of a batch; ``connect()`` (in the package) picks a backend by URL. This module holds
+The backends themselves are ``native.py`` and ``embedded.py``, on what they share in
+``base.py``; ``values.py`` checks and converts the values of a batch; ``connect()`` (in the package) picks a backend by URL. This module holds
 the protocol, the errors, the schema loader, parameter escaping and URL masking.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,15 +20,10 @@ from repricer.infra.clickhouse.backends import (
     DEFAULT_DATABASE,
     ClickHouseError,
     ClickHouseUnavailable,
-    Columns,
     substitute_params,
 )
-from repricer.infra.clickhouse.migrate import init_schema
-from repricer.infra.clickhouse.tables import COLUMN_TYPES, TABLES, check_ident
-from repricer.infra.clickhouse.values import (
-    _prepare_columns,
-    rows_to_columns,
-)
+from repricer.infra.clickhouse.base import BackendBase
+from repricer.infra.clickhouse.tables import COLUMN_TYPES, check_ident
 
 # --------------------------------------------------------------------------- chdb
 
@@ -113,7 +108,7 @@ def _strip_tuple_name(arg: str) -> str:
     return arg
 
 
-class ChdbBackend:
+class ChdbBackend(BackendBase):
     """Embedded ClickHouse via chdb, persisted in ``path`` (not thread-safe: calls are locked)."""
 
     def __init__(self, path: str | Path, *, database: str = DEFAULT_DATABASE) -> None:
@@ -161,7 +156,7 @@ class ChdbBackend:
             self._session = sess
         return self._session
 
-    def _run(self, sql: str, fmt: str = "CSV") -> bytes:
+    def _execute(self, sql: str, fmt: str = "CSV") -> bytes:
         with _CHDB_LOCK:
             sess = self._ensure_session()
             try:
@@ -173,26 +168,15 @@ class ChdbBackend:
         data = res.bytes() if hasattr(res, "bytes") else bytes(res)
         return data or b""
 
-    def init(self) -> None:
-        init_schema(self.database, self.query, self._run)
-
-    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        return self.insert_columns(table, rows_to_columns(table, rows))
-
-    def insert_columns(self, table: str, columns: Columns, *, checked: bool = False) -> int:
-        n, values = _prepare_columns(table, columns, checked=checked)
-        if not n:
-            return 0
+    def _insert_prepared(self, table: str, into: str, values: list[list[Any]]) -> None:
         for idx, (_, ch_type) in enumerate(COLUMN_TYPES[table]):
             if ch_type == "Float64" and not all(map(math.isfinite, values[idx])):
                 values[idx] = [_float_json(v) for v in values[idx]]  # JSON has no nan/inf
-        cols = ", ".join(TABLES[table])
         body = _json_encode(values).decode()
-        self._run(f"INSERT INTO {self.database}.{table} ({cols}) FORMAT JSONCompactColumns\n{body}")
-        return n
+        self._execute(f"INSERT INTO {into} FORMAT JSONCompactColumns\n{body}")
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        raw = self._run(substitute_params(sql, params), "JSONCompact")
+        raw = self._execute(substitute_params(sql, params), "JSONCompact")
         if not raw.strip():
             return []
         doc = json.loads(raw)

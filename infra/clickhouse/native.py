@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -14,16 +14,11 @@ from repricer.infra.clickhouse.backends import (
     ClickHouseAuthError,
     ClickHouseError,
     ClickHouseUnavailable,
-    Columns,
     mask_url,
     substitute_params,
 )
-from repricer.infra.clickhouse.migrate import init_schema
-from repricer.infra.clickhouse.tables import TABLES, check_ident
-from repricer.infra.clickhouse.values import (
-    _prepare_columns,
-    rows_to_columns,
-)
+from repricer.infra.clickhouse.base import BackendBase
+from repricer.infra.clickhouse.tables import check_ident
 
 # --------------------------------------------------------------------------- native
 
@@ -49,7 +44,7 @@ _NATIVE_BOOL_OPTS = ("verify", "compression")
 _NATIVE_STR_OPTS = ("ca_certs", "client_name")
 
 
-class NativeBackend:
+class NativeBackend(BackendBase):
     """ClickHouse server over the native protocol (clickhouse-driver, columnar inserts)."""
 
     def __init__(
@@ -145,20 +140,9 @@ class NativeBackend:
                 raise ClickHouseAuthError(f"{self!r}: authentication failed: {msg}") from exc
             raise ClickHouseError(msg) from exc
 
-    def init(self) -> None:
-        init_schema(self.database, self.query, self._execute)
-
-    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        return self.insert_columns(table, rows_to_columns(table, rows))
-
-    def insert_columns(self, table: str, columns: Columns, *, checked: bool = False) -> int:
-        n, values = _prepare_columns(table, columns, checked=checked)
-        if not n:
-            return 0
+    def _insert_prepared(self, table: str, into: str, values: list[list[Any]]) -> None:
         # DateTime columns go in as int epoch seconds, which the driver sends as they are
-        cols = ", ".join(TABLES[table])
-        self._execute(f"INSERT INTO {self.database}.{table} ({cols}) VALUES", values, columnar=True)
-        return n
+        self._execute(f"INSERT INTO {into} VALUES", values, columnar=True)
 
     def _server_tz(self) -> Any:
         import pytz
