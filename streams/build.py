@@ -9,6 +9,7 @@ that closes each window itself) passes ``Settings`` with that value, never its o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -17,7 +18,10 @@ from repricer.models.decider import ModelDecider, default_decider
 from repricer.models.guardrails import GuardrailConfig
 from repricer.streams.engine import WindowEngine
 from repricer.streams.engine.config import Holdout
+from repricer.streams.holdout_draw import read_file as read_holdout_file
 from repricer.streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def guardrail_config(settings: Settings) -> GuardrailConfig:
@@ -80,10 +84,16 @@ def build_engine(
 
 
 def holdout(settings: Settings) -> Holdout:
-    """The control group from the settings (``streams.engine.config.Holdout``).
+    """The control group from the settings (``streams.engine.config.Holdout``): the SKUs of
+    REPRICER_HOLDOUT_FILE and REPRICER_HOLDOUT_SKUS, and the hash fraction besides (a union).
+    A holdout file that cannot be used raises ``HoldoutFileError`` (never an empty group).
 
     >>> holdout(Settings(holdout_fraction=0.1, holdout_skus="A, B")).skus == {"A", "B"}
     True
     """
     skus = frozenset(s.strip() for s in settings.holdout_skus.split(",") if s.strip())
+    if settings.holdout_file:
+        listed = read_holdout_file(settings.holdout_file)
+        log.info("holdout: %d SKUs listed in %s", len(listed), settings.holdout_file)
+        skus |= listed
     return Holdout(fraction=settings.holdout_fraction, salt=settings.holdout_salt, skus=skus)

@@ -225,6 +225,12 @@ class Settings(BaseSettings):
     holdout_skus: str = Field(
         "", description="Comma-separated SKUs always in the holdout group (besides the fraction)."
     )
+    holdout_file: str = Field(
+        "",
+        description="File of SKUs always in the holdout group, one a line (the stratified "
+        "draw of Going live in the README writes one); added to REPRICER_HOLDOUT_SKUS and the "
+        "fraction. A missing or unreadable file, or one listing no SKU, stops start-up.",
+    )
     max_changes_per_sku: int = Field(
         0,
         ge=0,

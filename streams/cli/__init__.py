@@ -7,10 +7,11 @@ parser and handler. To add a command, write its function and list it in ``COMMAN
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from repricer.infra import logs
-from repricer.streams.cli import dlq, ops, replay, tools, worker
+from repricer.streams.cli import dlq, holdout, ops, replay, tools, worker
 from repricer.streams.cli.common import Subparsers
 
 # in the order ``repricer --help`` lists them
@@ -27,6 +28,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     replay.add_replay,
     ops.add_control,
     ops.add_report,
+    holdout.add_holdout,
     dlq.add_dlq,
 )
 
@@ -47,4 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logs.setup(logs.log_format())
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as e:  # REPRICER_HOLDOUT_FILE, read at start-up: a clear line, exit 2
+        from repricer.streams.holdout_draw import HoldoutFileError  # imported by then
+
+        if not isinstance(e, HoldoutFileError):
+            raise
+        print(f"repricer {args.command}: {e}", file=sys.stderr)
+        return 2

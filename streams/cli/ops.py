@@ -32,6 +32,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print("--uplift needs --since TIME (when the policy went live)", file=sys.stderr)
         return 2
     settings = Settings()
+    if args.uplift:
+        from repricer.streams.build import holdout
+
+        holds = holdout(settings).holds  # a bad REPRICER_HOLDOUT_FILE stops here, first
     ch = connect(settings.clickhouse_url.get_secret_value())
     try:
         out: dict[str, Any] = {
@@ -46,7 +50,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
             out["shadow"] = shadow_summary(ch)
         if args.uplift:
-            out["uplift"] = _uplift(ch, args, settings)
+            out["uplift"] = _uplift(ch, args, settings, holds)
     finally:
         ch.close()
     if not args.no_accounting:
@@ -96,14 +100,13 @@ def _rollback_commands(args: argparse.Namespace, settings: Settings) -> list[Any
     ]
 
 
-def _uplift(ch: Any, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from repricer.streams.build import holdout
+def _uplift(ch: Any, args: argparse.Namespace, settings: Settings, holds: Any) -> dict[str, Any]:
     from repricer.streams.going_live import parse_time
     from repricer.streams.uplift import report
 
     return report(
         ch,
-        holds=holdout(settings).holds,
+        holds=holds,
         window_s=settings.window_s,
         since=parse_time(args.since),
         until=parse_time(args.until) if args.until else None,

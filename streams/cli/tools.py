@@ -153,6 +153,7 @@ def _holdout_backtest(
         seeds=list(range(args.seed, args.seed + args.seeds)),
         settings=settings.model_copy(update={"holdout_fraction": args.holdout}),
         markup=args.markup,
+        stratified=args.stratified,
         progress=progress,
     )
     print(json.dumps(report, indent=None if args.json else 2))
@@ -287,6 +288,12 @@ def add_backtest(sub: Subparsers) -> None:
     )
     b.add_argument(
         "--before-days", type=float, default=1.0, help="with --holdout: days in shadow (1)"
+    )
+    b.add_argument(
+        "--stratified",
+        action="store_true",
+        help="with --holdout: draw it at the switch by category and shadow-period sales "
+        "(as `repricer holdout draw` does) instead of by hash",
     )
     b.add_argument("--json", action="store_true", help="one-line JSON report")
     b.set_defaults(func=_cmd_backtest)

@@ -17,6 +17,8 @@ excepted); tools build the engine the worker runs with
 - ``simulate``: ``repricer simulate``, the market simulator driven through Kafka, closed loop.
 - ``simulator/``: the closed-loop market simulator (hidden demand truths, the market).
 - ``tail``: ``repricer tail``, the example downstream consumer of ``price-changes``.
+- ``holdout``: ``repricer holdout draw``, the catalog topic and ``sales_1m`` read, the stratified
+  holdout drawn and written to its file.
 - ``uplift_backtest``: ``repricer backtest --holdout``, shadow then live with a holdout over the
   simulator; does the uplift report's interval cover the true effect?
 - ``train``: ``repricer train``, the LSTM's training windows (simulated, or read from the sink),

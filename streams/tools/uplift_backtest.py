@@ -3,10 +3,11 @@
 One simulated market per seed, run through the worker's engine (``build_engine``) the way a
 shop goes live: every SKU in shadow for ``before_days`` (decided, nothing published), then
 ``repricer control live '*'`` — every SKU but the holdout (``Holdout``: the fraction ``F`` of
-SKUs by hash) is priced by the policy; the holdout keeps its price. The uplift estimate
-(``streams.uplift.estimate``, the arithmetic ``repricer report --uplift`` runs on the sink's
-totals) is computed from the realised sales, and compared with the true effect, which the
-simulator knows: for each treated SKU and window after the switch, the expected profit
+SKUs by hash; with ``--stratified``, drawn at the switch by category and the shadow period's
+sales, ``streams.holdout_draw``) is priced by the policy; the holdout keeps its price. The
+uplift estimate (``streams.uplift.estimate``, the arithmetic ``repricer report --uplift`` runs
+on the sink's totals) is computed from the realised sales, and compared with the true effect,
+which the simulator knows: for each treated SKU and window after the switch, the expected profit
 (revenue, units) at the price charged minus at the price it had when the policy went live.
 """
 
@@ -17,7 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from repricer.streams.build import build_engine, holdout
+from repricer.streams.engine.config import Holdout
 from repricer.streams.envelope import ControlEnv
+from repricer.streams.holdout_draw import draw
 from repricer.streams.settings import Settings
 from repricer.streams.tools.backtest import DAY_MS, EngineFeed
 from repricer.streams.tools.simulator.market import Market
@@ -34,8 +37,11 @@ def holdout_run(
     markup: float = 2.0,
     confidence: float = 0.95,
     start_ms: int = 1_767_225_600_000,
+    stratified: bool = False,
 ) -> dict[str, Any]:
-    """One seed: the estimate, the true effect, and whether the interval covers it."""
+    """One seed: the estimate, the true effect, and whether the interval covers it. With
+    ``stratified``, the holdout is drawn at the switch by category and the shadow period's
+    sales (``streams.holdout_draw``), as ``repricer holdout draw`` would, instead of by hash."""
     t_start = time.monotonic()
     settings = settings.model_copy(update={"lateness_s": 0, "mode": "shadow"})
     # unlimited stock: with stock-outs what a SKU would have sold at another price depends on
@@ -46,6 +52,8 @@ def holdout_run(
     truths = market.truths
     hold = holdout(settings)
     treated = {s for s in truths if not hold.holds(s)}
+    if stratified:  # drawn at the switch from the shadow period's sales; no hash fraction
+        settings = settings.model_copy(update={"holdout_fraction": 0.0})
     feed = EngineFeed(build_engine(settings))
     feed.catalog(market)
     w_ms = settings.window_ms
@@ -60,6 +68,8 @@ def holdout_run(
         t0 = start_ms + w * w_ms
         after = w >= switch
         if w == switch:
+            if stratified:
+                treated = _stratified(feed, market, units, hold.fraction, hold.salt)
             feed.send(ControlEnv(sku="*", action="live", price=None, who="backtest", why="on"))
             held = {s: market.price_at(s, t0) for s in treated}
         if after:  # the true effect in this window, from the hidden demand
@@ -105,12 +115,23 @@ def holdout_run(
     }
     return {
         "seed": seed,
+        "holdout_skus": len(truths) - len(treated),
         "estimate": est,
         "true_per_sku_day": truth,
         "covered": covered,
         "price_changes": changes,
         "seconds": round(time.monotonic() - t_start, 1),
     }
+
+
+def _stratified(
+    feed: EngineFeed, market: Market, units: dict[str, list[float]], fraction: float, salt: str
+) -> set[str]:
+    """The stratified holdout from the sales so far, set on the engine; the treated SKUs."""
+    categories = {s: t.category for s, t in market.truths.items()}
+    held = draw(categories, {s: u[0] for s, u in units.items()}, fraction=fraction, salt=salt).held
+    feed.engine.config.holdout = Holdout(skus=held)
+    return set(categories) - held
 
 
 def holdout_backtest(
@@ -122,6 +143,7 @@ def holdout_backtest(
     settings: Settings,
     markup: float = 2.0,
     confidence: float = 0.95,
+    stratified: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Every seed, and in how many of them the interval covered the true effect."""
@@ -135,6 +157,7 @@ def holdout_backtest(
             settings=settings,
             markup=markup,
             confidence=confidence,
+            stratified=stratified,
         )
         runs.append(r)
         if progress:
@@ -155,6 +178,7 @@ def holdout_backtest(
         "days": days,
         "before_days": before_days,
         "holdout_fraction": settings.holdout_fraction,
+        "stratified": stratified,
         "confidence": confidence,
         "seeds": seeds,
         "coverage": coverage,
