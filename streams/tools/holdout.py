@@ -9,17 +9,20 @@ catalog records that do not decode are counted, and the SKUs with sales but no c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kafka import KafkaConsumer, TopicPartition
+
 from repricer.infra.clickhouse import ClickHouseBackend, check_ident, connect
 from repricer.infra.clickhouse.tables import SALES_1M
+from repricer.infra.kafka_client import kafka_python_config
 from repricer.schemas import CatalogItem, Rejection, decode
 from repricer.streams.holdout_draw import Draw, check_fraction, draw, write_file
 from repricer.streams.settings import Settings
-from repricer.streams.tools.dlq import read_topic
 
 Progress = Callable[[str], None]
 
@@ -30,32 +33,76 @@ class NoCatalog(RuntimeError):
 
 @dataclass(frozen=True)
 class Catalog:
-    """SKU -> category (``""`` for none) of the latest record per SKU, and what was skipped."""
+    """SKU -> category (``""`` for none) of the latest record per SKU; records read; latest
+    records that do not decode (ingest dead-lettered them)."""
 
     categories: dict[str, str]
     records: int
     undecodable: int
 
 
-def read_catalog(
-    settings: Settings, *, timeout_s: float = 300.0, progress: Progress | None = None
-) -> Catalog:
-    """The catalog topic, decoded as ingest decodes it; a tombstone removes its SKU."""
-    latest: dict[str, str | None] = {}
-    records = bad = 0
+def latest_per_key(
+    settings: Settings,
+    topic: str,
+    *,
+    idle_s: float = 2.0,
+    timeout_s: float = 600.0,
+    progress: Progress | None = None,
+) -> tuple[dict[bytes, bytes | None], int]:
+    """The latest value per key of ``topic`` (None: a tombstone) and the records read, from the
+    start of every partition without a consumer group, until every partition is at its end
+    offset and the topic has been quiet for ``idle_s`` (some brokers' end offsets lag behind
+    batched writes: they are not enough alone); TimeoutError after ``timeout_s``."""
+    consumer = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(settings))
+    latest: dict[bytes, bytes | None] = {}
+    n = 0
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return latest, 0
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        start = quiet_since = said = time.monotonic()
+        while True:
+            now = time.monotonic()
+            at_end = all(consumer.position(tp) >= ends[tp] for tp in tps)
+            if at_end and now - quiet_since >= idle_s:
+                break
+            if now - start > timeout_s:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout_s:.0f}s")
+            batch = consumer.poll(timeout_ms=300)
+            for records in batch.values():
+                for r in records:
+                    latest[r.key or b""] = r.value or None
+                    n += 1
+            if batch:
+                quiet_since = time.monotonic()
+            if progress and time.monotonic() - said > 2:
+                progress(f"reading {topic}: {n} records so far")
+                said = time.monotonic()
+    finally:
+        consumer.close()
+    if progress:
+        progress(f"read {topic}: {n} records, {len(latest)} keys")
+    return latest, n
+
+
+def read_catalog(settings: Settings, *, progress: Progress | None = None) -> Catalog:
+    """The catalog topic's latest record per SKU, decoded as ingest decodes it; a tombstone
+    removes its SKU; ``NoCatalog`` if no SKU is left."""
     topic = settings.topic_catalog
-    for r in read_topic(settings, topic, timeout_s=timeout_s, progress=progress):
-        records += 1
-        if r.value is None:
-            if r.key is not None:
-                latest[r.key.decode(errors="replace")] = None
+    latest, records = latest_per_key(settings, topic, progress=progress)
+    categories: dict[str, str] = {}
+    bad = 0
+    for value in latest.values():
+        if value is None:
             continue
-        item = decode(r.value, CatalogItem, max_bytes=settings.max_payload_bytes)
+        item = decode(value, CatalogItem, max_bytes=settings.max_payload_bytes)
         if isinstance(item, Rejection):
             bad += 1
-            continue
-        latest[item.sku] = item.category or ""
-    categories = {s: c for s, c in latest.items() if c is not None}
+        else:
+            categories[item.sku] = item.category or ""
     if not categories:
         raise NoCatalog(
             f"no catalog: topic {topic!r} on {settings.broker} holds no SKU "
