@@ -63,13 +63,14 @@ def holdout_run(
     revenue = {s: [0.0, 0.0] for s in truths}
     true = dict.fromkeys(METRICS, 0.0)
     held: dict[str, float] = {}
+    strata = 0  # stratified: strata of the draw
     changes = 0
     for w in range(windows):
         t0 = start_ms + w * w_ms
         after = w >= switch
         if w == switch:
             if stratified:
-                treated = _stratified(feed, market, units, hold.fraction, hold.salt)
+                treated, strata = _stratified(feed, market, units, hold.fraction, hold.salt)
             feed.send(ControlEnv(sku="*", action="live", price=None, who="backtest", why="on"))
             held = {s: market.price_at(s, t0) for s in treated}
         if after:  # the true effect in this window, from the hidden demand
@@ -116,6 +117,7 @@ def holdout_run(
     return {
         "seed": seed,
         "holdout_skus": len(truths) - len(treated),
+        "strata": strata,
         "estimate": est,
         "true_per_sku_day": truth,
         "covered": covered,
@@ -126,12 +128,13 @@ def holdout_run(
 
 def _stratified(
     feed: EngineFeed, market: Market, units: dict[str, list[float]], fraction: float, salt: str
-) -> set[str]:
-    """The stratified holdout from the sales so far, set on the engine; the treated SKUs."""
+) -> tuple[set[str], int]:
+    """The stratified holdout from the sales so far, set on the engine; the treated SKUs and
+    the number of strata."""
     categories = {s: t.category for s, t in market.truths.items()}
-    held = draw(categories, {s: u[0] for s, u in units.items()}, fraction=fraction, salt=salt).held
-    feed.engine.config.holdout = Holdout(skus=held)
-    return set(categories) - held
+    d = draw(categories, {s: u[0] for s, u in units.items()}, fraction=fraction, salt=salt)
+    feed.engine.config.holdout = Holdout(skus=d.held)
+    return set(categories) - d.held, len(d.strata)
 
 
 def holdout_backtest(

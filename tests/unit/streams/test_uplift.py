@@ -65,3 +65,22 @@ def test_the_holdout_backtest_says_not_enough_data_on_a_short_small_run() -> Non
     assert est["enough_data"] is False and "not enough data" in est["why"]
     assert est["treated_skus"] + est["holdout_skus"] == 20 and r["covered"] == {}
     assert r["price_changes"] > 0  # the treated SKUs were priced after the switch
+
+
+def test_the_stratified_holdout_backtest_holds_out_each_stratum_of_the_shadow_sales() -> None:
+    """``--stratified``: the holdout is drawn at the switch from the shadow period's sales by
+    category (``streams.holdout_draw``), held SKUs publish no price, the treated are priced."""
+    from repricer.streams.settings import Settings
+    from repricer.streams.tools.uplift_backtest import holdout_run
+
+    s = Settings(lstm=False, holdout_fraction=0.25, window_s=1800)
+    r = holdout_run(skus=60, days=1.0, before_days=0.5, seed=3, settings=s, stratified=True)
+    est = r["estimate"]
+    assert (
+        est["holdout_skus"] == r["holdout_skus"] and est["treated_skus"] + r["holdout_skus"] == 60
+    )
+    # round(0.25 n) of every stratum: about a quarter, off by at most half a SKU a stratum
+    assert abs(r["holdout_skus"] - 15) <= 0.5 * r["strata"], r
+    assert r["price_changes"] > 0
+    again = holdout_run(skus=60, days=1.0, before_days=0.5, seed=3, settings=s, stratified=True)
+    assert again["estimate"] == est  # deterministic
