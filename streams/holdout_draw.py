@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,21 +90,9 @@ def sales_levels(units: Mapping[str, float]) -> dict[str, str]:
         if u <= 0:
             out[sku] = "none"
         else:
-            below = _count_below(sold, u)
+            below = bisect_left(sold, u)  # SKUs that sold less
             out[sku] = LEVELS[1 + below * 3 // len(sold)]
     return out
-
-
-def _count_below(sorted_values: list[float], v: float) -> int:
-    """How many of ``sorted_values`` are strictly below ``v``."""
-    lo, hi = 0, len(sorted_values)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if sorted_values[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def held_count(fraction: float, n: int) -> int:
