@@ -34,11 +34,12 @@ def _cmd_draw(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         err(f"repricer holdout draw: no directory {out.parent} for {out}")
         return 2
+    settings = Settings()
     try:
         drawn = draw_to_file(
-            Settings(),
+            settings,
             fraction=args.fraction,
-            salt=args.salt,
+            salt=args.salt if args.salt is not None else settings.holdout_salt,
             since=since,
             out=out,
             progress=err,
@@ -80,8 +81,8 @@ def add_holdout(sub: Subparsers) -> None:
     )
     d.add_argument(
         "--salt",
-        default=Settings.model_fields["holdout_salt"].default,
-        help="salt of the draw order; a new salt draws a new group (default %(default)s)",
+        help="salt of the draw order; a new salt draws a new group (default: "
+        "REPRICER_HOLDOUT_SALT)",
     )
     d.add_argument(
         "--since",
