@@ -109,6 +109,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"lstm": False})
     if args.holdout is not None:
         return _holdout_backtest(args, settings, progress)
+    if args.stratified:
+        raise SystemExit("repricer backtest: --stratified goes with --holdout FRACTION")
     if args.market is not None:
         return _backtest_markets(args, settings)
     report = backtest(
