@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import statistics
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -200,3 +203,23 @@ def test_the_cli_refuses_bad_arguments_before_reading_anything(
     assert "exists" in capsys.readouterr().err and out.read_text() == "A-1\n"
     assert main(["holdout", "draw", "--fraction", "0.2", "--out", str(tmp_path / "no" / "h")]) == 2
     assert "no directory" in capsys.readouterr().err
+
+
+def test_a_worker_with_a_missing_holdout_file_stops_at_start_up(tmp_path: Path) -> None:
+    missing = tmp_path / "holdout.txt"
+    env = {
+        **os.environ,
+        "REPRICER_HOLDOUT_FILE": str(missing),
+        "REPRICER_DATA_DIR": str(tmp_path / "faust"),
+        "REPRICER_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}",
+        "REPRICER_LSTM": "false",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "repricer.streams.cli", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"repricer worker: holdout file {str(missing)!r} cannot be read" in done.stderr
