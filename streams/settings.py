@@ -79,6 +79,15 @@ class Settings(BaseSettings):
         "last batch + 1): Faust's table recovery stops there, so a restarted worker would restore "
         "stale state. The fault tests set it; never needed with Apache Kafka.",
     )
+    topic_read_settle_s: float = Field(
+        0.0,
+        ge=0,
+        description="Only for brokers whose end offsets lag batched writes, such as the Tansu "
+        "broker of the local demo and the tests: the tools that read a topic to its end (`dlq`, "
+        "`holdout draw`) then also take records past the end offsets, until the topic is quiet "
+        "for this many seconds. 0 (off): read to the end offsets taken when the read starts, "
+        "right for Apache Kafka; never set it there (a busy topic is never quiet).",
+    )
     kafka_session_timeout_s: float = Field(
         30.0,
         gt=0,

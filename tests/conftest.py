@@ -22,7 +22,12 @@ from repricer.infra.local.clickhouse_server import (
     find_clickhouse_server,
     start_clickhouse_server,
 )
-from repricer.infra.local.tansu import TansuBroker, find_tansu, start_tansu
+from repricer.infra.local.tansu import (
+    TOPIC_READ_SETTLE_S,
+    TansuBroker,
+    find_tansu,
+    start_tansu,
+)
 from repricer.streams.settings import Settings
 from repricer.streams.tools.runner import WorkerProcess
 from tests.tls import self_signed_cert
@@ -102,9 +107,10 @@ def worker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[W
 
     Defaults under the test's settings: app id ``<app>-<random>``, the ``broker`` fixture's
     broker (started only when ``broker`` is not given), chdb and the Faust data dir under
-    ``tmp_path``, and ``cooldown_s=0`` (a SKU's price may move at every window close). Every
-    producer is closed and every worker stopped at teardown, whether the test passed or not; a
-    test that reads the sink or the worker's log after the run stops the worker itself first.
+    ``tmp_path``, ``cooldown_s=0`` (a SKU's price may move at every window close) and Tansu's
+    ``topic_read_settle_s`` (the reads of the dlq and holdout tools). Every producer is closed
+    and every worker stopped at teardown, whether the test passed or not; a test that reads the
+    sink or the worker's log after the run stops the worker itself first.
     """
     producers: list[KafkaProducer] = []
     workers: list[WorkerProcess] = []
@@ -118,6 +124,7 @@ def worker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[W
             "clickhouse_url": f"chdb://{tmp_path / 'ch'}",
             "data_dir": str(tmp_path / f"faust{n}"),
             "cooldown_s": 0,
+            "topic_read_settle_s": TOPIC_READ_SETTLE_S,  # the tools' reads on Tansu
         }
         if "broker" not in overrides:
             defaults["broker"] = request.getfixturevalue("broker").url

@@ -11,7 +11,7 @@ from typing import Any
 
 from repricer.infra.clickhouse import connect
 from repricer.infra.kafka_admin import ensure_topics
-from repricer.infra.local.tansu import free_port, start_tansu
+from repricer.infra.local.tansu import TOPIC_READ_SETTLE_S, free_port, start_tansu
 from repricer.streams import queries
 from repricer.streams.settings import Settings
 from repricer.streams.tools.runner import WorkerProcess, drained
@@ -52,6 +52,7 @@ def run_demo(
         # one worker on a local Tansu, which completes a group join only after half the session
         # timeout: 6 s starts the worker's three consumer groups in 3 s each instead of 15 s
         kafka_session_timeout_s=6.0,
+        topic_read_settle_s=TOPIC_READ_SETTLE_S,  # Tansu's end offsets lag batched writes
     )
     dashboard_url = f"http://127.0.0.1:{settings.web_port}/"
     worker = WorkerProcess(settings, workdir / "worker.log")

@@ -17,14 +17,13 @@ order id it already counted as ``duplicate_order``), clicks are not deduplicated
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from repricer.infra.kafka_client import kafka_python_config
 from repricer.schemas import (
@@ -39,8 +38,7 @@ from repricer.schemas import (
 from repricer.streams import dead_letters as dlq
 from repricer.streams.headers import RESEND_OF, header, produced
 from repricer.streams.settings import Settings
-
-Progress = Callable[[str], None]
+from repricer.streams.tools.topic_read import Progress, read_topic
 
 
 @dataclass(frozen=True)
@@ -85,51 +83,6 @@ def parse_time(text: str) -> int:
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
-
-
-def read_topic(
-    settings: Settings,
-    topic: str,
-    start: dict[int, int] | None = None,
-    *,
-    timeout_s: float = 60.0,
-    progress: Progress | None = None,
-) -> Iterator[Any]:
-    """Every record of ``topic`` up to its current end (from ``start[partition]`` where given,
-    else from the beginning); TimeoutError if that takes longer than ``timeout_s``."""
-    consumer = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(settings))
-    try:
-        parts = sorted(consumer.partitions_for_topic(topic) or ())
-        tps = [TopicPartition(topic, p) for p in parts if start is None or p in start]
-        if not tps:
-            return
-        ends = consumer.end_offsets(tps)
-        consumer.assign(tps)
-        for tp in tps:
-            first = (start or {}).get(tp.partition)
-            if first is None:
-                consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, first)
-        todo = [tp for tp in tps if consumer.position(tp) < ends[tp]]
-        deadline = time.monotonic() + timeout_s
-        n, said = 0, time.monotonic()
-        while todo:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end in {timeout_s:.0f}s")
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for r in records:
-                    if r.offset < ends[tp]:
-                        n += 1
-                        yield r
-            todo = [tp for tp in todo if consumer.position(tp) < ends[tp]]
-            if progress and time.monotonic() - said > 2:
-                progress(f"reading {topic}: {n} records so far")
-                said = time.monotonic()
-        if progress:
-            progress(f"read {topic}: {n} records")
-    finally:
-        consumer.close()
 
 
 def read_letters(

@@ -1,30 +1,24 @@
 """``repricer holdout draw``: a holdout stratified by category and sales level, to a file.
 
 Reads each SKU's category from the compacted ``catalog`` topic (the latest record per SKU, up
-to the topic's current end) and its units sold since ``since`` from ClickHouse ``sales_1m``,
-draws the holdout (``streams.holdout_draw.draw``) and writes the file that
-``REPRICER_HOLDOUT_FILE`` names. Only catalogued SKUs are drawn (the engine prices no other);
+to the topic's end: ``streams.tools.topic_read``) and its units sold since ``since`` from
+ClickHouse ``sales_1m``, draws the holdout (``streams.holdout_draw.draw``) and writes the file
+that ``REPRICER_HOLDOUT_FILE`` names. Only catalogued SKUs are drawn (the engine prices no other);
 catalog records that do not decode are counted, and the SKUs with sales but no catalog record.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-
 from repricer.infra.clickhouse import ClickHouseBackend, check_ident, connect
 from repricer.infra.clickhouse.tables import SALES_1M
-from repricer.infra.kafka_client import kafka_python_config
 from repricer.schemas import CatalogItem, Rejection, decode
 from repricer.streams.holdout_draw import Draw, check_fraction, draw, write_file
 from repricer.streams.settings import Settings
-
-Progress = Callable[[str], None]
+from repricer.streams.tools.topic_read import Progress, read_topic
 
 
 class NoCatalog(RuntimeError):
@@ -45,46 +39,20 @@ def latest_per_key(
     settings: Settings,
     topic: str,
     *,
-    idle_s: float = 2.0,
     timeout_s: float = 600.0,
     progress: Progress | None = None,
 ) -> tuple[dict[bytes, bytes | None], int]:
     """The latest value per key of ``topic`` (None: a tombstone) and the records read, from the
-    start of every partition without a consumer group, until every partition is at its end
-    offset and the topic has been quiet for ``idle_s`` (some brokers' end offsets lag behind
-    batched writes: they are not enough alone); TimeoutError after ``timeout_s``."""
-    consumer = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(settings))
+    start of every partition to its end (``topic_read.read_topic``: the end offsets when the
+    read starts, and ``REPRICER_TOPIC_READ_SETTLE_S`` for brokers whose end offsets lag);
+    TimeoutError after ``timeout_s``."""
     latest: dict[bytes, bytes | None] = {}
     n = 0
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            return latest, 0
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        start = quiet_since = said = time.monotonic()
-        while True:
-            now = time.monotonic()
-            at_end = all(consumer.position(tp) >= ends[tp] for tp in tps)
-            if at_end and now - quiet_since >= idle_s:
-                break
-            if now - start > timeout_s:
-                raise TimeoutError(f"could not read {topic} to its end in {timeout_s:.0f}s")
-            batch = consumer.poll(timeout_ms=300)
-            for records in batch.values():
-                for r in records:
-                    latest[r.key or b""] = r.value or None
-                    n += 1
-            if batch:
-                quiet_since = time.monotonic()
-            if progress and time.monotonic() - said > 2:
-                progress(f"reading {topic}: {n} records so far")
-                said = time.monotonic()
-    finally:
-        consumer.close()
+    for r in read_topic(settings, topic, timeout_s=timeout_s, progress=progress):
+        latest[r.key or b""] = r.value or None
+        n += 1
     if progress:
-        progress(f"read {topic}: {n} records, {len(latest)} keys")
+        progress(f"{topic}: {len(latest)} keys")
     return latest, n
 
 

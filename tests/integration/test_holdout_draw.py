@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 from repricer.infra.clickhouse import connect
 from repricer.infra.kafka_admin import ensure_topics
 from repricer.infra.kafka_client import kafka_python_config
-from repricer.infra.local.tansu import TansuBroker
+from repricer.infra.local.tansu import TOPIC_READ_SETTLE_S, TansuBroker
 from repricer.streams.build import holdout
 from repricer.streams.engine.config import bucket
 from repricer.streams.settings import Settings
@@ -41,7 +41,12 @@ def _draw(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _settings(broker: TansuBroker, **kw: str) -> Settings:
-    s = Settings(broker=broker.url, topic_catalog=f"catalog-{uuid.uuid4().hex[:6]}", **kw)
+    s = Settings(
+        broker=broker.url,
+        topic_catalog=f"catalog-{uuid.uuid4().hex[:6]}",
+        topic_read_settle_s=TOPIC_READ_SETTLE_S,
+        **kw,
+    )
     ensure_topics(s)
     return s
 
