@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from repricer.infra.clickhouse import connect
-from repricer.infra.kafka_client import kafka_python_config
 from repricer.streams.headers import SCHEMA_VERSIONS, header
 from repricer.streams.settings import Settings
 from repricer.streams.tools.runner import drained, settings_env
+from repricer.streams.tools.topic_read import read_topic
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration
@@ -35,24 +34,8 @@ PRODUCER = ("repricer-producer", "repricer-worker")
 
 
 def read_all(settings: Settings, topic: str) -> list[Any]:
-    """Every record of ``topic`` up to its current end."""
-    c = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(settings))
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        ends = c.end_offsets(tps)
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        out: list[Any] = []
-        for _ in range(240):  # bounded: at most 240 polls of 0.5 s
-            for records in c.poll(timeout_ms=500).values():
-                out.extend(
-                    r for r in records if r.offset < ends[TopicPartition(r.topic, r.partition)]
-                )
-            if all(c.position(tp) >= ends[tp] for tp in tps):
-                return out
-        raise TimeoutError(f"{topic} not read to its end")
-    finally:
-        c.close()
+    """Every record of ``topic`` to its end (with the settle the fixtures set for Tansu)."""
+    return list(read_topic(settings, topic, timeout_s=120))
 
 
 def cli(settings: Settings, *args: str) -> dict[str, Any]:
