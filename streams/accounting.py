@@ -2,8 +2,9 @@
 
 Each SKU partition's record in the ``partition-state`` table holds, after every tick, where the
 events it accepted are (``streams.engine.state.Accounting``). This reads the latest record per
-partition from the table's changelog topic, without joining a consumer group and without
-trusting a broker's end offsets (it reads until the topic has been quiet for ``idle_s``).
+partition from the table's changelog topic to its end, without joining a consumer group
+(:mod:`streams.topic_read`: the end offsets when the read starts; on a broker whose end offsets
+lag, ``REPRICER_TOPIC_READ_SETTLE_S``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from repricer.infra.kafka_client import kafka_python_config
 from repricer.streams.settings import Settings
+from repricer.streams.topic_read import read_records
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -23,30 +25,15 @@ def changelog_topic(settings: Settings) -> str:
 
 
 def latest_records(
-    topic: str, *, idle_s: float = 1.5, timeout_s: float = 60.0, **config: Any
+    topic: str, *, settle_s: float = 0.0, timeout_s: float = 60.0, **config: Any
 ) -> dict[str, Any]:
     """The latest value per key of a changelog ``topic`` (JSON keys and values; a tombstone is
-    None), read from the start of every partition without a consumer group, until the topic has
-    been quiet for ``idle_s`` (a broker's end offsets are not trusted). ``config``: kafka-python
-    consumer settings."""
-    consumer = KafkaConsumer(enable_auto_commit=False, **config)
+    None), read from the start of every partition to its end (:func:`read_records`; a read that
+    cannot reach the end raises TimeoutError rather than answer from part of the topic).
+    ``config``: kafka-python consumer settings."""
     latest: dict[str, Any] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if tps:
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            deadline = time.monotonic() + timeout_s
-            quiet_since = time.monotonic()
-            while time.monotonic() - quiet_since < idle_s and time.monotonic() < deadline:
-                batch = consumer.poll(timeout_ms=300)
-                for msgs in batch.values():
-                    for m in msgs:
-                        latest[json.loads(m.key)] = json.loads(m.value) if m.value else None
-                if batch:
-                    quiet_since = time.monotonic()
-    finally:
-        consumer.close()
+    for m in read_records(topic, config, settle_s=settle_s, timeout_s=timeout_s):
+        latest[json.loads(m.key)] = json.loads(m.value) if m.value else None
     return latest
 
 
@@ -59,14 +46,12 @@ def partition_accounting(records: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def read_accounting(
-    settings: Settings, *, idle_s: float = 1.5, timeout_s: float = 60.0
-) -> dict[str, Any]:
+def read_accounting(settings: Settings, *, timeout_s: float = 60.0) -> dict[str, Any]:
     """``{"partitions": {p: counts}, "unaccounted": [events, units], "ok": bool}``; ``ok`` is
     None when no partition has recorded a tick yet."""
     records = latest_records(
         changelog_topic(settings),
-        idle_s=idle_s,
+        settle_s=settings.topic_read_settle_s,
         timeout_s=timeout_s,
         **kafka_python_config(settings),
     )

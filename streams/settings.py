@@ -83,8 +83,8 @@ class Settings(BaseSettings):
         0.0,
         ge=0,
         description="Only for brokers whose end offsets lag batched writes, such as the Tansu "
-        "broker of the local demo and the tests: the tools that read a topic to its end (`dlq`, "
-        "`holdout draw`) then also take records past the end offsets, until the topic is quiet "
+        "broker of the local demo and the tests: the reads of a topic to its end (`dlq`, "
+        "`holdout draw`, the conservation counts `report` reads back) then also take records past the end offsets, until the topic is quiet "
         "for this many seconds. 0 (off): read to the end offsets taken when the read starts, "
         "right for Apache Kafka; never set it there (a busy topic is never quiet).",
     )

@@ -18,7 +18,7 @@ from repricer.infra.local.process import terminate
 
 # ``REPRICER_TOPIC_READ_SETTLE_S`` wherever the project itself runs Tansu (the demo, the tests):
 # Tansu 0.6.0 reports a partition's end offset as its last record batch's first offset + 1, so
-# a read to the end offsets alone misses the rest of that batch (``streams.tools.topic_read``).
+# a read to the end offsets alone misses the rest of that batch (``streams.topic_read``).
 TOPIC_READ_SETTLE_S = 1.0
 
 

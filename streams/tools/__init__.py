@@ -16,8 +16,6 @@ excepted); tools build the engine the worker runs with
 - ``screenshot``: ``repricer demo --screenshot``, a PNG of the dashboard by headless Chromium.
 - ``simulate``: ``repricer simulate``, the market simulator driven through Kafka, closed loop.
 - ``simulator/``: the closed-loop market simulator (hidden demand truths, the market).
-- ``topic_read``: a topic read to its end offsets without a consumer group (``dlq``,
-  ``holdout``), with an opt-in settle for brokers whose end offsets lag (Tansu).
 - ``tail``: ``repricer tail``, the example downstream consumer of ``price-changes``.
 - ``holdout``: ``repricer holdout draw``, the catalog topic and ``sales_1m`` read, the stratified
   holdout drawn and written to its file.

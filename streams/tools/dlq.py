@@ -38,7 +38,7 @@ from repricer.schemas import (
 from repricer.streams import dead_letters as dlq
 from repricer.streams.headers import RESEND_OF, header, produced
 from repricer.streams.settings import Settings
-from repricer.streams.tools.topic_read import Progress, read_topic
+from repricer.streams.topic_read import Progress, read_topic
 
 
 @dataclass(frozen=True)

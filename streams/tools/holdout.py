@@ -1,7 +1,7 @@
 """``repricer holdout draw``: a holdout stratified by category and sales level, to a file.
 
 Reads each SKU's category from the compacted ``catalog`` topic (the latest record per SKU, up
-to the topic's end: ``streams.tools.topic_read``) and its units sold since ``since`` from
+to the topic's end: ``streams.topic_read``) and its units sold since ``since`` from
 ClickHouse ``sales_1m``, draws the holdout (``streams.holdout_draw.draw``) and writes the file
 that ``REPRICER_HOLDOUT_FILE`` names. Only catalogued SKUs are drawn (the engine prices no other);
 catalog records that do not decode are counted, and the SKUs with sales but no catalog record.
@@ -18,7 +18,7 @@ from repricer.infra.clickhouse.tables import SALES_1M
 from repricer.schemas import CatalogItem, Rejection, decode
 from repricer.streams.holdout_draw import Draw, check_fraction, draw, write_file
 from repricer.streams.settings import Settings
-from repricer.streams.tools.topic_read import Progress, read_topic
+from repricer.streams.topic_read import Progress, read_topic
 
 
 class NoCatalog(RuntimeError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repricer.infra.clickhouse import ClickHouseBackend
+from repricer.infra.local.tansu import TOPIC_READ_SETTLE_S
 from repricer.streams.accounting import latest_records, partition_accounting
 from repricer.streams.engine.state import PartitionState, SkuState, load
 
@@ -75,7 +76,11 @@ class LearnedLabels:
 def read_learned_labels(bootstrap: str, app_id: str) -> LearnedLabels:
     """The latest SKU and partition records from the changelog topics (read, not consumed)."""
     latest = {
-        table: latest_records(f"{app_id}-{table}-changelog", bootstrap_servers=bootstrap)
+        table: latest_records(
+            f"{app_id}-{table}-changelog",
+            settle_s=TOPIC_READ_SETTLE_S,
+            bootstrap_servers=bootstrap,
+        )
         for table in ("sku-state", "partition-state")
     }
     # decoded as the engine's records: what a restarted worker would read back

@@ -27,7 +27,7 @@ import pytest
 from kafka import KafkaProducer
 
 from repricer.infra.local.clickhouse_server import ClickHouseServer
-from repricer.infra.local.tansu import TansuBroker
+from repricer.infra.local.tansu import TOPIC_READ_SETTLE_S, TansuBroker
 from repricer.streams.accounting import latest_records
 from repricer.streams.continuity import applied_key
 from tests.chaos.harness import FaultRun
@@ -54,7 +54,9 @@ def test_envelopes_delivered_ahead_of_the_applied_offset_are_rewound(
     s = run.settings[0]
     changelog = f"{s.app_id}-partition-state-changelog"
     key = applied_key(0)
-    applied = latest_records(changelog, bootstrap_servers=broker.bootstrap).get(key)
+    applied = latest_records(
+        changelog, settle_s=TOPIC_READ_SETTLE_S, bootstrap_servers=broker.bootstrap
+    ).get(key)
     assert isinstance(applied, int) and applied >= BACK, f"no applied offset recorded: {applied}"
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     producer.send(

@@ -22,7 +22,7 @@ from repricer.infra.clickhouse import connect
 from repricer.streams.headers import SCHEMA_VERSIONS, header
 from repricer.streams.settings import Settings
 from repricer.streams.tools.runner import drained, settings_env
-from repricer.streams.tools.topic_read import read_topic
+from repricer.streams.topic_read import read_topic
 from tests.workers import WorkerFactory
 
 pytestmark = pytest.mark.integration

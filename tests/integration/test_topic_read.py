@@ -1,4 +1,4 @@
-"""A topic read to its end (``streams.tools.topic_read``) on the real broker (Tansu).
+"""A topic read to its end (``streams.topic_read``) on the real broker (Tansu).
 
 Dead letters written in batches are all listed with the settle the test fixtures set (without
 it Tansu's end offsets, which lag batched writes, cut each partition's last batch: 179 of 200
@@ -24,7 +24,7 @@ from repricer.schemas import Rejection
 from repricer.streams import dead_letters
 from repricer.streams.settings import Settings
 from repricer.streams.tools import dlq
-from repricer.streams.tools.topic_read import read_topic
+from repricer.streams.topic_read import read_topic
 
 pytestmark = pytest.mark.integration
 LETTERS = 200

@@ -1,4 +1,5 @@
-"""Reading a Kafka topic to its end without a consumer group (``repricer dlq``, ``holdout draw``).
+"""Reading a Kafka topic to its end without a consumer group (``repricer dlq``, ``holdout draw``,
+the conservation counts ``repricer report`` reads back).
 
 :func:`read_topic` reads each partition from a given offset (or its beginning) up to the end
 offsets it reads when it starts. Those end offsets are the contract, as Apache Kafka reports
@@ -45,8 +46,29 @@ def read_topic(
     ``settings.topic_read_settle_s``) > 0 also takes what the broker serves past those ends
     until the topic is quiet for ``settle_s`` (see the module docstring). TimeoutError if the
     read takes longer than ``timeout_s``."""
-    settle = settings.topic_read_settle_s if settle_s is None else settle_s
-    consumer = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(settings))
+    return read_records(
+        topic,
+        kafka_python_config(settings),
+        start,
+        settle_s=settings.topic_read_settle_s if settle_s is None else settle_s,
+        timeout_s=timeout_s,
+        progress=progress,
+    )
+
+
+def read_records(
+    topic: str,
+    config: dict[str, Any],
+    start: dict[int, int] | None = None,
+    *,
+    settle_s: float = 0.0,
+    timeout_s: float = 60.0,
+    progress: Progress | None = None,
+) -> Iterator[Any]:
+    """:func:`read_topic` with kafka-python consumer settings ``config`` instead of
+    :class:`Settings` (no consumer group is joined; ``group_id`` must not be set)."""
+    settle = settle_s
+    consumer = KafkaConsumer(enable_auto_commit=False, **config)
     try:
         parts = sorted(consumer.partitions_for_topic(topic) or ())
         tps = [TopicPartition(topic, p) for p in parts if start is None or p in start]
