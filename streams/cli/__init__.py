@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except TimeoutError as e:  # a topic read that could not reach its end: say so, no traceback
+        print(f"repricer {args.command}: {e}", file=sys.stderr)
+        return 1
     except ValueError as e:  # REPRICER_HOLDOUT_FILE, read at start-up: a clear line, exit 2
         from repricer.streams.holdout_draw import HoldoutFileError  # imported by then
 

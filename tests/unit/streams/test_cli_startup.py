@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from repricer.streams.cli.tools import MARKETS as CLI_MARKETS
 from repricer.streams.tools.simulator.families import MARKETS
 
@@ -26,3 +28,25 @@ def test_building_the_parser_imports_neither_the_simulator_nor_numpy() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_a_read_that_cannot_reach_its_end_is_one_clear_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A topic read that times out (``streams.topic_read``) ends the command with its reason on
+    stderr and exit 1, not a traceback."""
+    import argparse
+
+    import repricer.streams.cli as cli
+
+    def add_stuck(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+        def run(args: argparse.Namespace) -> int:
+            raise TimeoutError("could not read some-topic to its end in 60s")
+
+        sub.add_parser("stuck").set_defaults(func=run)
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_stuck])
+    assert cli.main(["stuck"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "repricer stuck: could not read some-topic to its end in 60s"
+    )
