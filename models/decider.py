@@ -35,7 +35,7 @@ from repricer.models.calibration import Calibrator
 from repricer.models.elasticity import Elasticity, units_per_label
 from repricer.models.ensemble import combine, update_errors, update_errors_batch
 from repricer.models.guardrails import Bounds
-from repricer.models.pricing import Objective, objective_ratio, optimal_price
+from repricer.models.pricing import Objective, objective_ratio, optimal_price, sure_gain
 from repricer.models.river_model import RegressorName
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,9 @@ class ModelDecider:
     # [1] explores fully, linearly in between; the first explore_after labels explore fully
     explore_units_per_day: tuple[float, float] = (20.0, 100.0)
     explore_after: int = 10
+    # a SKU that does not explore prices at its posterior optimum only if that beats the
+    # catalogue price by min_gain after hold_z posterior sds of the gain (times 1 - explore_scale)
+    hold_z: float = 1.0
     windows_per_day: float = 1440.0
     restock_windows: float = 0.0  # stock must cover this many windows of demand; 0: ignore stock
     salvage: float = 1.0  # worth of a unit left over after restock_windows, fraction of cost
@@ -217,12 +220,20 @@ class ModelDecider:
         lo = np.array([b.floor(min_margin) for b in bounds], dtype=np.float64)
         hi = np.array([b.max_price for b in bounds], dtype=np.float64)
         e_mean, e_sd = self.elasticity.elasticity(views)
-        e_draw = e_mean
+        e_draw, scale = e_mean, self.explore_scale(views)
         if self.thompson > 0:
             z = _unit_normals(views, "ts", max(1, self.thompson_hold_ms))
-            e_draw = e_mean + self.thompson * self.explore_scale(views) * e_sd * z
+            e_draw = e_mean + self.thompson * scale * e_sd * z
         target = optimal_price(e_draw, cost, lo, hi, self.objective)
         exploit = optimal_price(e_mean, cost, lo, hi, self.objective)
+        # a SKU that does not explore leaves its catalogue price only where the posterior is
+        # sure that pays (gain minus hold_z sd of it): no loss to static from what it cannot know
+        ref = np.minimum(np.maximum([v.ref_price for v in views], lo), np.maximum(hi, lo))
+        sure = self.hold_z * (1.0 - scale)
+        back = (sure > 0) & ~(
+            sure_gain(exploit, ref, e_mean, e_sd, cost, self.objective, sure) > self.min_gain
+        )
+        target = np.where(back, ref, target)
         level = self.level(views)
         stock_move = np.zeros(len(views), dtype=np.int8)
         if self.restock_windows > 0:
@@ -231,9 +242,10 @@ class ModelDecider:
         price = np.clip(target, down, up)
         explored = np.sign(np.clip(exploit, down, up) - cur) != np.sign(price - cur)
         gain = objective_ratio(price, cur, e_draw, cost, self.objective) - 1.0
-        hold = ~(gain > max(self.min_gain, 1e-9)) & (stock_move == 0)
+        back &= (np.abs(price / cur - 1.0) > self.min_gain) & (stock_move == 0)
+        hold = ~((gain > max(self.min_gain, 1e-9)) | back) & (stock_move == 0)
         price = np.where(hold, cur, price)
-        explored &= ~hold & (stock_move == 0)
+        explored &= ~hold & (stock_move == 0) & ~back
         ok = np.isfinite(e_mean) & np.isfinite(price) & np.isfinite(level)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             q_new = np.maximum(level, 0.0) * (price / cur) ** e_mean

@@ -1,10 +1,11 @@
 """:class:`FamilyMarket`: the simulated shop with demand drawn from the families of
 :mod:`streams.tools.simulator.families` (one family, or ``mix``: every family in turn).
 
-The same funnel, counts and common random numbers as :class:`~.market.Market` (a fixed number
-of draws per SKU and window whatever the price, so static, policy and oracle runs of one seed
-see the same traffic); only the conversion and the season depend on the family and on the
-instant. Window totals only (:meth:`FamilyMarket.step_counts`): this market drives backtests and
+The same funnel as :class:`~.market.Market`, with exact common random numbers: the views and
+three uniforms per view are drawn whatever the prices, and a view orders when its uniform is
+below the conversion, so static, policy and oracle runs of one seed see the same traffic and a
+SKU priced lower sells to a superset of the same visitors. Only the conversion and the season
+depend on the family and on the instant. Window totals only (:meth:`FamilyMarket.step_counts`): this market drives backtests and
 forecast benchmarks, not the event-level simulator.
 """
 
@@ -27,7 +28,6 @@ from repricer.streams.tools.simulator.families import (
 from repricer.streams.tools.simulator.market import Market
 from repricer.streams.tools.simulator.truth import (
     MS_PER_MIN,
-    QTY_PROBS,
     REMOVE_PROB,
     Objective,
     SkuTruth,
@@ -108,7 +108,13 @@ class FamilyMarket(Market):
         self, t0_ms: int, t1_ms: int
     ) -> dict[str, tuple[int, int, float, int, int, int]]:
         """Per-SKU window totals ``(orders, units, revenue, views, carts, removes)`` for [t0, t1),
-        the truth taken at the window's mid-point."""
+        the truth taken at the window's mid-point.
+
+        Common random numbers, exactly: the views are drawn from the truth alone, then three
+        uniforms per view (``u``: cart and order, ``r``: remove, ``q``: quantity), so every draw
+        is the same whatever the prices. A view orders when ``u < conversion`` and carts when
+        ``u < cart probability``: at a lower price a SKU sells to a superset of the same views.
+        """
         t0, t1 = int(t0_ms), int(t1_ms)
         if t1 <= t0 or t0 < self._now:
             raise ValueError("step_counts needs now <= t0 < t1")
@@ -116,19 +122,39 @@ class FamilyMarket(Market):
         rng = self._rng
         minutes = (t1 - t0) / MS_PER_MIN
         mid = (t0 + t1) // 2
-        out: dict[str, tuple[int, int, float, int, int, int]] = {}
-        for sku in self.truths:
+        skus = list(self.truths)
+        n = len(skus)
+        lam = np.empty(n)
+        conv = np.empty(n)
+        cart_p = np.empty(n)
+        for i, sku in enumerate(skus):
             tr = self.truth(sku)
-            price = self._price[sku]
-            views = int(rng.poisson(tr.views_per_min * minutes * season_at(tr, mid)))
-            conv = float(conversion_at(tr, price, mid))
-            k = tr.cart_rate / tr.conversion_at_base
-            cart_p = min(1.0, conv * k)
-            carts = int(rng.binomial(views, cart_p))
-            orders = int(rng.binomial(carts, min(1.0, conv / cart_p) if cart_p > 0 else 0.0))
-            removes = int(rng.binomial(carts - orders, REMOVE_PROB))
-            units = int(rng.multinomial(orders, QTY_PROBS) @ self._qty_values)
-            out[sku] = self._book(sku, tr.cost, price, orders, units, views, carts, removes)
+            lam[i] = tr.views_per_min * minutes * season_at(tr, mid)
+            conv[i] = min(1.0, float(conversion_at(tr, self._price[sku], mid)))
+            cart_p[i] = min(1.0, conv[i] * tr.cart_rate / tr.conversion_at_base)
+        views = rng.poisson(lam)
+        u, r, q = rng.random((3, int(views.sum())))
+        of = np.repeat(np.arange(n), views)
+        ordered = u < conv[of]
+        carted = u < cart_p[of]
+        removed = carted & ~ordered & (r < REMOVE_PROB)
+        qty = self._qty_values[np.minimum(np.searchsorted(self._qty_cdf, q, side="right"), 2)]
+        orders = np.bincount(of, weights=ordered, minlength=n)
+        units = np.bincount(of, weights=qty * ordered, minlength=n)
+        carts = np.bincount(of, weights=carted, minlength=n)
+        removes = np.bincount(of, weights=removed, minlength=n)
+        out: dict[str, tuple[int, int, float, int, int, int]] = {}
+        for i, sku in enumerate(skus):
+            out[sku] = self._book(
+                sku,
+                self.truth(sku).cost,
+                self._price[sku],
+                int(orders[i]),
+                int(units[i]),
+                int(views[i]),
+                int(carts[i]),
+                int(removes[i]),
+            )
         self._now = t1
         self._advance_prices(t1)
         return out

@@ -78,3 +78,26 @@ def test_low_volume_skus_do_not_explore_and_busy_ones_do() -> None:
     new = [p.price for p in d.propose(views(0.0, 3), bounds, 0.05)]
     assert sum(p != 20.0 for p in new) > 100  # volume not known yet: explores
     np.testing.assert_allclose(d.explore_scale(views(60 / 1440, 100)), 0.5)
+
+
+def test_a_sku_that_does_not_explore_leaves_its_catalogue_price_only_when_sure() -> None:
+    # the posterior mean (-2.5) puts the optimum at 16.67, below the catalogue price (20): at
+    # the mean that gains 5.2%, but over e ± 0.75 the gain is -8% .. +21%
+    bounds = [Bounds(cost=10.0, min_price=10.5, max_price=40.0)] * 50
+
+    def prices(sd_e: float, hold_z: float, per_window: float, at: float = 20.0) -> list[float]:
+        d = ModelDecider(members=[RiverDemand()], hold_z=hold_z)
+        d.elasticity.prior = PooledPrior(mean_e=-2.5, sd_e=sd_e)
+        vs = [_view(f"S{i}", price=at) for i in range(50)]
+        for v in vs:
+            v.state["cd"] = [0.0, 0.0, 100.0, per_window * 100]
+        return [p.price for p in d.propose(vs, bounds, 0.05)]
+
+    tail = 2.0 / 1440  # 2 units a day: does not explore
+    assert all(p == 20.0 for p in prices(0.75, 1.0, tail))  # not sure: keeps the catalogue price
+    assert all(p == 19.0 for p in prices(0.75, 0.0, tail))  # the mean alone would move
+    assert all(p == 19.0 for p in prices(0.1, 1.0, tail))  # sure: moves toward 16.67
+    # off its catalogue price (where exploring left it) and not sure: back toward 20, not held
+    assert all(p == 22.0 * 0.95 for p in prices(0.75, 1.0, tail, at=22.0))
+    # a SKU that explores fully is not held back by the rule (its own Thompson draws move it)
+    assert sum(p != 20.0 for p in prices(0.75, 1.0, 1.0)) > 25

@@ -174,3 +174,28 @@ def test_forecast_bench_per_family_reports_the_attainable_bound() -> None:
             continue
         assert "wape_ensemble" in got and "wape_moving_average" in got, fam
         assert got["wape_ratio_oracle"] == r["wape_ratio_oracle"][fam]
+
+
+def test_family_market_prices_see_common_random_numbers() -> None:
+    # the same seed at two price paths: the same views in every SKU-window, and a SKU priced
+    # lower sells at least as many orders and units from them (coupled exactly, whatever the
+    # prices did before: a shared stream drifts once prices differ)
+    rng = np.random.default_rng(0)
+    high = FamilyMarket(market="mix", n_skus=21, seed=3, start_ms=T0, horizon_ms=DAY)
+    low = FamilyMarket(market="mix", n_skus=21, seed=3, start_ms=T0, horizon_ms=DAY)
+    stock = {s for s, t in high.truths.items() if t.stock is not None}
+    for k in range(120):
+        t0 = T0 + k * 60_000
+        for s, t in high.truths.items():
+            p = float(rng.uniform(t.min_price, t.max_price))
+            high.apply_price(s, p, t0)
+            low.apply_price(s, round(p * float(rng.uniform(0.7, 1.0)), 2), t0)
+        a, b = high.step_counts(t0, t0 + 60_000), low.step_counts(t0, t0 + 60_000)
+        for s in a:
+            assert a[s][3] == b[s][3], (k, s)  # views
+            if s not in stock:
+                assert b[s][0] >= a[s][0] and b[s][1] >= a[s][1], (k, s, a[s], b[s])
+                assert b[s][4] >= a[s][4], (k, s)  # carts
+    assert sum(r["units"] for r in low.realised().values()) > sum(
+        r["units"] for r in high.realised().values()
+    )
