@@ -153,8 +153,9 @@ def scale_counts(x: np.ndarray, level: float | np.ndarray) -> np.ndarray:
     lv = np.broadcast_to(lv, arr.shape[:1]).reshape(-1, 1, 1)
     out = arr.copy()
     idx = list(TARGET_MASKED_IDX)
-    counts = np.expm1(arr[..., idx].astype(np.float64))
-    out[..., idx] = np.log1p(counts / lv).astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):  # a nan row stays nan (scored as nan)
+        counts = np.expm1(arr[..., idx].astype(np.float64))
+        out[..., idx] = np.log1p(counts / lv).astype(np.float32)
     return out
 
 
