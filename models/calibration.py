@@ -18,7 +18,9 @@ squared units a window. Two things fix that, both learned online from realised l
   member is worse there. :mod:`models.ensemble` multiplies a member's weight by
   ``exp(-ETA_POOL · (R_m - min R))``. Nats are scale-free: a member 5x off on SKUs selling
   0.01 units a window loses 2.4 · 0.01 nats per SKU and window, over 150 SKUs 3.6 nats a
-  window, so its weight falls below 5% within one or two windows.
+  window, so its weight falls below 5% within one or two windows. The regret forgets per unit
+  sold in the bucket (about the last 50 units) and slowly per tick (about 1000 windows), so a
+  bucket that holds a single long-tail SKU still collects evidence across several of its sales.
 
 State. Per SKU (``SkuView.state``, written by :meth:`Calibrator.learn_local_batch` with the
 SKU's record): ``cal`` = ``{"w": labels, "y": units, "m": {member: [units, forecast]}}`` (discounted) and
@@ -46,7 +48,7 @@ SKU_FORGET = 0.995  # per label: about the last 200 labels of the SKU
 UNIT_FORGET = 0.995  # per unit sold in the bucket: pooled sums keep about the last 200 units
 POOL_FORGET = 0.9995  # and per tick (a bucket that sells nothing forgets slowly)
 REGRET_UNIT_FORGET = 0.98  # per unit sold in the bucket: regret of about the last 50 units
-REGRET_FORGET = 0.99  # and per tick
+REGRET_FORGET = 0.999  # and per tick: a sparse bucket keeps about 1000 windows of evidence
 # prior weight of the bucket's ratio in a SKU's factor, in units sold: a ratio of counts is
 # noisy (its relative error about 1/sqrt(units)), so a SKU needs tens of units of its own
 TAU = 20.0

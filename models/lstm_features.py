@@ -21,6 +21,16 @@ Model input layout (``x``, float32, shape ``(B, SEQ_LEN, len(FEATURES))``), raw 
 The scorer normalises ``(x - mean) / std`` with the per-feature constants stored in the model
 metadata (computed on the training windows) *after* masking, exactly as training does. The model
 output is the expected units of the target window at the candidate price.
+
+**Scale-free models** (metadata ``"scale": "level"``, format ``repricer.demand_lstm/2``). A
+model trained on raw counts has learned the scale of its training SKUs: on a SKU selling a few
+units a *day* it sees a history of zeros and forecasts what a busy SKU sells after a quiet
+spell. A scale-free model sees every count divided by the SKU's own level ``L`` (its long-run
+units per window, :func:`causal_levels` in training, ``models.calibration.sku_level`` when
+scoring): the count features become ``log1p(count / L)`` (:func:`scale_counts`) and the model's
+output is a *multiple* of ``L``, so the scorer returns ``L · output``. Views divided by the units
+level are views per unit sold, a conversion-like quantity that does not depend on the SKU's
+scale either. ``L`` is floored at :data:`LEVEL_FLOOR`.
 """
 
 from __future__ import annotations
@@ -43,6 +53,14 @@ SEQ_LEN = 24
 TARGET_MASKED: tuple[str, ...] = ("log_units", "log_views", "log_carts")
 TARGET_MASKED_IDX: tuple[int, ...] = tuple(FEATURES.index(f) for f in TARGET_MASKED)
 PRICE_IDX = FEATURES.index("log_price_ratio")
+
+# scale-free models: the SKU's level (units per window) is floored here (0.14 units a day) and
+# tracked as in models.calibration: labels discounted by LEVEL_FORGET per window, plus the
+# engine's units EWMA (alpha LEVEL_EWMA_ALPHA) worth LEVEL_EWMA_WEIGHT labels
+LEVEL_FLOOR = 1e-4
+LEVEL_FORGET = 0.995
+LEVEL_EWMA_ALPHA = 0.3
+LEVEL_EWMA_WEIGHT = 5.0
 
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000
@@ -122,3 +140,50 @@ def pad_history(history: np.ndarray, n_rows: int) -> np.ndarray:
         return h[h.shape[0] - n_rows :]
     pad = np.repeat(h[:1], n_rows - h.shape[0], axis=0)
     return np.concatenate([pad, h], axis=0)
+
+
+def scale_counts(x: np.ndarray, level: float | np.ndarray) -> np.ndarray:
+    """Raw rows ``x`` (B, T, F) with the count features as ``log1p(count / level)``, float32.
+
+    ``level`` is scalar or (B,), floored at :data:`LEVEL_FLOOR`; the masked target row (counts
+    0) stays 0. Returns a new array.
+    """
+    arr = np.asarray(x, dtype=np.float32)
+    lv = np.maximum(np.asarray(level, dtype=np.float64), LEVEL_FLOOR)
+    lv = np.broadcast_to(lv, arr.shape[:1]).reshape(-1, 1, 1)
+    out = arr.copy()
+    idx = list(TARGET_MASKED_IDX)
+    with np.errstate(invalid="ignore", over="ignore"):  # a nan row stays nan (scored as nan)
+        counts = np.expm1(arr[..., idx].astype(np.float64))
+        out[..., idx] = np.log1p(counts / lv).astype(np.float32)
+    return out
+
+
+def causal_levels(units: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(N,) level of every row's SKU from the windows *before* the row (training's ``L``).
+
+    Per contiguous segment ``offsets[i]:offsets[i+1]``: ``(Y + k · E) / (W + k)`` with ``Y``,
+    ``W`` the units and window counts discounted by :data:`LEVEL_FORGET`, ``E`` the units EWMA
+    (started at the first window, as the engine does) and ``k`` = :data:`LEVEL_EWMA_WEIGHT`;
+    the first window of a segment has level 0 (nothing seen yet; floored when used).
+    """
+    u = np.asarray(units, dtype=np.float64)
+    off = np.asarray(offsets, dtype=np.int64)
+    out = np.zeros(u.shape[0], dtype=np.float64)
+    lengths = np.diff(off)
+    if lengths.size == 0:
+        return out
+    k = LEVEL_EWMA_WEIGHT
+    y = np.zeros(lengths.size)
+    w = np.zeros(lengths.size)
+    e = np.zeros(lengths.size)
+    for t in range(int(lengths.max())):  # vectorised over segments, sequential in time
+        live = np.flatnonzero(lengths > t)
+        rows = off[live] + t
+        if t > 0:
+            out[rows] = (y[live] + k * e[live]) / (w[live] + k)
+        ut = u[rows]
+        y[live] = LEVEL_FORGET * y[live] + ut
+        w[live] = LEVEL_FORGET * w[live] + 1.0
+        e[live] = ut if t == 0 else e[live] + LEVEL_EWMA_ALPHA * (ut - e[live])
+    return out

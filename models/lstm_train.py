@@ -15,6 +15,12 @@ gives ``z`` = log of the expected units of the target window; the graph returns
 ``units = exp(clip(z, -15, 12))`` (≥ 0; identical to ``expm1(softplus(z))``). Training minimises
 the Poisson negative log-likelihood of the observed units, so ``units`` is a forecast of the
 *mean* units of the target window at the candidate price.
+
+Scale-free (``train(..., scale_free=True)``, what ``repricer train`` ships): every sequence's
+counts are divided by the SKU's level before the target (:func:`models.lstm_features.causal_levels`,
+:func:`models.lstm_features.scale_counts`) and the Poisson rate is ``L · exp(z)``, so the graph's
+output is a multiple of the level and the scorer multiplies it back. The metadata says so
+(``"scale": "level"``, format ``repricer.demand_lstm/2``).
 """
 
 from __future__ import annotations
@@ -35,10 +41,13 @@ import numpy as np
 
 from repricer.models.lstm_features import (
     FEATURES,
+    LEVEL_FLOOR,
     N_FEATURES,
     SEQ_LEN,
     TARGET_MASKED,
     TARGET_MASKED_IDX,
+    causal_levels,
+    scale_counts,
     window_features,
 )
 
@@ -56,6 +65,10 @@ INPUT_LAYOUT = (
     "(oldest) row. Row seq_len-1: the target window, with log_units/log_views/log_carts = 0 (raw, "
     "before normalisation), log_price_ratio = log(candidate_price / ref_price) and hour_sin/hour_cos "
     "of the target window start (UTC). ref_price = the SKU's catalog base_price."
+)
+SCALE_NOTE = (
+    "scale-free: the count features are log1p(count / L) with L the SKU's level (long-run units "
+    "per window, floored), and the output is a multiple of L: expected units = L * units."
 )
 OUTPUT_LAYOUT = (
     "units: float32 (batch, 1), expected units sold in the target window at the candidate price "
@@ -207,8 +220,13 @@ def train(
     seed: int = 7,
     max_seconds: float = 170.0,
     log_every: int = 100,
+    scale_free: bool = False,
+    threads: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Train on the first ``1 - val_frac`` of the time span, validate on the rest.
+
+    ``scale_free``: counts divided by the SKU's level and the rate a multiple of it (module doc).
+    ``threads``: torch's CPU threads (default: the CPUs, at most 4; 1 on a busy machine).
 
     Returns ``(model, summary)``; the summary holds the normalisation constants (under
     ``"norm"``) and the validation WAPE of the model and of the naive baselines.
@@ -216,8 +234,11 @@ def train(
     import torch
 
     t_start = time.monotonic()
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    torch.set_num_threads(threads or max(1, min(os.cpu_count() or 1, 4)))
     feats = ws.features()
+    level = np.ones(ws.n_windows)
+    if scale_free:
+        level = np.maximum(causal_levels(ws.units, ws.offsets), LEVEL_FLOOR)
     lo_ms, hi_ms = int(ws.window_start_ms.min()), int(ws.window_start_ms.max())
     split_ms = lo_ms + int((hi_ms - lo_ms) * (1.0 - val_frac))
     split_ms -= (split_ms - lo_ms) % ws.window_ms
@@ -226,8 +247,11 @@ def train(
         raise ValueError("not enough windows for a train/validation split")
     train_rows = ws.window_start_ms < split_ms
     finite = np.isfinite(feats).all(axis=1)
-    mean = feats[train_rows & finite].mean(axis=0).astype(np.float64)
-    std = feats[train_rows & finite].std(axis=0).astype(np.float64)
+    rows = feats[train_rows & finite]
+    if scale_free:  # the statistics of the features the model sees: each row at its own level
+        rows = scale_counts(rows[:, None, :], level[train_rows & finite])[:, 0, :]
+    mean = rows.mean(axis=0).astype(np.float64)
+    std = rows.std(axis=0).astype(np.float64)
     std = np.where(std < 1e-6, 1.0, std)
     m32, s32 = mean.astype(np.float32), std.astype(np.float32)
     keep = finite[tr]
@@ -250,7 +274,9 @@ def train(
     print(f"[lstm_train] targets with a price move in view: {moved_idx.size}", flush=True)
 
     rng = np.random.default_rng(seed)
-    model = build_model(len(FEATURES), hidden, seed=seed, init_units=float(ws.units.mean()))
+    init = 1.0 if scale_free else float(ws.units.mean())
+    model = build_model(len(FEATURES), hidden, seed=seed, init_units=init)
+    log_level = np.log(level).astype(np.float32)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
     units_t = ws.units
@@ -265,9 +291,13 @@ def train(
         tgt, full = tr[pick], tr_hist[pick]
         short = rng.random(batch_size) < short_history_frac
         hist = np.where(short, 1 + (rng.random(batch_size) * full).astype(np.int64), full)
-        x = (gather_sequences(feats, tgt, hist, seq_len) - m32) / s32
+        x = gather_sequences(feats, tgt, hist, seq_len)
+        if scale_free:
+            x = scale_counts(x, level[tgt])
+        x = (x - m32) / s32
         y = torch.from_numpy(units_t[tgt].astype(np.float32))[:, None]
         z = model.log_rate(torch.from_numpy(x.astype(np.float32)))  # type: ignore[operator]
+        z = z + torch.from_numpy(log_level[tgt])[:, None]
         loss = torch.nn.functional.poisson_nll_loss(z, y, log_input=True, full=False)
         opt.zero_grad()
         loss.backward()
@@ -290,9 +320,12 @@ def train(
 
     # ---- validation: model vs naive baselines on the held-out (later) windows
     full_hist = np.full(va.size, seq_len - 1, dtype=np.int64)
-    xv = ((gather_sequences(feats, va, full_hist, seq_len) - m32) / s32).astype(np.float32)
+    xv = gather_sequences(feats, va, full_hist, seq_len)
+    if scale_free:
+        xv = scale_counts(xv, level[va])
+    xv = ((xv - m32) / s32).astype(np.float32)
     y = units_t[va]
-    pred = _predict(model, xv)
+    pred = _predict(model, xv) * level[va]
     last = units_t[va - 1]
     ma10 = np.mean(np.stack([units_t[va - k] for k in range(1, 11)]), axis=0)
     summary: dict[str, Any] = {
@@ -316,6 +349,8 @@ def train(
     # implied elasticity: forecast at +30% candidate price vs at the actual price
     sub = va[rng.permutation(va.size)[: min(va.size, 20000)]]
     xs = gather_sequences(feats, sub, np.full(sub.size, seq_len - 1, dtype=np.int64), seq_len)
+    if scale_free:
+        xs = scale_counts(xs, level[sub])
     xs_up = xs.copy()
     xs_up[:, -1, FEATURES.index("log_price_ratio")] += math.log(1.3)
     p0 = _predict(model, ((xs - m32) / s32).astype(np.float32))
@@ -326,6 +361,7 @@ def train(
     if ws.elasticity is not None:
         summary["true_elasticity_mean"] = round(float(np.mean(ws.elasticity)), 3)
     summary["norm"] = {"mean": mean.tolist(), "std": std.tolist()}
+    summary["scale_free"] = scale_free
     print(
         "[lstm_train] validation WAPE: model={val_wape} last_window={val_wape_last_window} "
         "moving_avg_10={val_wape_moving_avg_10}".format(**summary)
@@ -388,9 +424,10 @@ def export_onnx(
             if not np.allclose(got, ref, rtol=1e-4, atol=1e-5):
                 raise RuntimeError("ONNX export does not reproduce the PyTorch outputs")
         full = dict(meta)
+        scaled = full.get("scale") == "level"
         full.update(
             {
-                "format": "repricer.demand_lstm/1",
+                "format": "repricer.demand_lstm/2" if scaled else "repricer.demand_lstm/1",
                 "version": hashlib.sha256(data).hexdigest()[:16],
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "opset": OPSET,
@@ -400,7 +437,7 @@ def export_onnx(
                     "name": "x",
                     "shape": ["batch", seq_len, n_features],
                     "dtype": "float32",
-                    "layout": INPUT_LAYOUT,
+                    "layout": INPUT_LAYOUT + (" " + SCALE_NOTE if scaled else ""),
                     "target_row_masked": list(TARGET_MASKED),
                     "padding": "left, repeat first history row",
                 },

@@ -9,6 +9,10 @@ Input layout: see :mod:`models.lstm_features` (:func:`build_input` builds it fro
 histories and candidate prices). Output: expected units of the target window per row, float64;
 rows the model cannot score (non-finite input, non-finite or negative output) come back as
 ``nan`` so the caller can fall back to another forecast. Outputs are never negative.
+
+A scale-free model (metadata ``"scale": "level"``, :attr:`LstmScorer.scale_free`) needs each
+SKU's level: :meth:`LstmScorer.forecast` divides the counts by it
+(:func:`models.lstm_features.scale_counts`) and multiplies the output back.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import onnxruntime as ort
 
 from repricer.models.lstm_features import (
     FEATURES,
+    LEVEL_FLOOR,
     N_FEATURES,
     SEQ_LEN,
     TARGET_MASKED_IDX,
     pad_history,
+    scale_counts,
     target_row,
 )
 
@@ -276,6 +282,11 @@ class LstmScorer:
     def seq_len(self) -> int:
         return self._state.seq_len
 
+    @property
+    def scale_free(self) -> bool:
+        """True if the model takes counts ÷ the SKU's level and forecasts a multiple of it."""
+        return self._state.meta.get("scale") == "level"
+
     # -- scoring ----------------------------------------------------------------------
     def score(self, x: np.ndarray) -> np.ndarray:
         """Expected units (B,) float64 for a batch ``x`` (B, seq_len, F) of *raw* features.
@@ -323,12 +334,25 @@ class LstmScorer:
         candidate_prices: float | Sequence[float] | np.ndarray,
         ref_prices: float | Sequence[float] | np.ndarray,
         next_window_start_ms: int | Sequence[int] | np.ndarray,
+        levels: float | Sequence[float] | np.ndarray | None = None,
     ) -> np.ndarray:
-        """(N, K) expected units: :func:`build_input` + :meth:`score` in one call."""
+        """(N, K) expected units: :func:`build_input` + :meth:`score` in one call.
+
+        ``levels`` (scalar or (N,)): each SKU's long-run units per window; a scale-free model
+        needs them (``ValueError`` without), a raw-count model ignores them.
+        """
+        st = self._state  # the model whose metadata decides the scaling scores the batch too
         x = build_input(
-            histories, candidate_prices, ref_prices, next_window_start_ms, seq_len=self.seq_len
+            histories, candidate_prices, ref_prices, next_window_start_ms, seq_len=st.seq_len
         )
-        return self.score(x).reshape(len(histories), -1)
+        n = len(histories)
+        if st.meta.get("scale") != "level":
+            return self.score(x).reshape(n, -1)
+        if levels is None:
+            raise ValueError("this model is scale-free: forecast() needs each SKU's level")
+        lv = np.maximum(np.broadcast_to(np.asarray(levels, dtype=np.float64), (n,)), LEVEL_FLOOR)
+        rows = np.repeat(lv, x.shape[0] // n if n else 0)
+        return (self.score(scale_counts(x, rows)) * rows).reshape(n, -1)
 
 
 def model_file_exists(path: str | Path | None = None) -> bool:

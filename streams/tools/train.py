@@ -68,6 +68,9 @@ def _price_schedule(
     return out
 
 
+SPARSE_SCALE = (3e-5, 1e-2)  # views x this: 0.5-4 units a minute become ~0.02-60 a day
+
+
 def generate_training_windows(
     n_skus: int = 200,
     minutes: int = 3 * 1440,
@@ -77,6 +80,7 @@ def generate_training_windows(
     move_every: tuple[int, int] = (30, 120),
     max_move: float = 0.25,
     exact_events: bool = False,
+    sparse_share: float = 0.0,
 ) -> WindowSet:
     """Simulated 1-minute windows of ``n_skus`` SKUs over ``minutes`` minutes.
 
@@ -89,6 +93,10 @@ def generate_training_windows(
     units = Σ qty over orders (qty 1/2/3 with QTY_PROBS). ``exact_events=True`` applies the prices
     with ``Market.apply_price`` and aggregates the events of ``Market.step`` minute by minute
     (slow: for checks on small sizes).
+
+    ``sparse_share``: that share of the SKUs (the last ones) get their views scaled down by a
+    log-uniform factor in :data:`SPARSE_SCALE`, so they sell from about 0.02 to 60 units a
+    *day* (a long tail for a scale-free model to learn from; vectorised sampling only).
     """
     if n_skus < 1 or minutes < 2:
         raise ValueError("need n_skus >= 1 and minutes >= 2")
@@ -102,6 +110,14 @@ def generate_training_windows(
 
     col = lambda name: np.array([getattr(t, name) for t in truths])[:, None]  # noqa: E731
     vpm, conv0, cart_rate = col("views_per_min"), col("conversion_at_base"), col("cart_rate")
+    n_sparse = round(n_skus * min(max(sparse_share, 0.0), 1.0))
+    if n_sparse:
+        if exact_events:
+            raise ValueError("sparse_share needs the vectorised sampler (exact_events=False)")
+        lo_s, hi_s = np.log(SPARSE_SCALE[0]), np.log(SPARSE_SCALE[1])
+        scale = np.ones((n_skus, 1))
+        scale[n_skus - n_sparse :, 0] = np.exp(rng.uniform(lo_s, hi_s, n_sparse))
+        vpm = vpm * scale
     elast, amp, phase = col("elasticity"), col("season_amp"), col("season_phase")
     t0 = start_ms + np.arange(minutes, dtype=np.int64) * WINDOW_MS
     mid_minute = ((t0 + WINDOW_MS // 2) % 86_400_000) / WINDOW_MS
@@ -264,6 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--val-frac", type=float, default=0.2)
     ap.add_argument("--max-seconds", type=float, default=170.0, help="training time budget")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--sparse-share",
+        type=float,
+        default=0.3,
+        help="simulator: share of SKUs scaled down to 0.02-60 units a day (the long tail)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the CPUs, at most 4; 1 is faster on a busy machine)",
+    )
+    ap.add_argument(
+        "--raw-counts",
+        action="store_true",
+        help="train on raw counts (the old, not scale-free model) instead of counts / the "
+        "SKU's level",
+    )
     return ap
 
 
@@ -274,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     if args.source == "simulator":
         print(f"[lstm_train] simulating {args.skus} SKUs x {args.minutes} min", flush=True)
-        ws = generate_training_windows(args.skus, args.minutes, args.seed)
+        ws = generate_training_windows(
+            args.skus, args.minutes, args.seed, sparse_share=args.sparse_share
+        )
     else:
         if not args.clickhouse_url:
             ap.error("--clickhouse-url (or REPRICER_CLICKHOUSE_URL) is required")
@@ -302,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         val_frac=args.val_frac,
         seed=args.seed,
         max_seconds=args.max_seconds,
+        scale_free=not args.raw_counts,
+        threads=args.threads,
     )
     norm = summary.pop("norm")
     meta = {
@@ -310,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "window_ms": ws.window_ms,
         "hidden": args.hidden,
         "norm": norm,
+        **({} if args.raw_counts else {"scale": "level"}),
         "reference_price": "catalog base_price"
         if ws.source == "simulator"
         else "first observed price of the SKU (training); catalog base_price when scoring",

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 import torch  # must fail, not skip, when torch is missing
 
-from repricer.models.lstm_features import FEATURES, SEQ_LEN
+from repricer.models.lstm_features import FEATURES, LEVEL_FLOOR, SEQ_LEN, scale_counts
 from repricer.models.lstm_train import build_model, export_onnx
-from repricer.models.onnx_scorer import LstmScorer
+from repricer.models.onnx_scorer import LstmScorer, build_input
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,30 @@ def test_metadata_and_scorer(exported):
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()[:, 0]
     np.testing.assert_allclose(scorer.score(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_scale_free_export_and_scoring(exported, tmp_path):
+    model, raw_path, _ = exported
+    assert LstmScorer(raw_path).scale_free is False
+    meta = {
+        "features": list(FEATURES),
+        "seq_len": SEQ_LEN,
+        "norm": {"mean": [0.0] * len(FEATURES), "std": [1.0] * len(FEATURES)},
+        "scale": "level",
+    }
+    written = export_onnx(model, tmp_path / "demand_lstm.onnx", meta)
+    assert written["format"] == "repricer.demand_lstm/2" and written["scale"] == "level"
+    scorer = LstmScorer(tmp_path / "demand_lstm.onnx")
+    assert scorer.scale_free is True
+    rng = np.random.default_rng(1)
+    hist = [rng.random((SEQ_LEN - 1, len(FEATURES))).astype(np.float32) for _ in range(4)]
+    levels = np.array([0.01, 0.5, 2.0, 0.0])
+    got = scorer.forecast(hist, 10.0, 10.0, 0, levels=levels)[:, 0]
+    x = build_input(hist, 10.0, 10.0, 0)
+    lv = np.maximum(levels, LEVEL_FLOOR)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(scale_counts(x, lv))).numpy()[:, 0] * lv
+    np.testing.assert_allclose(got, ref, rtol=1e-4)
 
 
 class _FakeBackend:

@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from repricer.models.lstm_features import FEATURES, SEQ_LEN, window_features
+from repricer.models.lstm_features import FEATURES, SEQ_LEN, causal_levels, window_features
 from repricer.models.lstm_train import gather_sequences
 from repricer.models.onnx_scorer import (
     DEFAULT_MODEL_PATH,
@@ -52,6 +52,11 @@ def _histories(ws, end: int, n_hist: int = SEQ_LEN - 1):
     return hist, np.asarray(price), np.asarray(ref), np.asarray(start)
 
 
+def _levels(ws, end: int) -> np.ndarray:
+    """Each SKU's level before its target window ``end`` (what training used)."""
+    return causal_levels(ws.units, ws.offsets)[ws.offsets[:-1] + end]
+
+
 def test_artifact_is_small_and_versioned():
     data = ARTIFACT.read_bytes()
     assert len(data) < 1_000_000
@@ -62,6 +67,8 @@ def test_artifact_is_small_and_versioned():
     assert meta["opset"] >= 17
     assert len(meta["norm"]["mean"]) == len(meta["norm"]["std"]) == len(FEATURES)
     assert meta["training"]["val_wape"] < meta["training"]["val_wape_last_window"]
+    # the shipped model is scale-free: counts / the SKU's level in, a multiple of it out
+    assert meta["scale"] == "level" and meta["format"] == "repricer.demand_lstm/2"
 
 
 def test_cpu_provider_and_version(scorer):
@@ -87,7 +94,7 @@ def test_batch_1_equals_batch_256(scorer, sim):
 
 def test_forecast_tracks_demand_level(scorer, sim):
     hist, price, ref, start = _histories(sim, 100)
-    f = scorer.forecast(hist, price, ref, start)[:, 0]
+    f = scorer.forecast(hist, price, ref, start, levels=_levels(sim, 100))[:, 0]
     seg = np.repeat(np.arange(len(sim.skus)), np.diff(sim.offsets))
     mean_units = np.bincount(seg, weights=sim.units) / np.diff(sim.offsets)
     assert np.corrcoef(f, mean_units)[0, 1] > 0.8
@@ -97,7 +104,8 @@ def test_higher_price_lowers_forecast(scorer, sim):
     ratios = []
     for end in (40, 80, 120):
         hist, price, ref, start = _histories(sim, end)
-        f = scorer.forecast(hist, np.stack([price, price * 1.3], axis=1), ref, start)
+        both = np.stack([price, price * 1.3], axis=1)
+        f = scorer.forecast(hist, both, ref, start, levels=_levels(sim, end))
         assert np.all(np.isfinite(f)) and np.all(f >= 0)
         ratios.append(f[:, 1] / f[:, 0])
     r = np.concatenate(ratios)
@@ -143,7 +151,7 @@ def test_maybe_reload(tmp_path: Path, sim):
     s = LstmScorer(path)
     assert s.maybe_reload() is False
     hist, price, ref, start = _histories(sim, 50)
-    before = s.forecast(hist, price, ref, start)
+    before = s.forecast(hist, price, ref, start, levels=_levels(sim, 50))
 
     # a different model: scale the output-head weights, new version in the metadata
     model = onnx.load(str(path))
@@ -167,8 +175,37 @@ def test_maybe_reload(tmp_path: Path, sim):
     assert s.maybe_reload() is True
     assert s.version == meta["version"] != old_version
     assert s.maybe_reload() is False
-    after = s.forecast(hist, price, ref, start)
+    after = s.forecast(hist, price, ref, start, levels=_levels(sim, 50))
     assert not np.allclose(before, after)
+
+
+def test_scale_free_forecast_scales_with_the_sku(scorer, sim):
+    """The same SKU at 1/1000 of the volume (counts and level alike) gets 1/1000 the forecast:
+    the model sees only counts relative to the level, so a long-tail SKU is not forecast at
+    the volume of the busy SKUs it was trained on."""
+    end = 80
+    _, price, ref, start = _histories(sim, end)
+    lv = _levels(sim, end)
+    rows = []
+    for c in (1.0, 1e-3):
+        hist = []
+        for i in range(len(sim.skus)):
+            sl = slice(int(sim.offsets[i]) + end - (SEQ_LEN - 1), int(sim.offsets[i]) + end)
+            hist.append(
+                window_features(
+                    sim.units[sl] * c,
+                    sim.views[sl] * c,
+                    sim.carts[sl] * c,
+                    sim.price[sl],
+                    sim.ref_price[i],
+                    sim.window_start_ms[sl],
+                )
+            )
+        rows.append(scorer.forecast(hist, price, ref, start, levels=lv * c)[:, 0])
+    assert np.all(np.isfinite(rows[0])) and np.all(rows[0] > 0)
+    np.testing.assert_allclose(rows[1], rows[0] * 1e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="level"):
+        scorer.forecast(hist, price, ref, start)  # a scale-free model needs the levels
 
 
 def test_runtime_does_not_import_torch():
