@@ -29,8 +29,8 @@ RATIOS = ("profit_vs_oracle", "profit_vs_oracle_last_day", "profit_vs_static")
 # few sales cannot show), and static ÷ oracle, the room there is
 EXPECTED = ("static_vs_oracle", "expected_vs_oracle", "expected_vs_static")
 # the best a pricing that does not learn the SKU can do (its family's prior, not its truth):
-# the whole run and the last day, realised on the same traffic
-PRIOR = ("prior_oracle_vs_oracle", "prior_oracle_vs_oracle_last_day")
+# the whole run and the last day, realised on the same traffic, and the run in expectation
+PRIOR = ("prior_oracle_vs_oracle", "prior_oracle_vs_oracle_last_day", "prior_expected_vs_oracle")
 PRICINGS = ("static", "policy", "oracle", "prior_oracle")
 
 
@@ -92,6 +92,7 @@ def seed_report(
             "expected_vs_static": _ratio(exp["policy"][fam][0], exp["static"][fam][0]),
             "prior_oracle_vs_oracle": _ratio(pri[0], orc[0]),
             "prior_oracle_vs_oracle_last_day": _ratio(pri[1], orc[1]),
+            "prior_expected_vs_oracle": _ratio(exp["prior_oracle"][fam][0], exp["oracle"][fam][0]),
         }
     pol = runs["policy"]
     return {
