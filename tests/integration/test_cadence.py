@@ -2,9 +2,11 @@
 
 A shop whose SKUs sell a few units a day runs with ``REPRICER_WINDOW_S=86400``: eight weeks of
 orders (catalog included; three SKUs of the 80 sell 60-180 a day) go through ``repricer replay``
-as fast as the broker takes them, into a worker on the real broker and Debian's ClickHouse 18.16. Checked: every unit per SKU and day in
-``sales_1m``; decisions taken (price changes published within the catalog's bounds) and their
-forecasts labelled with the day's true units; the dashboard's per-SKU history has the days.
+as fast as the broker takes them, into a worker on the real broker and Debian's ClickHouse
+18.16. Checked: every unit per SKU and day in ``sales_1m``; decisions taken (price changes
+published within the catalog's bounds, only for the SKUs that sell enough to learn from) and
+their forecasts labelled with the day's true units; the dashboard's per-SKU history has the
+days.
 """
 
 from __future__ import annotations
