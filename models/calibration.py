@@ -41,10 +41,11 @@ from typing import Any
 import numpy as np
 
 from repricer.models.base import SkuView
+from repricer.models.lstm_features import LEVEL_EWMA_WEIGHT, LEVEL_FORGET
 
 CAL_KEY = "cal"
 LAST_KEY = "cal_last"
-SKU_FORGET = 0.995  # per label: about the last 200 labels of the SKU
+SKU_FORGET = LEVEL_FORGET  # per label: about the last 200 labels of the SKU
 UNIT_FORGET = 0.995  # per unit sold in the bucket: pooled sums keep about the last 200 units
 POOL_FORGET = 0.9995  # and per tick (a bucket that sells nothing forgets slowly)
 REGRET_UNIT_FORGET = 0.98  # per unit sold in the bucket: regret of about the last 50 units
@@ -74,7 +75,7 @@ def sku_level(v: SkuView) -> float:
     got = v.state.get(CAL_KEY) or {}
     w = float(got.get("w", 0.0))
     y = float(got.get("y", 0.0))
-    k = 5.0  # the recent average counts as five labels
+    k = LEVEL_EWMA_WEIGHT  # the recent average counts as five labels
     return (y + k * max(v.units_ewma, 0.0)) / (w + k)
 
 

@@ -55,8 +55,10 @@ TARGET_MASKED_IDX: tuple[int, ...] = tuple(FEATURES.index(f) for f in TARGET_MAS
 PRICE_IDX = FEATURES.index("log_price_ratio")
 
 # scale-free models: the SKU's level (units per window) is floored here (0.14 units a day) and
-# tracked as in models.calibration: labels discounted by LEVEL_FORGET per window, plus the
-# engine's units EWMA (alpha LEVEL_EWMA_ALPHA) worth LEVEL_EWMA_WEIGHT labels
+# tracked as in models.calibration (which takes these constants from here, so training's level
+# and scoring's are one formula): labels discounted by LEVEL_FORGET per window, plus the
+# engine's units EWMA (alpha LEVEL_EWMA_ALPHA, the engine's own: streams.engine.close) worth
+# LEVEL_EWMA_WEIGHT labels
 LEVEL_FLOOR = 1e-4
 LEVEL_FORGET = 0.995
 LEVEL_EWMA_ALPHA = 0.3
