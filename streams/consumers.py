@@ -50,7 +50,8 @@ async def start_group_consumer(
 
 
 class LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Log which partitions a consumer group member gets and gives up (operators need it)."""
+    """Log which partitions a consumer group member gets and gives up (operators need it), and
+    hand each assignment to ``on_assigned`` (aiokafka calls this before fetching any of it)."""
 
     def __init__(
         self,
