@@ -255,7 +255,7 @@ class RiverDemand(ModelBase):
         self._factory = factory
         self.pooled = self._fresh()
         self.n_learned = 0
-        # discounted sums of squared residuals (units²) and of levels (units): the dispersion
+        # discounted sums of squared residuals (units²) and of units sold: the dispersion
         self.noise = [0.0, 0.0]
 
     def _fresh(self) -> Any:  # a new pooled regressor
@@ -401,9 +401,12 @@ class RiverDemand(ModelBase):
                     [reg.predict_one(dict(zip(_POOLED_FEATURES, r, strict=True))) for r in x]
                 )
             sq = (level * (target - guess)) ** 2
-        ok = np.isfinite(sq)
+            # units sold: E[squared residual] = φ · E[units], and units, unlike a level (the
+            # floor before a SKU's first window), do not make a new SKU's first sale a spike
+            sold = level * (target + PRIOR_SLOPE * x[:, -1])
+        ok = np.isfinite(sq) & np.isfinite(sold)
         keep = DISPERSION_FORGET ** int(ok.sum())
-        total = [float(sq[ok].sum()), float(level[ok].sum())]
+        total = [float(sq[ok].sum()), float(sold[ok].sum())]
         if not all(math.isfinite(t) for t in total):
             return list(self.noise)
         return [keep * a + b for a, b in zip(self.noise, total, strict=True)]
