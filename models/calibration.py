@@ -70,13 +70,16 @@ def bucket_of(level: float) -> str:
     return str(min(max(b, BUCKETS[0]), BUCKETS[1]))
 
 
-def sku_level(v: SkuView) -> float:
-    """The SKU's long-run units per window: its discounted labels, the recent average first."""
-    got = v.state.get(CAL_KEY) or {}
-    w = float(got.get("w", 0.0))
-    y = float(got.get("y", 0.0))
+def sku_levels(views: Sequence[SkuView]) -> np.ndarray:
+    """(N,) each SKU's long-run units per window: its discounted labels, the recent average
+    first. Not floored (the scale-free models floor it at ``lstm_features.LEVEL_FLOOR``)."""
+    got = [v.state.get(CAL_KEY) or {} for v in views]
+    wy = np.array([(g.get("w", 0.0), g.get("y", 0.0)) for g in got], dtype=np.float64)
+    wy = wy.reshape(len(views), 2)
+    ue = np.array([v.units_ewma for v in views], dtype=np.float64)
     k = LEVEL_EWMA_WEIGHT  # the recent average counts as five labels
-    return (y + k * max(v.units_ewma, 0.0)) / (w + k)
+    n = wy[:, 0] + k
+    return wy[:, 1] / n + (k / n) * np.maximum(ue, 0.0)  # (y + k·ewma) / (w + k), no overflow
 
 
 def log_score(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -111,12 +114,8 @@ class Calibrator:
 
     # -- reading ------------------------------------------------------------------------------
     def buckets(self, views: Sequence[SkuView]) -> list[str]:
-        """:func:`bucket_of` :func:`sku_level` of every view, vectorised."""
-        got = [v.state.get(CAL_KEY) or {} for v in views]
-        wy = np.array([(g.get("w", 0.0), g.get("y", 0.0)) for g in got], dtype=np.float64)
-        ue = np.array([v.units_ewma for v in views], dtype=np.float64)
-        wy = wy.reshape(len(views), 2)
-        level = (wy[:, 1] + 5.0 * np.maximum(ue, 0.0)) / (wy[:, 0] + 5.0)
+        """:func:`bucket_of` :func:`sku_levels` of every view."""
+        level = sku_levels(views)
         b = np.floor(2.0 * np.log10(np.maximum(level, 1e-6)))
         return [str(int(x)) for x in np.clip(b, *BUCKETS).tolist()]
 

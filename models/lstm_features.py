@@ -26,7 +26,7 @@ output is the expected units of the target window at the candidate price.
 model trained on raw counts has learned the scale of its training SKUs: on a SKU selling a few
 units a *day* it sees a history of zeros and forecasts what a busy SKU sells after a quiet
 spell. A scale-free model sees every count divided by the SKU's own level ``L`` (its long-run
-units per window, :func:`causal_levels` in training, ``models.calibration.sku_level`` when
+units per window, :func:`causal_levels` in training, ``models.calibration.sku_levels`` when
 scoring): the count features become ``log1p(count / L)`` (:func:`scale_counts`) and the model's
 output is a *multiple* of ``L``, so the scorer returns ``L · output``. Views divided by the units
 level are views per unit sold, a conversion-like quantity that does not depend on the SKU's
