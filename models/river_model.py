@@ -198,7 +198,7 @@ def make_regressor(name: RegressorName = "bayes") -> Any:
             optimizer=optim.SGD(0.01), l2=1e-4, intercept_lr=0.01
         )
     if name == "pa":
-        return preprocessing.StandardScaler() | linear_model.PARegressor(C=0.01, mode=2, eps=0.1)
+        return preprocessing.StandardScaler() | linear_model.PARegressor(C=0.001, mode=1, eps=0.1)
     raise ValueError(f"unknown regressor {name!r}")
 
 

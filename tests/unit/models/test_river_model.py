@@ -17,6 +17,7 @@ from repricer.models.base import SkuView
 from repricer.models.calibration import Calibrator
 from repricer.models.river_model import (
     SNAPSHOT_FORMAT,
+    RegressorName,
     RiverDemand,
     StableBayesianLinearRegression,
 )
@@ -148,7 +149,9 @@ def test_a_snapshot_of_the_log1p_model_is_refused_with_a_warning(
     np.testing.assert_array_equal(back.forecast(views, grid), m.forecast(views, grid))
 
 
-def _series(scale: float, windows: int = 900, seed: int = 5) -> tuple[RiverDemand, list[SkuView]]:
+def _series(
+    scale: float, windows: int = 900, seed: int = 5, regressor: RegressorName = "bayes"
+) -> tuple[RiverDemand, list[SkuView]]:
     """River fed ``windows`` windows of four SKUs whose demand (units and views) is ``scale``
     times the same draw; prices explore around the base. Returns the model and the SKUs'
     views of the next window. The SKUs' level comes from the calibrator's discounted label
@@ -156,7 +159,7 @@ def _series(scale: float, windows: int = 900, seed: int = 5) -> tuple[RiverDeman
     rng = np.random.default_rng(seed)
     rates = np.array([0.5, 1.0, 2.0, 4.0])
     cal = Calibrator()
-    m = RiverDemand()
+    m = RiverDemand(regressor)
     views = [
         SkuView(sku=f"S{i}", price=10.0, ref_price=10.0, cost=5.0, next_window_start=T0)
         for i in range(len(rates))
@@ -199,3 +202,15 @@ def test_river_forecasts_a_scaled_series_in_proportion(scale: float) -> None:
     assert scaled.dispersion() == pytest.approx(base.dispersion() * scale, rel=0.02)
     # and both follow the SKUs' own level: the busiest sells about eight times the quietest
     assert 4.0 < want[3, 1] / want[0, 1] < 16.0
+
+
+@pytest.mark.parametrize("regressor", ["bayes", "linear", "pa"])
+def test_every_pooled_regressor_forecasts_the_level(regressor: RegressorName) -> None:
+    """Each choice of ``REPRICER_RIVER_REGRESSOR`` learns the level-relative target: at the
+    base price its forecast is within a factor of two of the true mean (a run-away learner, as the
+    passive-aggressive one was with C = 0.01, is off by a factor of ten)."""
+    m, views = _series(1.0, regressor=regressor)
+    got = m.forecast(views, np.array([[v.price] for v in views]))[:, 0]
+    season = 1.0 + 0.4 * math.sin(2 * math.pi * 900 / 240)
+    truth = np.array([0.5, 1.0, 2.0, 4.0]) * season
+    assert ((got > truth / 2) & (got < truth * 2)).all(), (got, truth)
