@@ -114,7 +114,7 @@ class Elasticity:
         *,
         forget: float = 1.0,
         prior: PooledPrior | None = None,
-        detect: float = 6.0,
+        detect: float = 7.5,
         detect_shift: float = 0.25,
         detect_min_var: float = 30.0,
         keep_on_change: float = 0.05,
