@@ -49,7 +49,7 @@ from repricer.streams.envelope import (
     sku_partition,
 )
 from repricer.streams.headers import produced
-from repricer.streams.side_inputs import SideInputBootstrap
+from repricer.streams.side_inputs import SideInputBootstrap, bootstrap_timeout
 from repricer.streams.source_watermarks import SourceWatermarks
 
 if TYPE_CHECKING:
@@ -114,7 +114,11 @@ def register(rp: Repricer) -> None:
     # how far each source partition has been forwarded, and which are idle (no Kafka in it)
     wm = SourceWatermarks(event_topics, s.idle_source_s)
     # the side inputs (catalog, control) are read to their end before the events, per assignment
-    boot = SideInputBootstrap(set(kinds) - event_topics, settle_s=s.topic_read_settle_s)
+    boot = SideInputBootstrap(
+        set(kinds) - event_topics,
+        settle_s=s.topic_read_settle_s,
+        timeout_s=bootstrap_timeout(s.health_stall_s),
+    )
 
     @rp.app.service
     class IngestService(Service):

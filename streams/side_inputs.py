@@ -43,6 +43,15 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_TIMEOUT_S = 60.0  # the longest events wait for the side inputs after an assignment
 ASK_TIMEOUT_S = 2.0  # one end-offsets or position request
 
+
+def bootstrap_timeout(stall_s: float) -> float:
+    """How long events wait for the side inputs at most: ``BOOTSTRAP_TIMEOUT_S``, and never
+    more than half the health check's stall window (``REPRICER_HEALTH_STALL_S``), so a worker
+    waiting for a side input resumes its events before ``/health`` could call it stalled (and a
+    liveness probe restart it, into the same wait)."""
+    return min(BOOTSTRAP_TIMEOUT_S, stall_s / 2)
+
+
 Batch = dict[TopicPartition, list[Any]]
 
 
