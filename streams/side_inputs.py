@@ -24,7 +24,11 @@ read. The bootstrap is bounded by ``timeout_s``: past it a warning is logged and
 on (a side topic that is never quiet must not stop ingest).
 
 Only the side partitions assigned to this member are read here: the group spreads them over its
-members, and a member forwards only what it owns.
+members, and a member forwards only what it owns. With several members, a SKU's catalog record
+may sit in a partition another member owns, so a member's events also wait until the group has
+forwarded (committed) the side partitions it does not own up to their end offsets as of its
+assignment (with ``settle_s``, also until those commits have been still that long); a member
+that joins a group already running finds them forwarded and waits no longer.
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ class SideInputBootstrap:
         self.clock = clock
         self.pending = False  # an assignment whose side partitions are not read to the end yet
         self.side: list[TopicPartition] = []
+        self.others: list[TopicPartition] = []  # side partitions owned by other members
+        self.other_ends: dict[TopicPartition, int] | None = None
+        self.other_seen: dict[TopicPartition, int | None] = {}  # their last committed offsets
+        self.other_moved = 0.0  # when those last moved
         self.paused: set[TopicPartition] = set()  # event partitions held back until then
         self.ends: dict[TopicPartition, int] | None = None
         self.started = self.last_new = 0.0
@@ -95,6 +103,13 @@ class SideInputBootstrap:
         tps = set(assigned)
         self.side = sorted(tp for tp in tps if tp.topic in self.side_topics)
         self.paused = {tp for tp in tps if tp.topic not in self.side_topics}
+        self.others = sorted(
+            tp
+            for topic in self.side_topics
+            for tp in (TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ())
+            if tp not in tps
+        )
+        self.other_ends, self.other_seen = None, {}
         if self.paused:
             consumer.pause(*self.paused)
         self.ends = None
@@ -103,9 +118,10 @@ class SideInputBootstrap:
         self.pending = bool(self.paused)
         if self.pending:
             log.info(
-                "ingest: reading %s to the end before any event (paused: %s)",
+                "ingest: reading %s to the end before any event (paused: %s)%s",
                 _names(self.side),
                 _names(self.paused),
+                f"; other members forward {_names(self.others)}" if self.others else "",
             )
 
     def admit(self, consumer: AIOKafkaConsumer, batch: Batch) -> Batch:
@@ -158,7 +174,38 @@ class SideInputBootstrap:
 
     async def _read_to_end(self, consumer: AIOKafkaConsumer) -> bool:
         """Whether every side partition's position has reached its end offset (taken once, at
-        the first step; with ``settle_s``, re-read once quiet that long and past the ends)."""
+        the first step; with ``settle_s``, re-read once quiet that long and past the ends), and
+        the group has committed the side partitions of other members up to theirs."""
+        return await self._own_read(consumer) and await self._others_forwarded(consumer)
+
+    async def _others_forwarded(self, consumer: AIOKafkaConsumer) -> bool:
+        if not self.others:
+            return True
+        try:
+            if self.other_ends is None:
+                starts = await _ask(consumer.beginning_offsets(self.others))
+                ends = await _ask(consumer.end_offsets(self.others))
+                # an empty partition (all of it deleted or compacted away) has nothing to wait for
+                self.other_ends = {tp: end for tp, end in ends.items() if end > starts[tp]}
+            tps = list(self.other_ends)
+            got = await asyncio.gather(*(_ask(consumer.committed(tp)) for tp in tps))
+            done = dict(zip(tps, got, strict=True))
+            if done != self.other_seen:  # the other members are still forwarding
+                self.other_seen, self.other_moved = done, self.clock()
+            if any(c is None or c < self.other_ends[tp] for tp, c in done.items()):
+                return False
+            # lagging end offsets (settle_s > 0): also quiet that long, and past the ends now
+            if self.settle_s <= 0:
+                return True
+            if self.clock() - self.other_moved < self.settle_s:
+                return False
+            later = await _ask(consumer.end_offsets(tps))
+            return all((done[tp] or 0) >= end for tp, end in later.items())
+        except (TimeoutError, KafkaError, AssertionError, KeyError) as exc:
+            log.debug("ingest: other members' side input offsets not known yet (%r)", exc)
+            return False
+
+    async def _own_read(self, consumer: AIOKafkaConsumer) -> bool:
         if not self.side:
             return True
         try:

@@ -115,3 +115,69 @@ def test_bounded_bootstrap_goes_on_and_loses_nothing(
     check_exactly_once(got, counts)
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "not read to the end in 0 s" in warned[0].getMessage()
+
+
+async def two_members(settings: Settings, expected: int) -> list[tuple[str, int, int]]:
+    """Two members of one group read as ingest does (hand out a batch, commit it, step), one of
+    them slowly while it reads its part of the catalog: every record either member hands out, in
+    the order they are handed out."""
+    group = f"side-{uuid.uuid4().hex[:6]}"
+    topics = [settings.topic_orders, settings.topic_clicks, settings.topic_catalog,
+              settings.topic_control]  # fmt: skip
+    members = []
+    for _ in range(2):
+        boot = SideInputBootstrap(
+            [settings.topic_catalog, settings.topic_control], settle_s=TOPIC_READ_SETTLE_S
+        )
+        c = AIOKafkaConsumer(
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            heartbeat_interval_ms=300,  # the first member hears of the second's join sooner
+            **aiokafka_config(settings),
+        )
+        await c.start()
+        c.subscribe(topics, listener=LogRebalance("test", c, boot.assigned))
+        members.append((c, boot))
+    got: list[tuple[str, int, int]] = []
+
+    def owns_one_catalog_partition(c: AIOKafkaConsumer) -> bool:
+        return sum(tp.topic == settings.topic_catalog for tp in c.assignment()) == 1
+
+    async def run(c: AIOKafkaConsumer, boot: SideInputBootstrap, pause_s: float) -> None:
+        while len(got) < expected or boot.pending:
+            batch: dict[Any, list[Any]] = await c.getmany(timeout_ms=200, max_records=10)
+            admitted = boot.admit(c, batch)
+            for tp, records in admitted.items():
+                got.extend((tp.topic, tp.partition, r.offset) for r in records)
+            if admitted:
+                await c.commit({tp: rs[-1].offset + 1 for tp, rs in admitted.items() if rs})
+                if boot.pending:  # slow while it forwards its part of the catalog
+                    await asyncio.sleep(pause_s)
+            await boot.step(c)
+
+    try:
+        async with asyncio.timeout(120):
+            # both in the group, one catalog partition each, before either hands anything out
+            while not all(owns_one_catalog_partition(c) for c, _ in members):
+                await asyncio.sleep(0.2)
+            (fast, fast_boot), (slow, slow_boot) = members
+            await asyncio.gather(run(fast, fast_boot, 0.0), run(slow, slow_boot, 0.3))
+    finally:
+        for c, _ in members:
+            await c.stop()
+    return got
+
+
+def test_no_event_before_the_groups_whole_catalog(broker: TansuBroker) -> None:
+    """The fast member reads its half of the catalog in a few batches; its events still wait
+    until the slow member has forwarded (committed) the other half."""
+    settings = Settings(broker=broker.url, partitions=2)
+    ensure_topics(settings)
+    counts = write_inputs(settings)
+    got = asyncio.run(two_members(settings, sum(counts.values())))
+    check_exactly_once(got, counts)
+    first_order = next(i for i, (t, _, _) in enumerate(got) if t == settings.topic_orders)
+    assert first_order == CATALOG, [t for t, _, _ in got[: first_order + 1]].count(
+        settings.topic_catalog
+    )
