@@ -7,7 +7,8 @@ demand, which fall faster than that at high prices) it has no closed form, so th
 objective ``(p - c)·E[q(p)]`` (or ``p·E[q(p)]``) is evaluated at ``n`` candidate prices spread
 over the reachable range (the guardrails' floor and ceiling intersected with one ``max_step``
 from the current price), plus the markup rule at the local elasticity of the best of them
-(over the guardrail range; the decider clips it to one step), and the best is taken.
+(over the guardrail range; the decider clips it to one step) and a few Newton steps on the
+first-order condition from it, and the best is taken.
 
 With ``k = 0`` the objective is unimodal and that last candidate is its exact optimum, so the
 choice is the constant-elasticity one bit for bit (tests/unit/models/test_curvature.py).
@@ -53,7 +54,7 @@ def best_price(
     Candidates: ``n`` prices spread geometrically over ``[max(lo, down), min(hi, up)]`` (the
     reachable part of the guardrail range) and the markup rule at the local elasticity of the
     best of them, on ``[lo, hi]`` (returned unclipped so that the caller's step rule applies as
-    it does to the constant-elasticity optimum). Where nothing is reachable (the price is more
+    it does to the constant-elasticity optimum), and Newton's refinement of the best. Where nothing is reachable (the price is more
     than a step outside the guardrails) the constant-elasticity optimum, the caller moves toward
     it.
     """
@@ -65,18 +66,48 @@ def best_price(
     with np.errstate(divide="ignore", invalid="ignore"):
         steps = np.linspace(0.0, 1.0, n)[None, :]
         grid = low[col] * (high / low)[col] ** steps
-    v = _value(grid, e[col], k[col], anchor[col], cost[col], objective)
-    j = np.argmax(v, axis=1)
+    vg = _value(grid, e[col], k[col], anchor[col], cost[col], objective)
+    j = np.argmax(vg, axis=1)
     rows = np.arange(len(e))
-    p0, v0 = grid[rows, j], v[rows, j]
+    p0, v0 = grid[rows, j], vg[rows, j]
     with np.errstate(divide="ignore", invalid="ignore"):
         local = e + k * np.nan_to_num(np.log(p0 / anchor))
     p1 = optimal_price(local, cost, lo, hi, objective)
-    both = np.stack([p0, np.clip(p1, low, high)], axis=1)
-    v_both = _value(both, e[col], k[col], anchor[col], cost[col], objective)
-    best = np.where(v_both[:, 1] >= v_both[:, 0] - 1e-12 * np.abs(v_both[:, 0]), p1, p0)
+    p2 = _newton(p0, e, k, anchor, cost, low, high, objective)
+    cand = np.stack([np.clip(p1, low, high), p0, p2], axis=1)
+    v = _value(cand, e[col], k[col], anchor[col], cost[col], objective)
+    # ties go to the markup rule, then to the grid: with k = 0 the choice is the markup rule's
+    pick = np.argmax(v > v.max(axis=1, keepdims=True) - 1e-12 * np.abs(v).max(axis=1)[col], 1)
+    best = np.where(pick == 0, p1, np.where(pick == 1, p0, p2))
     best = np.where(v0 > -np.inf, best, p1)
     return np.where(empty, optimal_price(e, cost, lo, hi, objective), best)
+
+
+def _newton(
+    p: np.ndarray,
+    e: np.ndarray,
+    k: np.ndarray,
+    anchor: np.ndarray,
+    cost: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    objective: Objective,
+    steps: int = 4,
+) -> np.ndarray:
+    """Newton steps in ``x = log(p / anchor)`` on the first-order condition from ``p`` (the best
+    candidate), kept in ``[low, high]``: ``p/(p - c) + e + k·x = 0`` (profit) or
+    ``1 + e + k·x = 0`` (revenue)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for _ in range(steps):
+            x = np.log(p / anchor)
+            if objective == "profit":
+                g = p / (p - cost) + e + k * x
+                dg = k - p * cost / (p - cost) ** 2
+            else:
+                g, dg = 1.0 + e + k * x, k
+            nxt = anchor * np.exp(x - g / dg)
+            p = np.where(np.isfinite(nxt) & (dg < 0), np.clip(nxt, low, high), p)
+    return p
 
 
 def thompson_draw(r: Response, spread: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
