@@ -63,24 +63,24 @@ class PooledPrior:
     n: int = 0  # labels the pool has seen
 
 
-def _state(views: Sequence[SkuView]) -> np.ndarray:
-    """(N, 5) per-SKU likelihood in information form: J00, J01, J11, h0, h1."""
-    out = np.zeros((len(views), 5))
+def _rows(views: Sequence[SkuView], key: str, width: int) -> np.ndarray:
+    """(N, width) the floats each SKU keeps under ``state[key]`` (zeros where it has none)."""
+    out = np.zeros((len(views), width))
     for i, v in enumerate(views):
-        got = v.state.get("el")
-        if got and len(got) == 5:
+        got = v.state.get(key)
+        if got and len(got) == width:
             out[i] = got
     return out
+
+
+def _state(views: Sequence[SkuView]) -> np.ndarray:
+    """(N, 5) per-SKU likelihood of (a, e) in information form: J00, J01, J11, h0, h1."""
+    return _rows(views, "el", 5)
 
 
 def _bend_state(views: Sequence[SkuView]) -> np.ndarray:
     """(N, 4) per-SKU likelihood rows of the curvature: J02, J12, J22, h2 (zeros: none yet)."""
-    out = np.zeros((len(views), 4))
-    for i, v in enumerate(views):
-        got = v.state.get("ek")
-        if got and len(got) == 4:
-            out[i] = got
-    return out
+    return _rows(views, "ek", 4)
 
 
 def _add_labels(
@@ -110,12 +110,7 @@ def _add_labels(
 
 def _watch_state(views: Sequence[SkuView]) -> np.ndarray:
     """(N, 4) per-SKU change watch: residual sum, variance sum (both EWMA), labels, units."""
-    out = np.zeros((len(views), 4))
-    for i, v in enumerate(views):
-        got = v.state.get("cd")
-        if got and len(got) == 4:
-            out[i] = got
-    return out
+    return _rows(views, "cd", 4)
 
 
 def units_per_label(views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
