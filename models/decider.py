@@ -255,7 +255,9 @@ class ModelDecider:
         versions = self.model_versions()
         out = []
         # per SKU from lists: indexing numpy arrays element by element costs more than the rest
-        ok_l, e_l, move_l = ok.tolist(), e_mean.tolist(), stock_move.tolist()
+        with np.errstate(divide="ignore", invalid="ignore"):  # the elasticity at the new price
+            e_l = (e_mean + r.k * np.nan_to_num(np.log(price / anchor))).tolist()
+        ok_l, move_l = ok.tolist(), stock_move.tolist()
         expl_l, hold_l = explored.tolist(), hold.tolist()
         level_l, price_l, q_new_l = level.tolist(), price.tolist(), q_new.tolist()
         for i, v in enumerate(views):

@@ -206,7 +206,10 @@ def test_decider_prices_a_bent_sku_off_the_markup_rule() -> None:
         views = [_view(f"S{i}", price=24.0) for i in range(5)]
         for v in views:  # a likelihood that pins k at ``bend`` (information 1e6)
             v.state["ek"] = [0.0, 0.0, 1e6, 1e6 * bend]
-        prices[bend] = [p.price for p in d.propose(views, bounds, 0.05)]
+        got = d.propose(views, bounds, 0.05)
+        prices[bend] = [p.price for p in got]
+        for p in got:  # the elasticity it reports is the response's at the new price
+            assert p.elasticity == pytest.approx(-2.5 + bend * math.log(p.price / REF), abs=0.02)
     assert prices[0.0] == pytest.approx([10.0 * 2.5 / 1.5] * 5)  # c·e/(e+1) = 16.67
     # curved: the elasticity at p is -2.5 - 6·log(p/20), less elastic below the reference
     grid = np.linspace(12.0, 36.0, 240_001)
