@@ -26,12 +26,14 @@ from repricer.streams.engine import OpenWindows, PartitionState, SkuState, Windo
 from repricer.streams.envelope import CatalogEnv, CountsEnv, WatermarkEnv
 from repricer.streams.settings import Settings
 from repricer.streams.tools.price_audit import PriceAudit
+from repricer.streams.tools.simulator.families import FamilyTruth
 from repricer.streams.tools.simulator.family_market import FamilyMarket
 from repricer.streams.tools.simulator.market import Market
+from repricer.streams.tools.simulator.prior_oracle import PriorOracle, prior_oracles
 from repricer.streams.tools.simulator.truth import MEAN_QTY, Objective, SkuTruth, oracle_price_of
 
 DAY_MS = 86_400_000
-Pricing = Literal["static", "policy", "oracle"]
+Pricing = Literal["static", "policy", "oracle", "prior_oracle"]
 
 
 @dataclass
@@ -148,7 +150,9 @@ def run_market(
     oracle prices those to sell their stock at best over the run (:func:`oracle_price`).
     ``market_name`` draws the market from the demand families instead
     (:class:`~streams.tools.simulator.family_market.FamilyMarket`: one family or ``mix``);
-    its oracle re-optimises at every window (a dynamic oracle).
+    its oracle re-optimises at every window (a dynamic oracle), and ``prior_oracle`` prices
+    every SKU knowing its family's distribution of truths but not its own
+    (:class:`~streams.tools.simulator.prior_oracle.PriorOracle`).
     """
     t_start = time.monotonic()
     w_ms = settings.window_ms
@@ -172,6 +176,11 @@ def run_market(
             initial_markup=markup or 1.6,
         )
     truths = market.truths
+    priors: dict[str, tuple[PriorOracle, FamilyTruth]] = {}
+    if pricing == "prior_oracle":
+        if not isinstance(market, FamilyMarket):
+            raise ValueError("the prior oracle needs a market of demand families (market_name)")
+        priors = prior_oracles(market, markup or 1.6, settings.objective)
     dynamic_oracle = pricing == "oracle" and market_name is not None
     if pricing == "oracle" and not dynamic_oracle:
         for sku, t in truths.items():
@@ -209,6 +218,10 @@ def run_market(
                 p = market.oracle_price(sku, t0, objective=settings.objective)
                 if p != market.price_at(sku, t0):
                     market.apply_price(sku, p, t0)
+        for sku, (prior, truth) in priors.items():
+            p = prior.price(truth, t0)
+            if p != market.price_at(sku, t0):
+                market.apply_price(sku, p, t0)
         if market_name is not None:
             mid = t0 + w_ms // 2
             for sku, t in truths.items():

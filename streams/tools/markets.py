@@ -5,7 +5,9 @@ Each seed runs the three pricings on the same :class:`~streams.tools.simulator.f
 FamilyMarket` (common random numbers), driving the real engine in process
 (:func:`streams.tools.backtest.run_market`). Per family, the ratios sum the realised profit of
 that family's SKUs: ``profit_vs_oracle`` (the whole run), ``profit_vs_oracle_last_day``,
-``profit_vs_static``; ``guardrail_violations`` counts the published changes that break a hard
+``profit_vs_static``; ``prior_oracle_vs_oracle`` (and its last day) is the ceiling of a pricing
+that knows the family but not the SKU (:mod:`~streams.tools.simulator.prior_oracle`);
+``guardrail_violations`` counts the published changes that break a hard
 rule, checked by :class:`~streams.tools.price_audit.PriceAudit` apart from the guardrail code.
 """
 
@@ -26,6 +28,10 @@ RATIOS = ("profit_vs_oracle", "profit_vs_oracle_last_day", "profit_vs_static")
 # the same without the sales noise: expected profit at the prices charged (what a long tail's
 # few sales cannot show), and static ÷ oracle, the room there is
 EXPECTED = ("static_vs_oracle", "expected_vs_oracle", "expected_vs_static")
+# the best a pricing that does not learn the SKU can do (its family's prior, not its truth):
+# the whole run and the last day, realised on the same traffic, and the run in expectation
+PRIOR = ("prior_oracle_vs_oracle", "prior_oracle_vs_oracle_last_day", "prior_expected_vs_oracle")
+PRICINGS = ("static", "policy", "oracle", "prior_oracle")
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -59,7 +65,7 @@ def seed_report(
 ) -> dict[str, Any]:
     """One seed: per family the three ratios, plus the run's price changes and violations."""
     runs: dict[str, RunResult] = {}
-    for pricing in ("static", "policy", "oracle"):
+    for pricing in PRICINGS:
         runs[pricing] = run_market(
             pricing,  # type: ignore[arg-type]
             skus=skus,
@@ -76,6 +82,7 @@ def seed_report(
     fams: dict[str, dict[str, float | None]] = {}
     for fam in sorted(sums["policy"], key=FAMILIES.index):
         po, st, orc = sums["policy"][fam], sums["static"][fam], sums["oracle"][fam]
+        pri = sums["prior_oracle"][fam]
         fams[fam] = {
             "profit_vs_oracle": _ratio(po[0], orc[0]),
             "profit_vs_oracle_last_day": _ratio(po[1], orc[1]),
@@ -83,6 +90,9 @@ def seed_report(
             "static_vs_oracle": _ratio(st[0], orc[0]),
             "expected_vs_oracle": _ratio(exp["policy"][fam][0], exp["oracle"][fam][0]),
             "expected_vs_static": _ratio(exp["policy"][fam][0], exp["static"][fam][0]),
+            "prior_oracle_vs_oracle": _ratio(pri[0], orc[0]),
+            "prior_oracle_vs_oracle_last_day": _ratio(pri[1], orc[1]),
+            "prior_expected_vs_oracle": _ratio(exp["prior_oracle"][fam][0], exp["oracle"][fam][0]),
         }
     pol = runs["policy"]
     return {
@@ -154,7 +164,7 @@ def backtest_markets(
                 "skus": sum(1 for i in range(skus) if family_of(market, i) == f),
                 **{
                     key: _summary([r["families"][f][key] for r in per_seed if f in r["families"]])
-                    for key in (*RATIOS, *EXPECTED)
+                    for key in (*RATIOS, *EXPECTED, *PRIOR)
                 },
             }
             for f in fams
@@ -175,9 +185,9 @@ def table(report: dict[str, Any]) -> str:
             return "n/a"
         return f"{s['median']:.3f} [{s['min']:.3f}-{s['max']:.3f}]"
 
-    head = ("family", "skus", *RATIOS, *EXPECTED)
+    head = ("family", "skus", *RATIOS, *EXPECTED, *PRIOR)
     rows = [
-        (f, str(v["skus"]), *(cell(v[k]) for k in (*RATIOS, *EXPECTED)))
+        (f, str(v["skus"]), *(cell(v[k]) for k in (*RATIOS, *EXPECTED, *PRIOR)))
         for f, v in report["families"].items()
     ]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
