@@ -12,6 +12,10 @@ partitions still close windows): how far each source partition has been forwarde
 counting events the broker has acknowledged. A record on an event topic with the header
 ``repricer-watermark`` (an end-of-input marker of ``repricer replay``) is no event: it advances
 its source partition to the marker's event time.
+
+On every (re)assignment the catalog and control partitions are read to their end before any
+order or click is forwarded (the event partitions are paused meanwhile): the engine decides
+only SKUs it has a catalog record for (``streams.side_inputs``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from repricer.streams.envelope import (
     sku_partition,
 )
 from repricer.streams.headers import produced
+from repricer.streams.side_inputs import SideInputBootstrap
 from repricer.streams.source_watermarks import SourceWatermarks
 
 if TYPE_CHECKING:
@@ -108,6 +113,8 @@ def register(rp: Repricer) -> None:
     ENVELOPE_HEADERS = produced("Envelope")
     # how far each source partition has been forwarded, and which are idle (no Kafka in it)
     wm = SourceWatermarks(event_topics, s.idle_source_s)
+    # the side inputs (catalog, control) are read to their end before the events, per assignment
+    boot = SideInputBootstrap(set(kinds) - event_topics, settle_s=s.topic_read_settle_s)
 
     @rp.app.service
     class IngestService(Service):
@@ -121,7 +128,9 @@ def register(rp: Repricer) -> None:
             self.done = asyncio.Event()  # set when _run has returned
             self.committed: dict[str, int] = {}
             await t["sku_events"].maybe_declare()
-            self.consumer = await start_group_consumer(rp, "ingest", list(kinds))
+            self.consumer = await start_group_consumer(
+                rp, "ingest", list(kinds), on_assigned=boot.assigned
+            )
             rp.app.stop_hooks.append(self.stop_reading)
 
         async def stop_reading(self) -> None:
@@ -157,10 +166,13 @@ def register(rp: Repricer) -> None:
             try:
                 while self.reading and not self.should_stop:
                     batch = await c.getmany(timeout_ms=200, max_records=s.ingest_batch_events)
+                    batch = boot.admit(c, batch)
                     if batch and self.reading:  # a batch got while stopping is left for restart
                         if not rp.stats.first_read_at:
                             rp.stats.first_read_at = time.time()
                         await self._forward(c, batch)
+                    if self.reading:  # the catalog forwarded: the events may follow
+                        await boot.step(c)
             finally:
                 self.done.set()
 
@@ -264,7 +276,7 @@ def register(rp: Repricer) -> None:
         # source partitions assigned here but silent since (re)start must not hold windows
         # open forever: once nothing is left to read in them, they become idle like any other
         for tp in consumer.assignment():
-            if tp.topic not in event_topics:
+            if tp.topic not in event_topics or boot.holds(tp):  # held back: not idle
                 continue
             src = f"{tp.topic}/{tp.partition}"
             hw = consumer.highwater(tp)

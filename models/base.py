@@ -178,15 +178,19 @@ class ModelBase:
         return ModelInfo(name=self.name, version=self.version)
 
 
-def context_features(v: SkuView) -> dict[str, float]:
-    """Price-free features of a SKU for tabular (River) models."""
+def context_features(v: SkuView, level: float = 1.0) -> dict[str, float]:
+    """Price-free features of a SKU for tabular (River) models.
+
+    The counts are divided by ``level`` (a scale-free model passes the SKU's level, as the LSTM
+    scales its counts: ``lstm_features.scale_counts``) before ``log1p``.
+    """
     hs, hc = hour_features(v.next_window_start)
     return {
         "bias": 1.0,
-        "log_units_ewma": math.log1p(max(v.units_ewma, 0.0)),
-        "log_views_ewma": math.log1p(max(v.views_ewma, 0.0)),
-        "log_last_units": math.log1p(max(v.last_units, 0.0)),
-        "log_last_views": math.log1p(max(v.last_views, 0.0)),
+        "log_units_ewma": math.log1p(max(v.units_ewma, 0.0) / level),
+        "log_views_ewma": math.log1p(max(v.views_ewma, 0.0) / level),
+        "log_last_units": math.log1p(max(v.last_units, 0.0) / level),
+        "log_last_views": math.log1p(max(v.last_views, 0.0) / level),
         "hour_sin": float(hs),
         "hour_cos": float(hc),
         "log_price_level": math.log(v.price / v.ref_price)
@@ -207,8 +211,9 @@ CONTEXT_FEATURES: tuple[str, ...] = (
 )
 
 
-def context_matrix(views: Sequence[SkuView]) -> np.ndarray:
-    """(N, 8) :func:`context_features` of every view, columns in :data:`CONTEXT_FEATURES` order.
+def context_matrix(views: Sequence[SkuView], levels: np.ndarray | None = None) -> np.ndarray:
+    """(N, 8) :func:`context_features` of every view, columns in :data:`CONTEXT_FEATURES` order
+    (counts divided by ``levels`` (N,) if given).
 
     The same values as the per-view dicts (``math`` logs, not numpy's, which differ in the last
     bit), built once per batch.
@@ -221,7 +226,10 @@ def context_matrix(views: Sequence[SkuView]) -> np.ndarray:
         ],
         dtype=np.float64,
     ).reshape(n, 6)
-    logs = [math.log1p(x) for x in np.maximum(raw[:, :4], 0.0).ravel().tolist()]
+    counts = np.maximum(raw[:, :4], 0.0)
+    if levels is not None:
+        counts = counts / np.asarray(levels, dtype=np.float64).reshape(n, 1)
+    logs = [math.log1p(x) for x in counts.ravel().tolist()]
     level = [math.log(p / r) if p > 0 and r > 0 else 0.0 for p, r in raw[:, 4:].tolist()]
     hs, hc = hour_features(np.array([v.next_window_start for v in views], dtype=np.int64))
     out = np.empty((n, len(CONTEXT_FEATURES)), dtype=np.float64)

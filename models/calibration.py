@@ -41,10 +41,11 @@ from typing import Any
 import numpy as np
 
 from repricer.models.base import SkuView
+from repricer.models.lstm_features import LEVEL_EWMA_WEIGHT, LEVEL_FORGET
 
 CAL_KEY = "cal"
 LAST_KEY = "cal_last"
-SKU_FORGET = 0.995  # per label: about the last 200 labels of the SKU
+SKU_FORGET = LEVEL_FORGET  # per label: about the last 200 labels of the SKU
 UNIT_FORGET = 0.995  # per unit sold in the bucket: pooled sums keep about the last 200 units
 POOL_FORGET = 0.9995  # and per tick (a bucket that sells nothing forgets slowly)
 REGRET_UNIT_FORGET = 0.98  # per unit sold in the bucket: regret of about the last 50 units
@@ -69,13 +70,16 @@ def bucket_of(level: float) -> str:
     return str(min(max(b, BUCKETS[0]), BUCKETS[1]))
 
 
-def sku_level(v: SkuView) -> float:
-    """The SKU's long-run units per window: its discounted labels, the recent average first."""
-    got = v.state.get(CAL_KEY) or {}
-    w = float(got.get("w", 0.0))
-    y = float(got.get("y", 0.0))
-    k = 5.0  # the recent average counts as five labels
-    return (y + k * max(v.units_ewma, 0.0)) / (w + k)
+def sku_levels(views: Sequence[SkuView]) -> np.ndarray:
+    """(N,) each SKU's long-run units per window: its discounted labels, the recent average
+    first. Not floored (the scale-free models floor it at ``lstm_features.LEVEL_FLOOR``)."""
+    got = [v.state.get(CAL_KEY) or {} for v in views]
+    wy = np.array([(g.get("w", 0.0), g.get("y", 0.0)) for g in got], dtype=np.float64)
+    wy = wy.reshape(len(views), 2)
+    ue = np.array([v.units_ewma for v in views], dtype=np.float64)
+    k = LEVEL_EWMA_WEIGHT  # the recent average counts as five labels
+    n = wy[:, 0] + k
+    return wy[:, 1] / n + (k / n) * np.maximum(ue, 0.0)  # (y + k·ewma) / (w + k), no overflow
 
 
 def log_score(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -110,12 +114,8 @@ class Calibrator:
 
     # -- reading ------------------------------------------------------------------------------
     def buckets(self, views: Sequence[SkuView]) -> list[str]:
-        """:func:`bucket_of` :func:`sku_level` of every view, vectorised."""
-        got = [v.state.get(CAL_KEY) or {} for v in views]
-        wy = np.array([(g.get("w", 0.0), g.get("y", 0.0)) for g in got], dtype=np.float64)
-        ue = np.array([v.units_ewma for v in views], dtype=np.float64)
-        wy = wy.reshape(len(views), 2)
-        level = (wy[:, 1] + 5.0 * np.maximum(ue, 0.0)) / (wy[:, 0] + 5.0)
+        """:func:`bucket_of` :func:`sku_levels` of every view."""
+        level = sku_levels(views)
         b = np.floor(2.0 * np.log10(np.maximum(level, 1e-6)))
         return [str(int(x)) for x in np.clip(b, *BUCKETS).tolist()]
 

@@ -23,12 +23,17 @@ adds that label's curvature and score (an online Newton / extended-Kalman update
 across all SKUs in ``learn_pooled``), combined with the SKU's likelihood whenever the posterior
 is needed. So a new or slow SKU starts from what all SKUs taught, and improves with the pool.
 
-Change detection: each SKU also keeps ``SkuView.state["cd"]``, four floats: exponentially
-weighted sums (about four hours of windows) of its one-step-ahead residuals ``y - λ`` and of their
-variance ``φ·λ``, and its label and unit counts. When the standardised sum leaves ``±detect``
-(with enough expected units that the normal approximation holds: never on the long tail), the
-SKU's response has changed: its own likelihood keeps only ``keep_on_change`` of its weight,
-so the posterior widens, Thompson sampling explores again and the SKU re-learns.
+Change detection: each SKU also keeps ``SkuView.state["cd"]``, five floats: a two-sided CUSUM
+of its one-step-ahead labels (Page's test on the quasi-Poisson log-likelihood ratio of demand
+``detect_shift`` above, or as far below, what the posterior expects), its label and unit counts,
+and how often the watch fired. The CUSUM sums evidence over as long as it lasts, so a small
+lasting shift (a changed elasticity at a price near the reference) is found as surely as a
+large one, only later; under no change it drifts down. It judges only once the SKU's own
+likelihood holds ``detect_min_var`` expected units (÷ dispersion) at its level: never while
+the prior speaks (a new SKU, or just after a change) and rarely on the long tail. When either
+side passes ``detect``, the SKU's response has changed: its own likelihood keeps only
+``keep_on_change`` of its weight, so the posterior widens, Thompson sampling explores again and
+the SKU re-learns.
 
 Learning keeps the engine's exactly-once split: ``learn_pooled`` updates the shared prior and
 the dispersion (snapshotted with the offsets it covers), ``learn_local`` only the SKU's record.
@@ -109,8 +114,18 @@ def _add_labels(
 
 
 def _watch_state(views: Sequence[SkuView]) -> np.ndarray:
-    """(N, 4) per-SKU change watch: residual sum, variance sum (both EWMA), labels, units."""
-    return _rows(views, "cd", 4)
+    """(N, 5) per-SKU change watch: CUSUM up, CUSUM down, labels, units, changes found.
+
+    A four-float record (the earlier EWMA watch: residual and variance sums, labels, units)
+    keeps its counts and starts the CUSUM afresh."""
+    out = np.zeros((len(views), 5))
+    for i, v in enumerate(views):
+        got = v.state.get("cd")
+        if got and len(got) == 5:
+            out[i] = got
+        elif got and len(got) == 4:
+            out[i, 2:4] = got[2:4]
+    return out
 
 
 def units_per_label(views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
@@ -153,38 +168,44 @@ class Elasticity:
         *,
         forget: float = 1.0,
         prior: PooledPrior | None = None,
-        detect: float = 3.0,
-        detect_rate: float = 1.0 / 240.0,
+        detect: float = 7.5,
+        detect_shift: float = 0.25,
         detect_min_var: float = 30.0,
         keep_on_change: float = 0.05,
     ) -> None:
         self.forget = forget
         self.prior = prior or PooledPrior()
         self.pool_rate = 0.02  # per tick: how fast the pooled prior follows the SKUs
-        self.detect = detect  # |standardised residual sum| that signals a change; 0: never
-        self.detect_rate = detect_rate  # EWMA weight of the newest label in the change watch
-        self.detect_min_var = detect_min_var  # expected units the watch needs before it judges
+        self.detect = detect  # log-likelihood ratio (CUSUM) that signals a change; 0: never
+        self.detect_shift = detect_shift  # the watch tests demand x (1 + shift) and ÷ (1 + shift)
+        # expected units ÷ dispersion the SKU's own likelihood holds before the watch judges
+        self.detect_min_var = detect_min_var
         self.keep_on_change = keep_on_change  # share of the SKU's own information kept
 
     def _watch(
-        self, cd: np.ndarray, y: np.ndarray, lam: np.ndarray, phi: float
+        self, cd: np.ndarray, y: np.ndarray, lam: np.ndarray, phi: float, info: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The change watch after one label per row: (new state, rows whose response changed).
 
-        The same arithmetic for one label and for a batch (rows are independent)."""
-        b = self.detect_rate
+        ``info`` is each SKU's own information about its level before the label (``J00``).
+        Page's CUSUM, both ways, on the quasi-Poisson log-likelihood ratio of demand ``r·λ``
+        against the expected ``λ`` (``r = 1 + detect_shift`` and its inverse). The same
+        arithmetic for one label and for a batch (rows are independent)."""
         cd = cd.copy()
-        cd[:, 0] = (1.0 - b) * cd[:, 0] + (y - lam)
-        cd[:, 1] = (1.0 - b) * cd[:, 1] + phi * lam
         cd[:, 2] += 1.0
         cd[:, 3] += y
         if self.detect <= 0:
             return cd, np.zeros(len(cd), dtype=bool)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = cd[:, 0] / np.sqrt(cd[:, 1])
-        changed = (cd[:, 1] >= self.detect_min_var) & (np.abs(z) > self.detect)
+        judged = info >= self.detect_min_var
+        lr = math.log1p(self.detect_shift)
+        up = (y * lr - lam * self.detect_shift) / phi
+        down = (lam * (1.0 - math.exp(-lr)) - y * lr) / phi
+        cd[:, 0] = np.where(judged, np.maximum(cd[:, 0] + up, 0.0), 0.0)
+        cd[:, 1] = np.where(judged, np.maximum(cd[:, 1] + down, 0.0), 0.0)
+        changed = judged & (np.maximum(cd[:, 0], cd[:, 1]) > self.detect)
         cd[changed, 0] = 0.0
         cd[changed, 1] = 0.0
+        cd[changed, 4] += 1.0
         return cd, changed
 
     # -- persistence of the pooled part (the per-SKU part lives in SkuView.state) -------------
@@ -306,9 +327,12 @@ class Elasticity:
         lam: np.ndarray,
     ) -> None:
         phi = max(self.prior.dispersion, 1e-3)
-        s, b = _state(vs) * self.forget, _bend_state(vs) * self.forget
+        s, b = _state(vs), _bend_state(vs)
+        info = s[:, 0].copy()  # the SKU's own information about its level before the label
+        s *= self.forget
+        b *= self.forget
         _add_labels(s, b, theta, x, y, lam, phi)
-        cd, changed = self._watch(_watch_state(vs), y, lam, phi)
+        cd, changed = self._watch(_watch_state(vs), y, lam, phi, info)
         s[changed] *= self.keep_on_change
         b[changed] *= self.keep_on_change
         for v, row, bend, c in zip(vs, s.tolist(), b.tolist(), cd.tolist(), strict=True):

@@ -26,7 +26,7 @@ output is the expected units of the target window at the candidate price.
 model trained on raw counts has learned the scale of its training SKUs: on a SKU selling a few
 units a *day* it sees a history of zeros and forecasts what a busy SKU sells after a quiet
 spell. A scale-free model sees every count divided by the SKU's own level ``L`` (its long-run
-units per window, :func:`causal_levels` in training, ``models.calibration.sku_level`` when
+units per window, :func:`causal_levels` in training, ``models.calibration.sku_levels`` when
 scoring): the count features become ``log1p(count / L)`` (:func:`scale_counts`) and the model's
 output is a *multiple* of ``L``, so the scorer returns ``L · output``. Views divided by the units
 level are views per unit sold, a conversion-like quantity that does not depend on the SKU's
@@ -55,8 +55,10 @@ TARGET_MASKED_IDX: tuple[int, ...] = tuple(FEATURES.index(f) for f in TARGET_MAS
 PRICE_IDX = FEATURES.index("log_price_ratio")
 
 # scale-free models: the SKU's level (units per window) is floored here (0.14 units a day) and
-# tracked as in models.calibration: labels discounted by LEVEL_FORGET per window, plus the
-# engine's units EWMA (alpha LEVEL_EWMA_ALPHA) worth LEVEL_EWMA_WEIGHT labels
+# tracked as in models.calibration (which takes these constants from here, so training's level
+# and scoring's are one formula): labels discounted by LEVEL_FORGET per window, plus the
+# engine's units EWMA (alpha LEVEL_EWMA_ALPHA, the engine's own: streams.engine.close) worth
+# LEVEL_EWMA_WEIGHT labels
 LEVEL_FLOOR = 1e-4
 LEVEL_FORGET = 0.995
 LEVEL_EWMA_ALPHA = 0.3

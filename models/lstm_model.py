@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from repricer.models.base import ModelBase, ModelInfo, SkuView, clean
-from repricer.models.calibration import sku_level
+from repricer.models.calibration import sku_levels
 from repricer.models.onnx_scorer import LstmScorer
 
 
@@ -17,7 +17,7 @@ class LstmDemand(ModelBase):
 
     SKUs without any closed window yet get ``nan`` (no basis for a sequence forecast): the
     ensemble then relies on the other members. A scale-free model gets each SKU's level
-    (:func:`models.calibration.sku_level`: its discounted labels and units EWMA).
+    (:func:`models.calibration.sku_levels`: its discounted labels and units EWMA).
     """
 
     name = "lstm"
@@ -53,7 +53,7 @@ class LstmDemand(ModelBase):
             p[idx],
             np.array([v.ref_price for v in sub]),
             np.array([v.next_window_start for v in sub], dtype=np.int64),
-            levels=np.array([sku_level(v) for v in sub]),
+            levels=sku_levels(sub),
         )
         out[idx] = units.reshape(out[idx].shape)
         return clean(out)

@@ -25,7 +25,9 @@ _MAX_PRICE = 1e9
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
-Sku = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")]
+SKU_PATTERN = r"^[A-Za-z0-9._:/-]+$"
+SKU_MAX_LENGTH = 128
+Sku = Annotated[str, Meta(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)]
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 Price = Annotated[float, Meta(gt=0, le=_MAX_PRICE)]

@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from repricer.infra.kafka_client import kafka_python_config
 from repricer.streams.settings import Settings
-from repricer.streams.topic_read import read_records
+from repricer.streams.topic_read import latest_per_key, read_records
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -31,10 +31,8 @@ def latest_records(
     None), read from the start of every partition to its end (:func:`read_records`; a read that
     cannot reach the end raises TimeoutError rather than answer from part of the topic).
     ``config``: kafka-python consumer settings."""
-    latest: dict[str, Any] = {}
-    for m in read_records(topic, config, settle_s=settle_s, timeout_s=timeout_s):
-        latest[json.loads(m.key)] = json.loads(m.value) if m.value else None
-    return latest
+    raw, _ = latest_per_key(read_records(topic, config, settle_s=settle_s, timeout_s=timeout_s))
+    return {json.loads(k): json.loads(v) if v else None for k, v in raw.items()}
 
 
 def partition_accounting(records: dict[str, Any]) -> dict[str, dict[str, Any]]:

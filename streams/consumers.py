@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -22,9 +23,16 @@ log = logging.getLogger(__name__)
 Batch = dict[TopicPartition, list[Any]]
 
 
-async def start_group_consumer(rp: Repricer, role: str, topics: list[str]) -> AIOKafkaConsumer:
+OnAssigned = Callable[[AIOKafkaConsumer, set[TopicPartition]], None]
+
+
+async def start_group_consumer(
+    rp: Repricer, role: str, topics: list[str], *, on_assigned: OnAssigned | None = None
+) -> AIOKafkaConsumer:
     """A started aiokafka consumer in group ``<app_id>-<role>`` that commits only when told to
-    (ingest and sink own their offsets); assignments are logged and it is listed for /metrics."""
+    (ingest and sink own their offsets); assignments are logged and it is listed for /metrics.
+    ``on_assigned(consumer, partitions)`` runs on every assignment, before anything of it is
+    fetched (ingest pauses its event partitions there)."""
     s = rp.settings
     consumer = AIOKafkaConsumer(
         group_id=f"{s.app_id}-{role}",
@@ -36,22 +44,32 @@ async def start_group_consumer(rp: Repricer, role: str, topics: list[str]) -> AI
         **aiokafka_config(s),
     )
     await consumer.start()
-    consumer.subscribe(topics, listener=LogRebalance(role))
+    consumer.subscribe(topics, listener=LogRebalance(role, consumer, on_assigned))
     rp.consumers[role] = consumer
     return consumer
 
 
 class LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Log which partitions a consumer group member gets and gives up (operators need it)."""
+    """Log which partitions a consumer group member gets and gives up (operators need it), and
+    hand each assignment to ``on_assigned`` (aiokafka calls this before fetching any of it)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        consumer: AIOKafkaConsumer | None = None,
+        on_assigned: OnAssigned | None = None,
+    ) -> None:
         self.name = name
+        self.consumer = consumer
+        self.on_assigned = on_assigned
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         log.info("%s: partitions revoked %s", self.name, _tps(revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("%s: partitions assigned %s", self.name, _tps(assigned))
+        if self.on_assigned is not None and self.consumer is not None:
+            self.on_assigned(self.consumer, set(assigned))
 
 
 def _tps(tps: Any) -> str:

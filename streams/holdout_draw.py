@@ -27,10 +27,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from repricer.schemas.events import SKU_MAX_LENGTH, SKU_PATTERN
 from repricer.streams.engine.config import bucket
 
 LEVELS = ("none", "low", "mid", "high")  # sales levels, in the order tables list them
-SKU_LINE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")  # the catalog's SKU pattern
+SKU_LINE = re.compile(SKU_PATTERN)  # the catalog's SKU pattern (and SKU_MAX_LENGTH)
 
 
 class HoldoutFileError(ValueError):
@@ -169,7 +170,7 @@ def read_file(path: str | Path) -> frozenset[str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if not SKU_LINE.match(line):
+        if len(line) > SKU_MAX_LENGTH or not SKU_LINE.match(line):
             raise HoldoutFileError(
                 f"holdout file {str(path)!r}, line {no}: {line[:80]!r} is not a SKU"
             )

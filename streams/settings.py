@@ -84,9 +84,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Only for brokers whose end offsets lag batched writes, such as the Tansu "
         "broker of the local demo and the tests: the reads of a topic to its end (`dlq`, "
-        "`holdout draw`, the conservation counts `report` reads back) then also take records past the end offsets, until the topic is quiet "
-        "for this many seconds. 0 (off): read to the end offsets taken when the read starts, "
-        "right for Apache Kafka; never set it there (a busy topic is never quiet).",
+        "`holdout draw`, the conservation counts `report` reads back, and the worker's read of "
+        "the catalog and control before the events after each assignment) then also take records "
+        "past the end offsets, until the topic is quiet for this many seconds. 0 (off): read to "
+        "the end offsets taken when the read starts, right for Apache Kafka; never set it there "
+        "(a busy topic is never quiet).",
     )
     kafka_session_timeout_s: float = Field(
         30.0,

@@ -19,7 +19,7 @@ Apache Kafka.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -119,3 +119,14 @@ def _later_ends(consumer: KafkaConsumer, tps: list[TopicPartition], ends: dict[A
         ends[tp] = max(ends[tp], end)
         more = more or consumer.position(tp) < ends[tp]
     return more
+
+
+def latest_per_key(records: Iterable[Any]) -> tuple[dict[bytes, bytes | None], int]:
+    """The latest value per key of ``records`` (a read of a compacted or changelog topic, in
+    offset order per partition; an empty value is a tombstone, None) and how many were read."""
+    latest: dict[bytes, bytes | None] = {}
+    n = 0
+    for r in records:
+        latest[r.key or b""] = r.value or None
+        n += 1
+    return latest, n

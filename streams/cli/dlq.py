@@ -6,9 +6,12 @@ import argparse
 import json
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from repricer.streams.cli.common import Subparsers, err
-from repricer.streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, err, load_settings
+
+if TYPE_CHECKING:
+    from repricer.streams.settings import Settings
 
 GROUPS = ("reason", "topic", "hour", "day")
 
@@ -44,7 +47,7 @@ def _read(args: argparse.Namespace, settings: Settings) -> list:  # type: ignore
 def _cmd_list(args: argparse.Namespace) -> int:
     from repricer.streams.tools import dlq
 
-    settings = Settings()
+    settings = load_settings()
     entries = [e for e in _read(args, settings) if _filter(args)(e)]  # type: ignore[operator]
     group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
     bad = [g for g in group_by if g not in GROUPS]
@@ -57,7 +60,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from repricer.streams.tools import dlq
 
-    settings = Settings()
+    settings = load_settings()
     shown = dlq.show(_read(args, settings), args.letter_id, settings)
     if shown is None:
         err(f"repricer dlq show: no dead letter {args.letter_id} on {settings.topic_dlq}")
@@ -79,7 +82,7 @@ def _cmd_resend(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise SystemExit(f"repricer dlq resend: --payload: {path}: no such file")
         payload = path.read_bytes().rstrip(b"\r\n")
-    settings = Settings()
+    settings = load_settings()
     entries = _read(args, settings)
     try:
         out = dlq.resend(

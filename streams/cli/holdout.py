@@ -6,8 +6,7 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from repricer.streams.cli.common import Subparsers, err
-from repricer.streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, err, load_settings
 
 DEFAULT_DAYS = 28  # sales read when --since is not given
 
@@ -34,7 +33,7 @@ def _cmd_draw(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         err(f"repricer holdout draw: no directory {out.parent} for {out}")
         return 2
-    settings = Settings()
+    settings = load_settings()
     try:
         drawn = draw_to_file(
             settings,

@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repricer.streams.cli.common import Subparsers
-from repricer.streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, load_settings
+
+if TYPE_CHECKING:
+    from repricer.streams.settings import Settings
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
     from repricer.infra.clickhouse import connect
 
     params = dict(p.split("=", 1) for p in args.param)
-    ch = connect(Settings().clickhouse_url.get_secret_value())
+    ch = connect(load_settings().clickhouse_url.get_secret_value())
     try:
         for row in ch.query(args.sql, params or None):
             print("\t".join(str(v) for v in row))
@@ -31,7 +33,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.uplift and not args.since:
         print("--uplift needs --since TIME (when the policy went live)", file=sys.stderr)
         return 2
-    settings = Settings()
+    settings = load_settings()
     if args.uplift:
         from repricer.streams.build import holdout
 
@@ -121,7 +123,7 @@ def _cmd_control(args: argparse.Namespace) -> int:
     from repricer.schemas import ControlCommand, encode
     from repricer.streams.headers import produced
 
-    settings = Settings()
+    settings = load_settings()
     if args.action == "rollback":
         if args.to is None:
             print("rollback needs --to TIME", file=sys.stderr)

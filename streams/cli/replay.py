@@ -7,8 +7,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from repricer.streams.cli.common import Subparsers, err
-from repricer.streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, err, load_settings
 
 TS_UNITS = ("ms", "s", "us")
 
@@ -18,7 +17,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     from repricer.streams.tools.replay import read, send
 
-    settings = Settings()
+    settings = load_settings()
     if args.end_of_input_only:
         if args.at is None:
             raise SystemExit("repricer replay: --end-of-input-only needs --at TIME")

@@ -8,10 +8,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repricer.streams.cli.common import Subparsers, err
-from repricer.streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, err, load_settings
+
+if TYPE_CHECKING:
+    from repricer.streams.settings import Settings
 
 # The simulator's MARKETS (streams/tools/simulator/families.py), written out so that parsing the
 # command line does not import the simulator and numpy; a unit test keeps the two equal.
@@ -21,7 +23,7 @@ MARKETS = ("constant", "linear", "logit", "regime", "longtail", "weekly", "stock
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from repricer.streams.tools.simulate import run_simulation
 
-    settings = Settings()
+    settings = load_settings()
 
     def progress(rep: Any) -> None:
         if rep.minutes % 10 == 0:
@@ -86,7 +88,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 
     return asyncio.run(
         tail(
-            Settings(),
+            load_settings(),
             group=args.group,
             from_beginning=args.from_beginning,
             max_events=args.max,
@@ -102,9 +104,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         if not args.json:
             print(msg, file=sys.stderr, flush=True)
 
-    settings = Settings()
+    settings = load_settings()
     if args.restock_days is not None:
-        settings = Settings(restock_s=round(args.restock_days * 86_400))
+        settings = load_settings(restock_s=round(args.restock_days * 86_400))
     if args.no_lstm:
         settings = settings.model_copy(update={"lstm": False})
     if args.holdout is not None:

@@ -7,15 +7,14 @@ import asyncio
 import logging
 
 from repricer.infra import logs
-from repricer.streams.cli.common import Subparsers
-from repricer.streams.settings import Settings
+from repricer.streams.cli.common import Subparsers, load_settings
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     from repricer.streams.app import create_app
     from repricer.streams.shutdown import GracefulWorker
 
-    settings = Settings()
+    settings = load_settings()
     logging.getLogger(__name__).info("settings: %r", settings)
     if settings.event_loop == "uvloop":
         import uvloop
@@ -38,7 +37,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from repricer.infra.clickhouse import connect
     from repricer.infra.kafka_admin import ensure_topics
 
-    settings = Settings()
+    settings = load_settings()
     if not args.skip_kafka:
         created = ensure_topics(settings)
         print(f"topics created: {created or 'none (all existed)'}")

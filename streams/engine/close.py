@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from repricer.models.base import SkuView
-from repricer.models.lstm_features import window_features
+from repricer.models.lstm_features import LEVEL_EWMA_ALPHA, window_features
 from repricer.schemas.events import ClicksWindow, ForecastRow, SalesWindow
 from repricer.streams.engine.config import EngineConfig
 from repricer.streams.engine.outputs import Outputs
@@ -38,7 +38,9 @@ from repricer.streams.engine.state import (
 
 log = logging.getLogger(__name__)
 
-EWMA_ALPHA = 0.3
+# the units and views EWMA per closed window; the LSTM's trainer replays it to compute a SKU's
+# level as scoring does (models.lstm_features), so both read this one constant
+EWMA_ALPHA = LEVEL_EWMA_ALPHA
 # quiet windows decayed one by one (bit for bit what closing them one by one gave); longer gaps
 # in closed form
 EXACT_DECAY_WINDOWS = 64

@@ -18,7 +18,7 @@ from repricer.infra.clickhouse.tables import SALES_1M
 from repricer.schemas import CatalogItem, Rejection, decode
 from repricer.streams.holdout_draw import Draw, check_fraction, draw, write_file
 from repricer.streams.settings import Settings
-from repricer.streams.topic_read import Progress, read_topic
+from repricer.streams.topic_read import Progress, latest_per_key, read_topic
 
 
 class NoCatalog(RuntimeError):
@@ -35,7 +35,7 @@ class Catalog:
     undecodable: int
 
 
-def latest_per_key(
+def latest_catalog_records(
     settings: Settings,
     topic: str,
     *,
@@ -46,11 +46,7 @@ def latest_per_key(
     start of every partition to its end (``topic_read.read_topic``: the end offsets when the
     read starts, and ``REPRICER_TOPIC_READ_SETTLE_S`` for brokers whose end offsets lag);
     TimeoutError after ``timeout_s``."""
-    latest: dict[bytes, bytes | None] = {}
-    n = 0
-    for r in read_topic(settings, topic, timeout_s=timeout_s, progress=progress):
-        latest[r.key or b""] = r.value or None
-        n += 1
+    latest, n = latest_per_key(read_topic(settings, topic, timeout_s=timeout_s, progress=progress))
     if progress:
         progress(f"{topic}: {len(latest)} keys")
     return latest, n
@@ -60,7 +56,7 @@ def read_catalog(settings: Settings, *, progress: Progress | None = None) -> Cat
     """The catalog topic's latest record per SKU, decoded as ingest decodes it; a tombstone
     removes its SKU; ``NoCatalog`` if no SKU is left."""
     topic = settings.topic_catalog
-    latest, records = latest_per_key(settings, topic, progress=progress)
+    latest, records = latest_catalog_records(settings, topic, progress=progress)
     categories: dict[str, str] = {}
     bad = 0
     for value in latest.values():

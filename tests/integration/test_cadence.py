@@ -4,7 +4,7 @@ A shop whose SKUs sell a few units a day runs with ``REPRICER_WINDOW_S=86400``: 
 orders (catalog included; three SKUs of the 80 sell 60-180 a day) go through ``repricer replay``
 as fast as the broker takes them, into a worker on the real broker and Debian's ClickHouse
 18.16. Checked: every unit per SKU and day in ``sales_1m``; decisions taken (price changes
-published within the catalog's bounds, only for the SKUs that sell enough to learn from) and
+published within the catalog's bounds; slow SKUs never explore after their first labels) and
 their forecasts labelled with the day's true units; the dashboard's per-SKU history has the
 days.
 """
@@ -22,6 +22,7 @@ import pytest
 
 from repricer.infra.clickhouse import ClickHouseError, connect
 from repricer.infra.local.clickhouse_server import ClickHouseServer
+from repricer.models.decider import ModelDecider
 from repricer.streams import cli
 from repricer.streams.queries import History
 from repricer.streams.tools.runner import closed_out, drained
@@ -126,7 +127,10 @@ def test_weeks_of_daily_history_on_daily_windows(
             f"SELECT sku, intDiv(toUInt64(window_start) * 1000 - {T0}, {DAY}), actual "
             f"FROM {db}.forecasts FINAL WHERE model = 'ensemble'"
         )
-        changes = ch.query(f"SELECT sku, new_price FROM {db}.price_changes FINAL")
+        changes = ch.query(
+            f"SELECT sku, new_price, intDiv(toUInt64(window_start) * 1000 - {T0}, {DAY}), "
+            f"reasons FROM {db}.price_changes FINAL"
+        )
         dead = ch.query(f"SELECT reason, count() FROM {db}.dead_letters FINAL GROUP BY reason")
     finally:
         ch.close()
@@ -147,14 +151,18 @@ def test_weeks_of_daily_history_on_daily_windows(
     for sku, day, actual in forecasts:
         assert float(actual) == expected.get((str(sku), int(day)), 0), (sku, day, actual)
     assert changes, "no price change in eight weeks"
-    # a SKU selling a few units a day, all at one price, carries no evidence of its price
-    # response: the policy keeps it at its catalogue price (models/decider.py hold_z); the SKUs
-    # that sell enough to learn from are repriced
+    # the SKUs that sell enough to learn from are repriced; a SKU selling a few units a day
+    # explores only over its first labels (models/decider.py explore_after; an import labels at
+    # least each day with sales), and after that moves only where the pooled posterior is sure
+    # the move pays (hold_z): never for exploration
     fast = {f"D{i:03d}" for i in range(FAST_SKUS)}
-    assert {str(sku) for sku, _ in changes} <= fast, changes
-    for sku, price in changes:
+    assert fast <= {str(sku) for sku, *_ in changes}, changes
+    for sku, price, day, reasons in changes:
         item = catalog[str(sku)]
         assert item["min_price"] - 1e-9 <= float(price) <= item["max_price"] + 1e-9
+        sold_days = sum(1 for k, d in expected if k == str(sku) and d < int(day))
+        if str(sku) not in fast and sold_days > ModelDecider.explore_after:
+            assert "exploration" not in reasons, (sku, day, sold_days, reasons)
     st = worker.stats()
     assert st["unaccounted"] == [0, 0]
     worker.stop()

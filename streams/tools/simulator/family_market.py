@@ -5,8 +5,8 @@ The same funnel as :class:`~.market.Market`, with exact common random numbers: t
 three uniforms per view are drawn whatever the prices, and a view orders when its uniform is
 below the conversion, so static, policy and oracle runs of one seed see the same traffic and a
 SKU priced lower sells to a superset of the same visitors. Only the conversion and the season
-depend on the family and on the instant. Window totals only (:meth:`FamilyMarket.step_counts`): this market drives backtests and
-forecast benchmarks, not the event-level simulator.
+depend on the family and on the instant. Window totals only (:meth:`FamilyMarket.step_counts`):
+this market drives backtests and forecast benchmarks, not the event-level simulator.
 """
 
 from __future__ import annotations

@@ -18,7 +18,14 @@ from repricer.models.base import ModelBase, SkuView, context_features, context_m
 from repricer.models.decider import ENSEMBLE, ModelDecider
 from repricer.models.elasticity import Elasticity, PooledPrior
 from repricer.models.ensemble import update_errors, update_errors_batch
-from repricer.models.river_model import _FORGET, _PRIOR, PRIOR_SLOPE, RiverDemand
+from repricer.models.river_model import (
+    _FORGET,
+    _PRIOR,
+    PRIOR_SLOPE,
+    STATE_KEY,
+    RiverDemand,
+    levels,
+)
 
 T0 = 1_767_225_600_000
 W = 60_000
@@ -32,7 +39,9 @@ def _views(n: int, seed: int = 0) -> list[SkuView]:
         ref = float(rng.uniform(5, 50))
         st: dict[str, Any] = {}
         if i % 4:  # some SKUs have learned before, some are new
-            st["rls"] = [*rng.normal(0, 0.3, 2).round(6).tolist(), 0.3, -0.01, 0.2]
+            st[STATE_KEY] = [*rng.normal(0, 0.3, 2).round(6).tolist(), 0.3, -0.01, 0.2]
+        if i % 8 == 1:
+            st["rls"] = [0.1, -0.2, 0.3, -0.01, 0.2]  # the log1p model's correction: dropped
             st["el"] = [float(x) for x in (3.0, -0.5, 2.0, -9.0, 3.0) * rng.uniform(0.5, 2, 5)]
             st["loss"] = {"river": float(rng.uniform(0, 50)), "lstm": float(rng.uniform(0, 50))}
             st["ens_d"] = [float(rng.uniform(0, 80)), float(rng.uniform(0, 60))]
@@ -67,6 +76,7 @@ def _labels(views: list[SkuView], seed: int = 1) -> tuple[list[dict[str, Any]], 
             "lstm": round(float(rng.gamma(2, 1)), 6),
             ENSEMBLE: round(float(rng.gamma(2, 1)), 6),
             "_river_z": round(float(rng.normal(1, 0.5)), 6),
+            "_river_l": round(float(rng.gamma(2, 1)), 6),
         }
         if i % 5 == 1:
             del pred["lstm"]  # no forecast from a member: charged the others' worst loss
@@ -74,6 +84,8 @@ def _labels(views: list[SkuView], seed: int = 1) -> tuple[list[dict[str, Any]], 
             del pred[ENSEMBLE]  # none recorded: recombined from the members
         if i % 11 == 4:
             del pred["_river_z"]
+        if i % 10 == 3:
+            del pred["_river_l"]  # saved before the level was: the SKU's level now
         price = v.price * float(rng.choice([0.95, 1.0, 1.05]))
         if i % 13 == 5:
             price = math.nan  # unusable labels are skipped by every part
@@ -170,13 +182,13 @@ def test_ensemble_losses_and_dispersion_batch_equal_label_by_label() -> None:
         _close(a.state, b.state, a.sku)
 
 
-def _rls_reference(v: SkuView, r: float, y: float, zp: float) -> None:
-    """The per-SKU correction as it was written one label at a time."""
-    got = v.state.get("rls")
+def _rls_reference(v: SkuView, r: float, y: float, zp: float, level: float) -> None:
+    """The per-SKU correction of units ÷ level, one label at a time (weighted RLS)."""
+    got = v.state.get(STATE_KEY)
     t0, t1, p00, p01, p11 = got if got else [0.0, 0.0, _PRIOR[0], 0.0, _PRIOR[1]]
-    resid = math.log1p(y) - zp
+    resid = y / level - zp
     px0, px1 = p00 + p01 * r, p01 + p11 * r
-    denom = _FORGET + px0 + px1 * r
+    denom = _FORGET / (level / (level + 1.5)) + px0 + px1 * r  # a fresh model's dispersion
     k0, k1 = px0 / denom, px1 / denom
     err = resid - (t0 + t1 * r)
     t0, t1 = t0 + k0 * err, t1 + k1 * err
@@ -187,7 +199,8 @@ def _rls_reference(v: SkuView, r: float, y: float, zp: float) -> None:
     )
     p00, p11 = min(p00, _PRIOR[0]), min(p11, _PRIOR[1])
     p01 = max(-math.sqrt(p00 * p11), min(p01, math.sqrt(p00 * p11)))
-    v.state["rls"] = [round(t0, 6), round(t1, 6), p00, p01, p11]
+    v.state[STATE_KEY] = [round(t0, 6), round(t1, 6), p00, p01, p11]
+    v.state.pop("rls", None)
     v.state["nl"] = int(v.state.get("nl", 0)) + 1
 
 
@@ -196,14 +209,16 @@ def test_river_correction_batch_equals_the_per_label_reference() -> None:
     saveds, units = _labels(views, seed=8)
     prices = np.array([s["price"] for s in saveds])
     zp = np.array([s["pred"].get("_river_z", math.nan) for s in saveds])
+    lv = np.array([s["pred"].get("_river_l", 0.5) for s in saveds])
     one, batch = copy.deepcopy(views), copy.deepcopy(views)
-    for v, p, u, z in zip(one, prices, units, zp, strict=True):
+    for v, p, u, z, level in zip(one, prices, units, zp, lv, strict=True):
         r = math.log(p / v.price) if p > 0 else 0.0
         if math.isfinite(r) and math.isfinite(z) and u >= 0:
-            _rls_reference(v, r, float(u), float(z))
-    RiverDemand().learn_residual(batch, prices, units, zp)
+            _rls_reference(v, r, float(u), float(z), float(level))
+    RiverDemand().learn_residual(batch, prices, units, zp, lv)
     for a, b in zip(one, batch, strict=True):
         _close(a.state, b.state, a.sku)
+    assert not any("rls" in v.state for v in batch if "nl" in v.state)
 
 
 def test_pooled_prediction_equals_river_predict_one() -> None:
@@ -211,12 +226,13 @@ def test_pooled_prediction_equals_river_predict_one() -> None:
     views = _views(100, seed=9)
     m = RiverDemand()
     m.learn_pooled(views, np.array([v.price * 1.03 for v in views]), np.arange(100) % 5)
-    for v, row in zip(views, context_matrix(views), strict=True):
-        assert list(context_features(v).values()) == row.tolist()
+    lv = levels(views)
+    for v, row, level in zip(views, context_matrix(views, lv), lv.tolist(), strict=True):
+        assert list(context_features(v, level).values()) == row.tolist()
     prices = np.array([[v.price * f for f in (0.9, 1.0, 1.1)] for v in views])
     got = m.pooled_z(views, prices)
     for i, v in enumerate(views):
-        x = context_features(v)
+        x = context_features(v, float(lv[i]))
         x["log_price_change"] = 0.0
         z0 = m.pooled.predict_one(x)
         x["log_price_change"] = 1.0
@@ -227,20 +243,26 @@ def test_pooled_prediction_equals_river_predict_one() -> None:
 
 def test_pooled_model_learns_a_batch_as_row_by_row() -> None:
     """The pooled regressor learns a tick's labels in River's closed form (learn_many); the
-    posterior is the one learn_one reaches row by row."""
+    posterior is the one learn_one reaches row by row, each row units ÷ level weighted by its
+    evidence (features and target scaled by the root of the weight)."""
     views = _views(400, seed=11)
     prices = np.array([v.price * (1.0 + 0.05 * ((i % 3) - 1)) for i, v in enumerate(views)])
     units = (np.arange(400) % 7).astype(np.float64)
     units[5] = math.nan  # skipped by both
     batch, loop = RiverDemand(), RiverDemand()
     batch.learn_pooled(views[:200], prices[:200], units[:200])
+    phi = [batch.dispersion()]  # each tick's rows are weighted with the dispersion after it
     batch.learn_pooled(views[200:], prices[200:], units[200:])
+    phi += [batch.dispersion()]
     lpr = np.log(prices / np.array([v.price for v in views]))
-    for v, r, y in zip(views, lpr, units, strict=True):
+    lv = levels(views)
+    for i, (v, r, y, level) in enumerate(zip(views, lpr, units, lv.tolist(), strict=True)):
         if math.isfinite(y):
-            x = context_features(v)
+            x = context_features(v, level)
             x["log_price_change"] = float(r)
-            loop.pooled.learn_one(x, math.log1p(float(y)) - PRIOR_SLOPE * float(r))
+            root = math.sqrt(level / (level + phi[i // 200]))
+            target = float(y) / level - PRIOR_SLOPE * float(r)
+            loop.pooled.learn_one({f: a * root for f, a in x.items()}, target * root)
     assert batch.n_learned == 399
     got = batch.pooled_z(views, prices)
     want = loop.pooled_z(views, prices)

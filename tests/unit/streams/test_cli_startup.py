@@ -1,5 +1,6 @@
-"""``repricer --help`` parses its command line without the simulator or numpy: the choices of
-``--market`` are written out in the CLI and kept equal to the simulator's ``MARKETS`` here."""
+"""``repricer --help`` parses its command line without the simulator, numpy or pydantic: the
+choices of ``--market`` are written out in the CLI and kept equal to the simulator's ``MARKETS``
+here, and the settings are loaded when a command runs."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ def test_the_cli_market_choices_are_the_simulators_markets() -> None:
     assert CLI_MARKETS == MARKETS
 
 
-def test_building_the_parser_imports_neither_the_simulator_nor_numpy() -> None:
+def test_building_the_parser_imports_neither_the_simulator_nor_numpy_nor_pydantic() -> None:
     code = (
         "import sys\n"
         "from repricer.streams.cli import build_parser\n"
         "build_parser().format_help()\n"
-        "print(sorted(m for m in sys.modules if m == 'numpy' or m.startswith("
+        "print(sorted(m for m in sys.modules if m in ('numpy', 'pydantic') or m.startswith("
         "'repricer.streams.tools.simulator')))\n"
     )
     done = subprocess.run(
