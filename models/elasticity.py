@@ -300,6 +300,9 @@ class Elasticity:
 
         Each row reads and writes only its own SKU's state and the prior does not move here,
         so the batch is the same as learning the labels one by one (tests/unit/test_elasticity).
+        Per label: an IRLS step at the posterior mean ``θ = (a, e, k)`` adds the label's
+        curvature and score to the SKU's information (``_add_labels``), and the change watch
+        judges the label against the SKU's own information before it.
         """
         p = np.asarray(prices, dtype=np.float64).reshape(-1)
         y = np.asarray(units, dtype=np.float64).reshape(-1)
@@ -315,17 +318,8 @@ class Elasticity:
         theta, _ = self.posterior3(vs)
         x = _x(vs, p)
         eta = _offset(vs) + theta[:, 0] + theta[:, 1] * x + theta[:, 2] * x * x / 2.0
-        lam = np.array([math.exp(t) for t in np.minimum(eta, _MAX_ETA).tolist()])  # as learn_local
-        self._learn_rows(vs, theta, x, y, lam)
-
-    def _learn_rows(
-        self,
-        vs: Sequence[SkuView],
-        theta: np.ndarray,
-        x: np.ndarray,
-        y: np.ndarray,
-        lam: np.ndarray,
-    ) -> None:
+        # math.exp per row, not np.exp: the figures measured so far, to the last bit
+        lam = np.array([math.exp(t) for t in np.minimum(eta, _MAX_ETA).tolist()])
         phi = max(self.prior.dispersion, 1e-3)
         s, b = _state(vs), _bend_state(vs)
         info = s[:, 0].copy()  # the SKU's own information about its level before the label
@@ -341,16 +335,8 @@ class Elasticity:
             v.state["cd"] = [float(f"{t:.8g}") for t in c]
 
     def learn_local(self, view: SkuView, price: float, units: float) -> None:
-        """One IRLS step of the SKU's own likelihood for a label, at its current posterior.
-
-        The one-label form (the reference :meth:`learn_local_batch` is tested against)."""
-        if not (math.isfinite(price) and price > 0 and math.isfinite(units) and units >= 0):
-            return
-        if view.stock is not None and units >= view.stock:
-            return  # sold out: demand was at least this, a censored label
-        theta, _ = self.posterior3([view])
-        a, e, k = (float(t) for t in theta[0])
-        x = float(_x([view], np.array([price]))[0])
-        off = float(_offset([view])[0])
-        lam = math.exp(min(off + a + e * x + k * x * x / 2.0, _MAX_ETA))
-        self._learn_rows([view], theta, np.array([x]), np.array([float(units)]), np.array([lam]))
+        """One IRLS step of the SKU's own likelihood for a label, at its current posterior: the
+        batch update (:meth:`learn_local_batch`) of one row, the one information update there is."""
+        self.learn_local_batch(
+            [view], np.array([price], dtype=np.float64), np.array([units], dtype=np.float64)
+        )
