@@ -9,9 +9,11 @@ where ``exposure`` is the product-page traffic expected in the window (the views
 decision time: traffic does not depend on our price, so it carries the time-of-day level and
 leaves ``a`` — units per view at the reference price — and ``e`` — the elasticity — stationary).
 
-``k`` is the curvature of the log response: 0 is constant elasticity (the default: its prior is
-centred there and narrow, so a SKU needs evidence to bend); linear or logit demand fall faster
-than that at high prices (``k < 0``), and the elasticity at price ``p`` is ``e + k·x``.
+``k`` is the curvature of the log response: 0 is constant elasticity; linear or logit demand
+fall faster than that at high prices (``k < 0``), and the elasticity at price ``p`` is
+``e + k·x``. Its prior is ``N(0, sd_k²)`` with ``sd_k`` learned across the pool from the SKUs'
+own evidence on ``k`` (:mod:`models.bend_prior`): near 0 on a catalogue that does not bend, so
+the price is the constant-elasticity one, wide where SKUs bend.
 
 Each SKU keeps the Gaussian (Laplace) approximation of *its own likelihood* in information form:
 five floats in ``SkuView.state["el"]`` (precision ``J`` and ``h = J·θ`` of ``(a, e)``) and four
@@ -50,6 +52,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from repricer.models.base import SkuView
+from repricer.models.bend_prior import SD_K_FLOOR, bend_evidence, spread, spread_moment
 
 _MAX_ETA = 12.0  # exp(12) ≈ 160k units per window: beyond that the linearisation is meaningless
 _MIN_EXPOSURE = 0.5  # views; a SKU nobody looked at recently still has a finite offset
@@ -63,7 +66,10 @@ class PooledPrior:
     mean_e: float = -2.0  # the elasticity a keystone (cost x 2) price is optimal for
     sd_a: float = 1.5
     sd_e: float = 0.75
-    sd_k: float = 1.0  # curvature, prior mean 0 (constant elasticity): bending takes evidence
+    # curvature, prior mean 0 (constant elasticity): its spread is learned from how far the
+    # SKUs' own evidence bends (models/bend_prior.py); ``var_k`` is the running moment estimate
+    sd_k: float = SD_K_FLOOR
+    var_k: float = 0.0
     dispersion: float = 1.0  # Var(units) ÷ mean (several units per order make it > 1)
     n: int = 0  # labels the pool has seen
 
@@ -172,6 +178,7 @@ class Elasticity:
         detect_shift: float = 0.25,
         detect_min_var: float = 30.0,
         keep_on_change: float = 0.05,
+        learn_spread: bool = True,
     ) -> None:
         self.forget = forget
         self.prior = prior or PooledPrior()
@@ -181,6 +188,7 @@ class Elasticity:
         # expected units ÷ dispersion the SKU's own likelihood holds before the watch judges
         self.detect_min_var = detect_min_var
         self.keep_on_change = keep_on_change  # share of the SKU's own information kept
+        self.learn_spread = learn_spread  # False: the curvature prior's spread stays as given
 
     def _watch(
         self, cd: np.ndarray, y: np.ndarray, lam: np.ndarray, phi: float, info: np.ndarray
@@ -213,7 +221,10 @@ class Elasticity:
         return json.dumps(asdict(self.prior))
 
     def restore(self, blob: str) -> None:
-        self.prior = PooledPrior(**json.loads(blob))
+        got = json.loads(blob)
+        self.prior = PooledPrior(**got)
+        if "var_k" not in got:  # saved before the spread was learned: it starts where it was
+            self.prior.var_k = self.prior.sd_k**2
 
     # -- posterior -----------------------------------------------------------------------------
     def posterior3(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
@@ -265,7 +276,8 @@ class Elasticity:
 
         The prior means follow the average of the SKUs' posterior means, each weighted by how
         much the SKU's own data speaks (0: prior only, 1: data only), so SKUs without data do
-        not vote for the prior they were given.
+        not vote for the prior they were given. The curvature's prior spread follows the SKUs'
+        own evidence on it (models/bend_prior.py).
         """
         p = np.asarray(prices, dtype=np.float64)
         y = np.asarray(units, dtype=np.float64)
@@ -286,12 +298,27 @@ class Elasticity:
         if w_e.sum() > 1e-9:
             target = float((w_e * mean[:, 1]).sum() / w_e.sum())
             pr.mean_e += self.pool_rate * float(w_e.mean()) * (target - pr.mean_e)
+        self._learn_spread(s, _bend_state(vs))
         lam = self.expected_units(vs, p)
         big = lam > 0.5  # Pearson residuals of tiny means are mostly noise
         if big.any():
             pearson = float(np.mean((y[big] - lam[big]) ** 2 / lam[big]))
             pr.dispersion += self.pool_rate * (min(max(pearson, 0.5), 5.0) - pr.dispersion)
         pr.n += int(ok.sum())
+
+    def _learn_spread(self, el: np.ndarray, ek: np.ndarray) -> None:
+        """Move the curvature prior's spread toward the moment estimate of the SKUs' own
+        evidence on ``k`` (models/bend_prior.py), as fast as the share of SKUs it rests on."""
+        pr = self.prior
+        if not self.learn_spread:
+            return
+        prec = (1.0 / pr.sd_a**2, 1.0 / pr.sd_e**2)
+        got = spread_moment(*bend_evidence(el, ek, prec, (pr.mean_a, pr.mean_e)))
+        if got is None:
+            return
+        est, share = got
+        pr.var_k += self.pool_rate * share * (min(est, 1e3) - pr.var_k)
+        pr.sd_k = spread(pr.var_k)
 
     def learn_local_batch(
         self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from repricer.models.base import SkuView
+from repricer.models.bend_prior import SD_K_CAP, SD_K_FLOOR, bend_evidence
 from repricer.models.curvature import best_price, thompson_draw
 from repricer.models.decider import ModelDecider
 from repricer.models.elasticity import Elasticity, PooledPrior, Response
@@ -33,6 +34,7 @@ def _learn(
     windows: int,
     seed: int = 0,
     prior: PooledPrior | None = None,
+    learn_spread: bool = True,
 ) -> Response:
     """Poisson sales of ``n`` SKUs at prices spread ±30% around the reference; ``shape(r)`` is
     the demand at ``r = p / ref`` relative to the reference (1 at r = 1). The change watch is
@@ -40,7 +42,7 @@ def _learn(
     test_change_watch.py) would drop a SKU's evidence at a random time, and this is about what
     the evidence says."""
     rng = np.random.default_rng(seed)
-    el = Elasticity(prior=prior, detect=0.0)
+    el = Elasticity(prior=prior, detect=0.0, learn_spread=learn_spread)
     views = [_view(f"S{i}") for i in range(n)]
     for _ in range(windows):
         prices = REF * np.exp(rng.uniform(-0.3, 0.3, n))
@@ -89,7 +91,7 @@ def test_curvature_is_recovered_where_demand_bends(
     assert np.all(np.sign(r.k) == np.sign(k_true))
     # the price it chooses earns the true optimum's profit, and more than a constant-elasticity
     # fit to the same data (its curvature pinned at 0) earns
-    flat = _learn(shape, n=4, windows=1500, prior=PooledPrior(sd_k=1e-4))
+    flat = _learn(shape, n=4, windows=1500, prior=PooledPrior(sd_k=1e-4), learn_spread=False)
     assert np.all(np.abs(flat.k) < 1e-6)
     lo, hi = np.full(4, REF * math.exp(-0.3)), np.full(4, REF * math.exp(0.3))
     cost, anchor = np.full(4, 10.0), np.full(4, REF)
@@ -179,7 +181,15 @@ def test_old_state_without_curvature_loads_with_k_at_its_prior() -> None:
     el2 = Elasticity()
     old_blob = {"mean_a": -3.1, "mean_e": -2.2, "sd_a": 1.5, "sd_e": 0.75, "dispersion": 1.3}
     el2.restore(json.dumps(old_blob | {"n": 9}))
-    assert el2.prior.sd_k == PooledPrior().sd_k and el2.prior.mean_e == -2.2
+    assert el2.prior.sd_k == PooledPrior().sd_k == SD_K_FLOOR and el2.prior.mean_e == -2.2
+    # one saved with a spread but before it was learned keeps it, as the learned moment
+    el2.restore(json.dumps(old_blob | {"n": 9, "sd_k": 0.8}))
+    assert el2.prior.sd_k == 0.8 and el2.prior.var_k == pytest.approx(0.64)
+    # and the learned spread persists with the pool
+    el2.prior.var_k, el2.prior.sd_k = 0.3, math.sqrt(0.3)
+    el3 = Elasticity()
+    el3.restore(el2.snapshot())
+    assert (el3.prior.var_k, el3.prior.sd_k) == (0.3, math.sqrt(0.3))
 
 
 def test_learning_one_by_one_equals_the_batch_with_curvature() -> None:
@@ -212,7 +222,7 @@ def test_decider_prices_a_bent_sku_off_the_markup_rule() -> None:
     prices = {}
     for bend in (0.0, -6.0):
         d = ModelDecider(members=[RiverDemand()], thompson=0.0, max_step=0.5)
-        d.elasticity.prior = PooledPrior(mean_e=-2.5, sd_e=0.01)
+        d.elasticity.prior = PooledPrior(mean_e=-2.5, sd_e=0.01, sd_k=1.0)
         views = [_view(f"S{i}", price=24.0) for i in range(5)]
         for v in views:  # a likelihood that pins k at ``bend`` (information 1e6)
             v.state["ek"] = [0.0, 0.0, 1e6, 1e6 * bend]
@@ -227,3 +237,75 @@ def test_decider_prices_a_bent_sku_off_the_markup_rule() -> None:
     best = grid[np.argmax((grid - 10.0) * np.exp(-2.5 * x - 6.0 * x * x / 2))]
     assert best > 18.0  # a higher optimum than the markup rule's 16.67
     assert prices[-6.0] == pytest.approx([best] * 5, abs=1e-3)
+
+
+def _catalogue(
+    shape: Callable[[np.ndarray], np.ndarray], prior: PooledPrior, windows: int = 600
+) -> tuple[Elasticity, list[SkuView]]:
+    """20 SKUs selling at prices spread ±20% around the reference (as exploring SKUs do)."""
+    rng = np.random.default_rng(11)
+    el = Elasticity(prior=prior, detect=0.0)
+    views = [_view(f"S{i}", views_ewma=100.0) for i in range(20)]
+    for _ in range(windows):
+        prices = REF * np.exp(rng.uniform(-0.2, 0.2, 20))
+        units = rng.poisson(100.0 * math.exp(-2.0) * shape(prices / REF)).astype(np.float64)
+        el.learn_pooled(views, prices, units)
+        el.learn_local_batch(views, prices, units)
+    return el, views
+
+
+def test_the_curvature_spread_sinks_on_constant_elasticity_and_grows_where_demand_bends() -> None:
+    # started wide, a constant-elasticity catalogue pins the curvature at 0 ...
+    wide = PooledPrior(sd_k=SD_K_CAP, var_k=SD_K_CAP**2)
+    assert _catalogue(lambda r: r**-2.5, wide)[0].prior.sd_k == SD_K_FLOOR
+    # ... and started pinned, a linear or logit one lets its SKUs bend as far as the cap allows
+    for shape in (_linear, _logit):
+        el, _ = _catalogue(shape, PooledPrior())
+        assert PooledPrior().sd_k == SD_K_FLOOR
+        assert el.prior.sd_k == SD_K_CAP, shape.__name__
+
+
+def test_the_evidence_on_curvature_is_the_posterior_with_a_flat_prior_on_it() -> None:
+    rng = np.random.default_rng(4)
+    n = 50
+    x = rng.uniform(-0.3, 0.3, (n, 40))
+    w = rng.uniform(0.0, 5.0, (n, 40))
+    z = np.stack([np.ones_like(x), x, x * x / 2.0], axis=2)
+    info = np.einsum("nt,nti,ntj->nij", w, z, z)
+    h = rng.normal(0.0, 10.0, (n, 3))
+    el = np.stack([info[:, 0, 0], info[:, 0, 1], info[:, 1, 1], h[:, 0], h[:, 1]], axis=1)
+    ek = np.stack([info[:, 0, 2], info[:, 1, 2], info[:, 2, 2], h[:, 2]], axis=1)
+    k_hat, prec = bend_evidence(el, ek, (0.5, 2.0), (-3.0, -2.0))
+    j = info + np.diag([0.5, 2.0, 0.0])[None]
+    cov = np.linalg.inv(j)
+    mean = np.einsum("nij,nj->ni", cov, h + np.array([0.5 * -3.0, 2.0 * -2.0, 0.0]))
+    assert k_hat == pytest.approx(mean[:, 2], rel=1e-9, abs=1e-9)
+    assert prec == pytest.approx(1.0 / cov[:, 2, 2], rel=1e-9)
+
+
+def test_at_the_floor_the_decider_prices_by_the_markup_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A catalogue that does not bend prices as before curvature existed: each proposal equals
+    the one the constant-elasticity rule (``optimal_price`` at the drawn elasticity) makes."""
+    learned, views = _catalogue(lambda r: r**-2.5, PooledPrior(), windows=300)
+    assert learned.prior.sd_k == SD_K_FLOOR
+    assert any(abs(x) > 0 for v in views for x in v.state["ek"])  # evidence on k is there
+    bounds = [Bounds(cost=10.0, min_price=10.5, max_price=40.0)] * 20
+    for i, v in enumerate(views):
+        v.price = 14.0 + i
+    prices = {}
+    for rule in ("curved", "markup"):
+        if rule == "markup":
+            monkeypatch.setattr(
+                "repricer.models.decider.best_price",
+                lambda e, k, anchor, cost, lo, hi, down, up, obj: optimal_price(
+                    e, cost, lo, hi, obj
+                ),
+            )
+        d = ModelDecider(members=[RiverDemand()])
+        d.elasticity = learned
+        prices[rule] = [p.price for p in d.propose(views, bounds, 0.05)]
+    # the pinned curvature is ~1e-6, not 0: the same price to 1e-8 (published in cents)
+    assert prices["curved"] == pytest.approx(prices["markup"], rel=1e-8)
+    assert sum(p != v.price for p, v in zip(prices["curved"], views, strict=True)) > 5
