@@ -229,10 +229,13 @@ class Elasticity:
     # -- posterior -----------------------------------------------------------------------------
     def posterior3(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) posterior means of (a, e, k) and (N, 3, 3) covariances."""
-        s, b = _state(views), _bend_state(views)
+        return self._solve(_state(views), _bend_state(views))
+
+    def _solve(self, s: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`posterior3` from the SKUs' rows (``_state``, ``_bend_state``) read once."""
         pr = self.prior
         pa, pe, pk = 1.0 / pr.sd_a**2, 1.0 / pr.sd_e**2, 1.0 / max(pr.sd_k, 1e-6) ** 2
-        j = np.empty((len(views), 3, 3))
+        j = np.empty((len(s), 3, 3))
         j[:, 0, 0], j[:, 1, 1], j[:, 2, 2] = s[:, 0] + pa, s[:, 2] + pe, b[:, 2] + pk
         j[:, 0, 1] = j[:, 1, 0] = s[:, 1]
         j[:, 0, 2] = j[:, 2, 0] = b[:, 0]
@@ -260,9 +263,13 @@ class Elasticity:
             rho = np.clip(np.nan_to_num(cov[:, 1, 2] / (sd_e * sd_k)), -1.0, 1.0)
         return Response(mean[:, 1], sd_e, mean[:, 2], sd_k, rho)
 
-    def expected_units(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
-        """Posterior-mean units at ``prices`` ((N,) or (N, K)) given the saved traffic."""
-        mean, _ = self.posterior3(views)
+    def expected_units(
+        self, views: Sequence[SkuView], prices: np.ndarray, mean: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Posterior-mean units at ``prices`` ((N,) or (N, K)) given the saved traffic
+        (``mean``: the posterior means of (a, e, k) if the caller has them)."""
+        if mean is None:
+            mean, _ = self.posterior3(views)
         p = np.asarray(prices, dtype=np.float64)
         shape = (len(views),) + (1,) * (p.ndim - 1)
         x = _x(views, p)
@@ -287,8 +294,8 @@ class Elasticity:
             return
         vs = [v for v, k in zip(views, ok, strict=True) if k]
         p, y = p[ok], y[ok]
-        mean, _ = self.posterior(vs)
-        s = _state(vs)
+        s, b = _state(vs), _bend_state(vs)
+        mean, _ = self._solve(s, b)
         pr = self.prior
         w_a = s[:, 0] / (s[:, 0] + 1.0 / pr.sd_a**2)
         w_e = s[:, 2] / (s[:, 2] + 1.0 / pr.sd_e**2)
@@ -298,8 +305,8 @@ class Elasticity:
         if w_e.sum() > 1e-9:
             target = float((w_e * mean[:, 1]).sum() / w_e.sum())
             pr.mean_e += self.pool_rate * float(w_e.mean()) * (target - pr.mean_e)
-        self._learn_spread(s, _bend_state(vs))
-        lam = self.expected_units(vs, p)
+        self._learn_spread(s, b)
+        lam = self.expected_units(vs, p, self._solve(s, b)[0])  # at the prior just moved
         big = lam > 0.5  # Pearson residuals of tiny means are mostly noise
         if big.any():
             pearson = float(np.mean((y[big] - lam[big]) ** 2 / lam[big]))
@@ -342,13 +349,13 @@ class Elasticity:
             return
         vs = [views[i] for i in idx]
         p, y = p[idx], y[idx]
-        theta, _ = self.posterior3(vs)
+        s, b = _state(vs), _bend_state(vs)
+        theta, _ = self._solve(s, b)
         x = _x(vs, p)
         eta = _offset(vs) + theta[:, 0] + theta[:, 1] * x + theta[:, 2] * x * x / 2.0
         # math.exp per row, not np.exp: the figures measured so far, to the last bit
         lam = np.array([math.exp(t) for t in np.minimum(eta, _MAX_ETA).tolist()])
         phi = max(self.prior.dispersion, 1e-3)
-        s, b = _state(vs), _bend_state(vs)
         info = s[:, 0].copy()  # the SKU's own information about its level before the label
         s *= self.forget
         b *= self.forget
