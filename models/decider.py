@@ -1,13 +1,12 @@
 """From forecasts to a proposed price: elasticity, objective, exploration, reasons.
 
 ``ModelDecider.propose`` decides every SKU of a tick in one vectorised pass: each SKU's
-elasticity posterior (``models.elasticity``) gives the price that maximises expected profit
-``(p - cost) * q(p)`` (or revenue), drawn by Thompson sampling so that elasticity stays
-identifiable while it is uncertain; the demand models (one batch per model, combined by
-``models.ensemble``) give the demand level, i.e. the forecast at the old and the new price.
-Draws are pseudo-random but deterministic per (SKU, window): a replay makes the same decision,
-so the PriceChange gets the same ``event_id``. The guardrails run after this and have the last
-word.
+response posterior (``models.elasticity``: elasticity and curvature) gives the price that
+maximises expected profit ``(p - cost) * q(p)`` (or revenue) among candidate prices
+(``models.curvature``), drawn by Thompson sampling so that the response stays identifiable
+while it is uncertain; the demand models (one batch per model, combined by ``models.ensemble``)
+give the demand level. Draws are deterministic per (SKU, window): a replay makes the same
+decision, so the PriceChange gets the same ``event_id``. The guardrails have the last word.
 
 The decider knows its members only through :class:`~models.base.DemandModel`: it forecasts,
 learns (shared phase, per-SKU phase), snapshots and restores every member alike, and
@@ -32,6 +31,7 @@ from repricer.models import registry
 from repricer.models import stock as stock_clock
 from repricer.models.base import DemandModel, SkuView, Snapshot
 from repricer.models.calibration import Calibrator
+from repricer.models.curvature import best_price, response_ratio, thompson_draw
 from repricer.models.elasticity import Elasticity, units_per_label
 from repricer.models.ensemble import combine, update_errors, update_errors_batch
 from repricer.models.guardrails import Bounds
@@ -109,12 +109,13 @@ def _unit_normals(views: Sequence[SkuView], salt: str, hold_ms: int) -> np.ndarr
 class ModelDecider:
     """Demand models (level) + per-SKU elasticity posterior + objective + exploration.
 
-    The price is chosen from the elasticity, not from a grid: with constant elasticity ``e`` the
-    expected profit ``(p - c)·q(p)`` peaks at ``c·e/(e+1)`` whatever the demand level, so the
-    policy moves toward that price, at most ``max_step`` per decision. Exploration is Thompson
-    sampling: ``e`` is drawn from the SKU's posterior (deterministically per SKU and window), so
-    a SKU explores while its elasticity is uncertain and settles as the posterior narrows. The
-    demand models give the level (forecast at the old and the new price, reason codes).
+    The price comes from the elasticity posterior's response ``log q = a + e·x + k·x²/2``: the
+    best of candidate prices (``models.curvature``; with curvature ``k = 0`` exactly the markup
+    rule ``c·e/(e+1)``, whatever the demand level), at most ``max_step`` per decision.
+    Exploration is Thompson sampling: ``(e, k)`` is drawn from the SKU's posterior
+    (deterministically per SKU and hour), so a SKU explores while its response is uncertain
+    and settles as the posterior narrows. The demand models give the level (forecast at the old
+    and the new price, reason codes).
     """
 
     members: Sequence[DemandModel]
@@ -219,46 +220,45 @@ class ModelDecider:
         cost = np.array([b.cost for b in bounds], dtype=np.float64)
         lo = np.array([b.floor(min_margin) for b in bounds], dtype=np.float64)
         hi = np.array([b.max_price for b in bounds], dtype=np.float64)
-        e_mean, e_sd = self.elasticity.elasticity(views)
-        e_draw, scale = e_mean, self.explore_scale(views)
+        r, scale = self.elasticity.response(views), self.explore_scale(views)
+        e_mean, e_sd, e_draw, k_draw = r.e, r.e_sd, r.e, r.k
         if self.thompson > 0:
             z = _unit_normals(views, "ts", max(1, self.thompson_hold_ms))
-            e_draw = e_mean + self.thompson * scale * e_sd * z
-        target = optimal_price(e_draw, cost, lo, hi, self.objective)
-        exploit = optimal_price(e_mean, cost, lo, hi, self.objective)
+            e_draw, k_draw = thompson_draw(r, self.thompson * scale, z)
+        anchor = np.array([max(v.ref_price, 1e-9) for v in views], dtype=np.float64)
+        down, up = cur * (1.0 - self.max_step), cur * (1.0 + self.max_step)
+        target = best_price(e_draw, k_draw, anchor, cost, lo, hi, down, up, self.objective)
+        exploit = best_price(e_mean, r.k, anchor, cost, lo, hi, down, up, self.objective)
         # a SKU that does not explore leaves its catalogue price only where the posterior is
         # sure that pays (gain minus hold_z sd of it): no loss to static from what it cannot know
         ref = np.minimum(np.maximum([v.ref_price for v in views], lo), np.maximum(hi, lo))
         sure = self.hold_z * (1.0 - scale)
         back = (sure > 0) & ~(
-            sure_gain(exploit, ref, e_mean, e_sd, cost, self.objective, sure) > self.min_gain
+            sure_gain(exploit, ref, e_mean, e_sd, cost, self.objective, sure, r.k, anchor)
+            > self.min_gain
         )
         target = np.where(back, ref, target)
         level = self.level(views)
         stock_move = np.zeros(len(views), dtype=np.int8)
         if self.restock_windows > 0:
             target, stock_move = self._cover_stock(views, target, e_draw, level, cost, lo, hi)
-        down, up = cur * (1.0 - self.max_step), cur * (1.0 + self.max_step)
         price = np.clip(target, down, up)
         explored = np.sign(np.clip(exploit, down, up) - cur) != np.sign(price - cur)
-        gain = objective_ratio(price, cur, e_draw, cost, self.objective) - 1.0
+        gain = objective_ratio(price, cur, e_draw, cost, self.objective, k_draw, anchor) - 1.0
         back &= (np.abs(price / cur - 1.0) > self.min_gain) & (stock_move == 0)
         hold = ~((gain > max(self.min_gain, 1e-9)) | back) & (stock_move == 0)
         price = np.where(hold, cur, price)
         explored &= ~hold & (stock_move == 0) & ~back
         ok = np.isfinite(e_mean) & np.isfinite(price) & np.isfinite(level)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            q_new = np.maximum(level, 0.0) * (price / cur) ** e_mean
+            q_new = np.maximum(level, 0.0) * response_ratio(price, cur, e_mean, r.k, anchor)
         versions = self.model_versions()
         out = []
         # per SKU from lists: indexing numpy arrays element by element costs more than the rest
-        ok_l, e_l, move_l, expl_l, hold_l = (
-            ok.tolist(),
-            e_mean.tolist(),
-            stock_move.tolist(),
-            explored.tolist(),
-            hold.tolist(),
-        )
+        with np.errstate(divide="ignore", invalid="ignore"):  # the elasticity at the new price
+            e_l = (e_mean + r.k * np.nan_to_num(np.log(price / anchor))).tolist()
+        ok_l, move_l = ok.tolist(), stock_move.tolist()
+        expl_l, hold_l = explored.tolist(), hold.tolist()
         level_l, price_l, q_new_l = level.tolist(), price.tolist(), q_new.tolist()
         for i, v in enumerate(views):
             if not ok_l[i]:

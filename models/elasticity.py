@@ -3,14 +3,22 @@
 Units sold in a window are counts, so the elasticity is learned on the count scale, not on
 ``log1p(units)`` (which biases slopes toward zero when counts are small). Per SKU::
 
-    units ~ Poisson(exposure * exp(a + e * log(price / ref_price)))
+    units ~ Poisson(exposure * exp(a + e * x + k * x**2 / 2)),   x = log(price / ref_price)
 
 where ``exposure`` is the product-page traffic expected in the window (the views EWMA saved at
 decision time: traffic does not depend on our price, so it carries the time-of-day level and
 leaves ``a`` — units per view at the reference price — and ``e`` — the elasticity — stationary).
 
-Each SKU keeps the Gaussian (Laplace) approximation of *its own likelihood* in information form,
-five floats in ``SkuView.state["el"]``: the 2x2 precision ``J`` and the vector ``h = J·θ``. One
+``k`` is the curvature of the log response: 0 is constant elasticity; linear or logit demand
+fall faster than that at high prices (``k < 0``), and the elasticity at price ``p`` is
+``e + k·x``. Its prior is ``N(0, sd_k²)`` with ``sd_k`` learned across the pool from the SKUs'
+own evidence on ``k`` (:mod:`models.bend_prior`): near 0 on a catalogue that does not bend, so
+the price is the constant-elasticity one, wide where SKUs bend.
+
+Each SKU keeps the Gaussian (Laplace) approximation of *its own likelihood* in information form:
+five floats in ``SkuView.state["el"]`` (precision ``J`` and ``h = J·θ`` of ``(a, e)``) and four
+in ``state["ek"]`` (the rows of ``k``: ``J02, J12, J22, h2``; a state saved before ``k`` existed
+has none, so its ``k`` sits at the prior). One
 iteratively-reweighted-least-squares step per label, linearised at the current posterior mean,
 adds that label's curvature and score (an online Newton / extended-Kalman update). The prior is
 *not* stored per SKU: it is the pooled population prior (mean elasticity and mean level learned
@@ -31,7 +39,7 @@ the SKU re-learns.
 
 Learning keeps the engine's exactly-once split: ``learn_pooled`` updates the shared prior and
 the dispersion (snapshotted with the offsets it covers), ``learn_local`` only the SKU's record.
-Everything the decision needs is vectorised over SKUs (2x2 algebra in numpy).
+Everything the decision needs is vectorised over SKUs (batched 3x3 algebra in numpy).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from repricer.models.base import SkuView
+from repricer.models.bend_prior import SD_K_FLOOR, bend_evidence, spread, spread_moment
 
 _MAX_ETA = 12.0  # exp(12) ≈ 160k units per window: beyond that the linearisation is meaningless
 _MIN_EXPOSURE = 0.5  # views; a SKU nobody looked at recently still has a finite offset
@@ -57,18 +66,57 @@ class PooledPrior:
     mean_e: float = -2.0  # the elasticity a keystone (cost x 2) price is optimal for
     sd_a: float = 1.5
     sd_e: float = 0.75
+    # curvature, prior mean 0 (constant elasticity): its spread is learned from how far the
+    # SKUs' own evidence bends (models/bend_prior.py); ``var_k`` is the running moment estimate
+    sd_k: float = SD_K_FLOOR
+    var_k: float = 0.0
     dispersion: float = 1.0  # Var(units) ÷ mean (several units per order make it > 1)
     n: int = 0  # labels the pool has seen
 
 
-def _state(views: Sequence[SkuView]) -> np.ndarray:
-    """(N, 5) per-SKU likelihood in information form: J00, J01, J11, h0, h1."""
-    out = np.zeros((len(views), 5))
+def _rows(views: Sequence[SkuView], key: str, width: int) -> np.ndarray:
+    """(N, width) the floats each SKU keeps under ``state[key]`` (zeros where it has none)."""
+    out = np.zeros((len(views), width))
     for i, v in enumerate(views):
-        got = v.state.get("el")
-        if got and len(got) == 5:
+        got = v.state.get(key)
+        if got and len(got) == width:
             out[i] = got
     return out
+
+
+def _state(views: Sequence[SkuView]) -> np.ndarray:
+    """(N, 5) per-SKU likelihood of (a, e) in information form: J00, J01, J11, h0, h1."""
+    return _rows(views, "el", 5)
+
+
+def _bend_state(views: Sequence[SkuView]) -> np.ndarray:
+    """(N, 4) per-SKU likelihood rows of the curvature: J02, J12, J22, h2 (zeros: none yet)."""
+    return _rows(views, "ek", 4)
+
+
+def _add_labels(
+    s: np.ndarray,
+    b: np.ndarray,
+    theta: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    lam: np.ndarray,
+    phi: float,
+) -> None:
+    """Add one label per row (an IRLS step at ``theta`` = (a, e, k)) to ``s`` and ``b`` in place:
+    the label's curvature ``w·z·zᵀ`` and ``w·z·(θ·z) + score`` with ``z = (1, x, x²/2)``."""
+    w = lam / phi
+    half = x * x / 2.0
+    r = w * (theta[:, 0] + theta[:, 1] * x + theta[:, 2] * half) + (y - lam) / phi
+    s[:, 0] += w
+    s[:, 1] += w * x
+    s[:, 2] += w * x * x
+    s[:, 3] += r
+    s[:, 4] += r * x
+    b[:, 0] += w * half
+    b[:, 1] += w * x * half
+    b[:, 2] += w * half * half
+    b[:, 3] += r * half
 
 
 def _watch_state(views: Sequence[SkuView]) -> np.ndarray:
@@ -104,10 +152,22 @@ def _offset(views: Sequence[SkuView]) -> np.ndarray:
     return np.log(np.array([max(v.views_ewma, 0.0) + _MIN_EXPOSURE for v in views]))
 
 
+@dataclass(frozen=True, slots=True)
+class Response:
+    """(N,) posterior of each SKU's response: elasticity at the reference price and its sd,
+    curvature and its sd, and their posterior correlation."""
+
+    e: np.ndarray
+    e_sd: np.ndarray
+    k: np.ndarray
+    k_sd: np.ndarray
+    rho: np.ndarray
+
+
 class Elasticity:
     """Posterior of each SKU's (level, elasticity); learns from labelled windows."""
 
-    version = "elasticity-poisson-1"
+    version = "elasticity-poisson-2"
 
     def __init__(
         self,
@@ -118,6 +178,7 @@ class Elasticity:
         detect_shift: float = 0.25,
         detect_min_var: float = 30.0,
         keep_on_change: float = 0.05,
+        learn_spread: bool = True,
     ) -> None:
         self.forget = forget
         self.prior = prior or PooledPrior()
@@ -127,6 +188,7 @@ class Elasticity:
         # expected units ÷ dispersion the SKU's own likelihood holds before the watch judges
         self.detect_min_var = detect_min_var
         self.keep_on_change = keep_on_change  # share of the SKU's own information kept
+        self.learn_spread = learn_spread  # False: the curvature prior's spread stays as given
 
     def _watch(
         self, cd: np.ndarray, y: np.ndarray, lam: np.ndarray, phi: float, info: np.ndarray
@@ -159,36 +221,60 @@ class Elasticity:
         return json.dumps(asdict(self.prior))
 
     def restore(self, blob: str) -> None:
-        self.prior = PooledPrior(**json.loads(blob))
+        got = json.loads(blob)
+        self.prior = PooledPrior(**got)
+        if "var_k" not in got:  # saved before the spread was learned: it starts where it was
+            self.prior.var_k = self.prior.sd_k**2
 
     # -- posterior -----------------------------------------------------------------------------
+    def posterior3(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) posterior means of (a, e, k) and (N, 3, 3) covariances."""
+        return self._solve(_state(views), _bend_state(views))
+
+    def _solve(self, s: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`posterior3` from the SKUs' rows (``_state``, ``_bend_state``) read once."""
+        pr = self.prior
+        pa, pe, pk = 1.0 / pr.sd_a**2, 1.0 / pr.sd_e**2, 1.0 / max(pr.sd_k, 1e-6) ** 2
+        j = np.empty((len(s), 3, 3))
+        j[:, 0, 0], j[:, 1, 1], j[:, 2, 2] = s[:, 0] + pa, s[:, 2] + pe, b[:, 2] + pk
+        j[:, 0, 1] = j[:, 1, 0] = s[:, 1]
+        j[:, 0, 2] = j[:, 2, 0] = b[:, 0]
+        j[:, 1, 2] = j[:, 2, 1] = b[:, 1]
+        h = np.stack([s[:, 3] + pa * pr.mean_a, s[:, 4] + pe * pr.mean_e, b[:, 3]], axis=1)
+        cov = np.linalg.inv(j)
+        return np.einsum("nij,nj->ni", cov, h), cov
+
     def posterior(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) posterior means of (a, e) and (N, 3) covariances (Saa, Sae, See)."""
-        s = _state(views)
-        pa, pe = 1.0 / self.prior.sd_a**2, 1.0 / self.prior.sd_e**2
-        j00, j01, j11 = s[:, 0] + pa, s[:, 1], s[:, 2] + pe
-        h0 = s[:, 3] + pa * self.prior.mean_a
-        h1 = s[:, 4] + pe * self.prior.mean_e
-        det = j00 * j11 - j01 * j01
-        mean = np.stack([(j11 * h0 - j01 * h1) / det, (j00 * h1 - j01 * h0) / det], axis=1)
-        cov = np.stack([j11 / det, -j01 / det, j00 / det], axis=1)
-        return mean, cov
+        mean, cov = self.posterior3(views)
+        return mean[:, :2], np.stack([cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]], axis=1)
 
     def elasticity(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
         """(N,) posterior mean and standard deviation of each SKU's elasticity."""
         mean, cov = self.posterior(views)
         return mean[:, 1], np.sqrt(np.maximum(cov[:, 2], 0.0))
 
-    def expected_units(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
-        """Posterior-mean units at ``prices`` ((N,) or (N, K)) given the saved traffic."""
-        mean, _ = self.posterior(views)
+    def response(self, views: Sequence[SkuView]) -> Response:
+        """Each SKU's posterior of elasticity and curvature (what the decision draws from)."""
+        mean, cov = self.posterior3(views)
+        sd_e = np.sqrt(np.maximum(cov[:, 1, 1], 0.0))
+        sd_k = np.sqrt(np.maximum(cov[:, 2, 2], 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.clip(np.nan_to_num(cov[:, 1, 2] / (sd_e * sd_k)), -1.0, 1.0)
+        return Response(mean[:, 1], sd_e, mean[:, 2], sd_k, rho)
+
+    def expected_units(
+        self, views: Sequence[SkuView], prices: np.ndarray, mean: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Posterior-mean units at ``prices`` ((N,) or (N, K)) given the saved traffic
+        (``mean``: the posterior means of (a, e, k) if the caller has them)."""
+        if mean is None:
+            mean, _ = self.posterior3(views)
         p = np.asarray(prices, dtype=np.float64)
         shape = (len(views),) + (1,) * (p.ndim - 1)
-        eta = (
-            _offset(views).reshape(shape)
-            + mean[:, 0].reshape(shape)
-            + mean[:, 1].reshape(shape) * _x(views, p)
-        )
+        x = _x(views, p)
+        a, e, k = (mean[:, i].reshape(shape) for i in range(3))
+        eta = _offset(views).reshape(shape) + a + e * x + k * x * x / 2.0
         return np.exp(np.clip(eta, -50.0, _MAX_ETA))
 
     # -- learning --------------------------------------------------------------------------
@@ -197,7 +283,8 @@ class Elasticity:
 
         The prior means follow the average of the SKUs' posterior means, each weighted by how
         much the SKU's own data speaks (0: prior only, 1: data only), so SKUs without data do
-        not vote for the prior they were given.
+        not vote for the prior they were given. The curvature's prior spread follows the SKUs'
+        own evidence on it (models/bend_prior.py).
         """
         p = np.asarray(prices, dtype=np.float64)
         y = np.asarray(units, dtype=np.float64)
@@ -207,8 +294,8 @@ class Elasticity:
             return
         vs = [v for v, k in zip(views, ok, strict=True) if k]
         p, y = p[ok], y[ok]
-        mean, _ = self.posterior(vs)
-        s = _state(vs)
+        s, b = _state(vs), _bend_state(vs)
+        mean, _ = self._solve(s, b)
         pr = self.prior
         w_a = s[:, 0] / (s[:, 0] + 1.0 / pr.sd_a**2)
         w_e = s[:, 2] / (s[:, 2] + 1.0 / pr.sd_e**2)
@@ -218,12 +305,27 @@ class Elasticity:
         if w_e.sum() > 1e-9:
             target = float((w_e * mean[:, 1]).sum() / w_e.sum())
             pr.mean_e += self.pool_rate * float(w_e.mean()) * (target - pr.mean_e)
-        lam = self.expected_units(vs, p)
+        self._learn_spread(s, b)
+        lam = self.expected_units(vs, p, self._solve(s, b)[0])  # at the prior just moved
         big = lam > 0.5  # Pearson residuals of tiny means are mostly noise
         if big.any():
             pearson = float(np.mean((y[big] - lam[big]) ** 2 / lam[big]))
             pr.dispersion += self.pool_rate * (min(max(pearson, 0.5), 5.0) - pr.dispersion)
         pr.n += int(ok.sum())
+
+    def _learn_spread(self, el: np.ndarray, ek: np.ndarray) -> None:
+        """Move the curvature prior's spread toward the moment estimate of the SKUs' own
+        evidence on ``k`` (models/bend_prior.py), as fast as the share of SKUs it rests on."""
+        pr = self.prior
+        if not self.learn_spread:
+            return
+        prec = (1.0 / pr.sd_a**2, 1.0 / pr.sd_e**2)
+        got = spread_moment(*bend_evidence(el, ek, prec, (pr.mean_a, pr.mean_e)))
+        if got is None:
+            return
+        est, share = got
+        pr.var_k += self.pool_rate * share * (min(est, 1e3) - pr.var_k)
+        pr.sd_k = spread(pr.var_k)
 
     def learn_local_batch(
         self, views: Sequence[SkuView], prices: np.ndarray, units: np.ndarray
@@ -232,6 +334,9 @@ class Elasticity:
 
         Each row reads and writes only its own SKU's state and the prior does not move here,
         so the batch is the same as learning the labels one by one (tests/unit/test_elasticity).
+        Per label: an IRLS step at the posterior mean ``θ = (a, e, k)`` adds the label's
+        curvature and score to the SKU's information (``_add_labels``), and the change watch
+        judges the label against the SKU's own information before it.
         """
         p = np.asarray(prices, dtype=np.float64).reshape(-1)
         y = np.asarray(units, dtype=np.float64).reshape(-1)
@@ -244,57 +349,28 @@ class Elasticity:
             return
         vs = [views[i] for i in idx]
         p, y = p[idx], y[idx]
-        mean, _ = self.posterior(vs)
-        a, e = mean[:, 0], mean[:, 1]
+        s, b = _state(vs), _bend_state(vs)
+        theta, _ = self._solve(s, b)
         x = _x(vs, p)
-        eta = np.minimum(_offset(vs) + a + e * x, _MAX_ETA)
-        lam = np.array([math.exp(t) for t in eta.tolist()])  # math.exp, as learn_local
+        eta = _offset(vs) + theta[:, 0] + theta[:, 1] * x + theta[:, 2] * x * x / 2.0
+        # math.exp per row, not np.exp: the figures measured so far, to the last bit
+        lam = np.array([math.exp(t) for t in np.minimum(eta, _MAX_ETA).tolist()])
         phi = max(self.prior.dispersion, 1e-3)
-        w = lam / phi
-        g0, g1 = (y - lam) / phi, (y - lam) * x / phi
-        s = _state(vs)
-        info = s[:, 0].copy()
+        info = s[:, 0].copy()  # the SKU's own information about its level before the label
         s *= self.forget
-        s[:, 0] += w
-        s[:, 1] += w * x
-        s[:, 2] += w * x * x
-        s[:, 3] += w * (a + e * x) + g0
-        s[:, 4] += w * (a + e * x) * x + g1
+        b *= self.forget
+        _add_labels(s, b, theta, x, y, lam, phi)
         cd, changed = self._watch(_watch_state(vs), y, lam, phi, info)
         s[changed] *= self.keep_on_change
-        for v, row, c in zip(vs, s.tolist(), cd.tolist(), strict=True):
+        b[changed] *= self.keep_on_change
+        for v, row, bend, c in zip(vs, s.tolist(), b.tolist(), cd.tolist(), strict=True):
             v.state["el"] = [float(f"{t:.8g}") for t in row]
+            v.state["ek"] = [float(f"{t:.8g}") for t in bend]
             v.state["cd"] = [float(f"{t:.8g}") for t in c]
 
     def learn_local(self, view: SkuView, price: float, units: float) -> None:
-        """One IRLS step of the SKU's own likelihood for a label, at its current posterior.
-
-        The one-label form (the reference :meth:`learn_local_batch` is tested against)."""
-        if not (math.isfinite(price) and price > 0 and math.isfinite(units) and units >= 0):
-            return
-        if view.stock is not None and units >= view.stock:
-            return  # sold out: demand was at least this, a censored label
-        mean, _ = self.posterior([view])
-        a, e = float(mean[0, 0]), float(mean[0, 1])
-        x = float(_x([view], np.array([price]))[0])
-        off = float(_offset([view])[0])
-        lam = math.exp(min(off + a + e * x, _MAX_ETA))
-        phi = max(self.prior.dispersion, 1e-3)
-        # curvature and score of this label at (a, e); h gains H·θ + g (information form)
-        w = lam / phi
-        g0, g1 = (units - lam) / phi, (units - lam) * x / phi
-        s = _state([view])[0]
-        info = np.array([s[0]])
-        s *= self.forget
-        s[0] += w
-        s[1] += w * x
-        s[2] += w * x * x
-        s[3] += w * (a + e * x) + g0
-        s[4] += w * (a + e * x) * x + g1
-        cd, changed = self._watch(
-            _watch_state([view]), np.array([units]), np.array([lam]), phi, info
+        """One IRLS step of the SKU's own likelihood for a label, at its current posterior: the
+        batch update (:meth:`learn_local_batch`) of one row, the one information update there is."""
+        self.learn_local_batch(
+            [view], np.array([price], dtype=np.float64), np.array([units], dtype=np.float64)
         )
-        if changed[0]:
-            s *= self.keep_on_change
-        view.state["el"] = [float(f"{v:.8g}") for v in s]
-        view.state["cd"] = [float(f"{v:.8g}") for v in cd[0]]

@@ -1,5 +1,5 @@
 """The price a constant-elasticity response recommends, and how much better a candidate price
-is than the current one under it (the level of demand cancels out of both)."""
+is than the current one under it or under a curved one (the level of demand cancels out)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,35 @@ def optimal_price(
     return np.minimum(np.maximum(p, lo), np.maximum(hi, lo))
 
 
-def objective_ratio(
-    p: np.ndarray, cur: np.ndarray, e: np.ndarray, cost: np.ndarray, objective: Objective
+def response_ratio(
+    p: np.ndarray,
+    cur: np.ndarray,
+    e: np.ndarray,
+    k: np.ndarray | None = None,
+    anchor: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Expected objective at ``p`` ÷ at ``cur`` under elasticity ``e`` (the level cancels)."""
+    """Expected units at ``p`` ÷ at ``cur`` under ``log q = a + e·x + k·x²/2`` with
+    ``x = log(p / anchor)`` (``k`` None: constant elasticity, ``(p / cur) ** e``)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r = (p / cur) ** e
+        if k is None or anchor is None:
+            return (p / cur) ** e
+        xp, xc = np.log(p / anchor), np.log(cur / anchor)
+        return np.exp(e * (xp - xc) + k * (xp * xp - xc * xc) / 2.0)
+
+
+def objective_ratio(
+    p: np.ndarray,
+    cur: np.ndarray,
+    e: np.ndarray,
+    cost: np.ndarray,
+    objective: Objective,
+    k: np.ndarray | None = None,
+    anchor: np.ndarray | None = None,
+) -> np.ndarray:
+    """Expected objective at ``p`` ÷ at ``cur`` under elasticity ``e`` (and curvature ``k``
+    around ``anchor``, see :func:`response_ratio`; the level cancels)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = response_ratio(p, cur, e, k, anchor)
         if objective == "profit":
             return np.where(cur > cost, r * (p - cost) / (cur - cost), np.inf)
         return r * p / cur
@@ -45,13 +68,15 @@ def sure_gain(
     cost: np.ndarray,
     objective: Objective,
     z: np.ndarray,
+    k: np.ndarray | None = None,
+    anchor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Relative gain of moving from ``cur`` to ``p`` under ``e``, minus ``z`` times its
     posterior standard deviation (delta method over ``e ± e_sd``): a move the posterior is sure
     of keeps its gain, one it is not sure of falls to zero or below (``z = 0``: the gain)."""
-    g = objective_ratio(p, cur, e, cost, objective) - 1.0
+    g = objective_ratio(p, cur, e, cost, objective, k, anchor) - 1.0
     with np.errstate(invalid="ignore", over="ignore"):
-        up = objective_ratio(p, cur, e + e_sd, cost, objective)
-        down = objective_ratio(p, cur, e - e_sd, cost, objective)
+        up = objective_ratio(p, cur, e + e_sd, cost, objective, k, anchor)
+        down = objective_ratio(p, cur, e - e_sd, cost, objective, k, anchor)
         sd = np.abs(up - down) / 2.0
     return g - np.where(np.isfinite(sd), z * sd, 0.0)
