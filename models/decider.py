@@ -35,7 +35,8 @@ from repricer.models.calibration import Calibrator
 from repricer.models.elasticity import Elasticity, units_per_label
 from repricer.models.ensemble import combine, update_errors, update_errors_batch
 from repricer.models.guardrails import Bounds
-from repricer.models.pricing import Objective, objective_ratio, optimal_price, sure_gain
+from repricer.models.pool_experiment import PoolExperiment
+from repricer.models.pricing import Objective, objective_ratio, optimal_price
 from repricer.models.river_model import RegressorName
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,10 @@ class ModelDecider:
     # [1] explores fully, linearly in between; the first explore_after labels explore fully
     explore_units_per_day: tuple[float, float] = (20.0, 100.0)
     explore_after: int = 10
-    # a SKU that does not explore prices at its posterior optimum only if that beats the
-    # catalogue price by min_gain after hold_z posterior sds of the gain (times 1 - explore_scale)
+    # a SKU that does not explore prices where its expected gain over the catalogue price, less
+    # hold_z sds of it from the pooled mean's uncertainty (times 1 - explore_scale), is best
     hold_z: float = 1.0
+    pool: PoolExperiment = field(default_factory=PoolExperiment)  # sparse SKUs learn the pool
     windows_per_day: float = 1440.0
     restock_windows: float = 0.0  # stock must cover this many windows of demand; 0: ignore stock
     salvage: float = 1.0  # worth of a unit left over after restock_windows, fraction of cost
@@ -226,14 +228,11 @@ class ModelDecider:
             e_draw = e_mean + self.thompson * scale * e_sd * z
         target = optimal_price(e_draw, cost, lo, hi, self.objective)
         exploit = optimal_price(e_mean, cost, lo, hi, self.objective)
-        # a SKU that does not explore leaves its catalogue price only where the posterior is
-        # sure that pays (gain minus hold_z sd of it): no loss to static from what it cannot know
-        ref = np.minimum(np.maximum([v.ref_price for v in views], lo), np.maximum(hi, lo))
-        sure = self.hold_z * (1.0 - scale)
-        back = (sure > 0) & ~(
-            sure_gain(exploit, ref, e_mean, e_sd, cost, self.objective, sure) > self.min_gain
+        # sparse SKUs: the pool's experiment, then the expected-profit price (models.pool_experiment)
+        rule = (self.objective, self.hold_z, self.min_gain, self.windows_per_day)
+        target, back, trial = self.pool.steer(
+            self.elasticity, views, target, (cost, lo, hi), scale, rule
         )
-        target = np.where(back, ref, target)
         level = self.level(views)
         stock_move = np.zeros(len(views), dtype=np.int8)
         if self.restock_windows > 0:
@@ -256,7 +255,7 @@ class ModelDecider:
             ok.tolist(),
             e_mean.tolist(),
             stock_move.tolist(),
-            explored.tolist(),
+            np.where(trial & ~hold, 2, explored).tolist(),
             hold.tolist(),
         )
         level_l, price_l, q_new_l = level.tolist(), price.tolist(), q_new.tolist()
@@ -275,7 +274,7 @@ class ModelDecider:
             elif move_l[i] < 0:
                 reasons.append("overstock")
             elif expl_l[i]:
-                reasons.append("exploration")
+                reasons.append("pool_experiment" if expl_l[i] == 2 else "exploration")
             elif not hold_l[i]:
                 reasons.append("profit_opt" if self.objective == "profit" else "revenue_opt")
             if -1.0 < e:
@@ -298,7 +297,7 @@ class ModelDecider:
                     forecast_at_new=q_new_l[i],
                     elasticity=e,
                     model_versions=versions,
-                    explored=expl_l[i],
+                    explored=expl_l[i] == 1,
                 )
             )
         return out

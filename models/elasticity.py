@@ -179,6 +179,16 @@ class Elasticity:
         mean, cov = self.posterior(views)
         return mean[:, 1], np.sqrt(np.maximum(cov[:, 2], 0.0))
 
+    def own_e(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) each SKU's own information on its elasticity (its level profiled out under the
+        pooled prior on levels; 0 for a SKU only ever sold at one price) and that information
+        times its own estimate: what the SKU tells about the pooled mean elasticity."""
+        s = _state(views)
+        pa = 1.0 / self.prior.sd_a**2
+        j00 = s[:, 0] + pa
+        info = s[:, 2] - s[:, 1] ** 2 / j00
+        return np.maximum(info, 0.0), s[:, 4] - s[:, 1] * (s[:, 3] + pa * self.prior.mean_a) / j00
+
     def expected_units(self, views: Sequence[SkuView], prices: np.ndarray) -> np.ndarray:
         """Posterior-mean units at ``prices`` ((N,) or (N, K)) given the saved traffic."""
         mean, _ = self.posterior(views)
