@@ -67,7 +67,7 @@ def expected_price(
 
     ``box`` is (cost, ref, lo, hi), ``ref`` within ``[lo, hi]``. The expectation is over
     ``e ~ N(e_mean, e_sd²)``; its sd is how far it moves when ``e_mean`` moves by ``shared``
-    (the pooled mean's uncertainty, :meth:`~models.elasticity.Elasticity.shared_sd`). Where
+    (the pooled mean's uncertainty, from :mod:`models.pool_experiment`). Where
     ``ref <= cost`` (profit: no margin to compare against) the plug-in optimum is returned."""
     cost, ref, lo, hi = box
     n = len(ref)
