@@ -35,7 +35,8 @@ from repricer.models.curvature import best_price, response_ratio, thompson_draw
 from repricer.models.elasticity import Elasticity, units_per_label
 from repricer.models.ensemble import combine, update_errors, update_errors_batch
 from repricer.models.guardrails import Bounds
-from repricer.models.pricing import Objective, objective_ratio, optimal_price, sure_gain
+from repricer.models.pool_experiment import PoolExperiment
+from repricer.models.pricing import Objective, objective_ratio, optimal_price
 from repricer.models.river_model import RegressorName
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,10 @@ class ModelDecider:
     # [1] explores fully, linearly in between; the first explore_after labels explore fully
     explore_units_per_day: tuple[float, float] = (20.0, 100.0)
     explore_after: int = 10
-    # a SKU that does not explore prices at its posterior optimum only if that beats the
-    # catalogue price by min_gain after hold_z posterior sds of the gain (times 1 - explore_scale)
+    # a SKU that does not explore prices where its expected gain over the catalogue price, less
+    # hold_z sds of it from the pooled mean's uncertainty (times 1 - explore_scale), is best
     hold_z: float = 1.0
+    pool: PoolExperiment = field(default_factory=PoolExperiment)  # sparse SKUs learn the pool
     windows_per_day: float = 1440.0
     restock_windows: float = 0.0  # stock must cover this many windows of demand; 0: ignore stock
     salvage: float = 1.0  # worth of a unit left over after restock_windows, fraction of cost
@@ -221,7 +223,7 @@ class ModelDecider:
         lo = np.array([b.floor(min_margin) for b in bounds], dtype=np.float64)
         hi = np.array([b.max_price for b in bounds], dtype=np.float64)
         r, scale = self.elasticity.response(views), self.explore_scale(views)
-        e_mean, e_sd, e_draw, k_draw = r.e, r.e_sd, r.e, r.k
+        e_mean, e_draw, k_draw = r.e, r.e, r.k
         if self.thompson > 0:
             z = _unit_normals(views, "ts", max(1, self.thompson_hold_ms))
             e_draw, k_draw = thompson_draw(r, self.thompson * scale, z)
@@ -229,15 +231,11 @@ class ModelDecider:
         down, up = cur * (1.0 - self.max_step), cur * (1.0 + self.max_step)
         target = best_price(e_draw, k_draw, anchor, cost, lo, hi, down, up, self.objective)
         exploit = best_price(e_mean, r.k, anchor, cost, lo, hi, down, up, self.objective)
-        # a SKU that does not explore leaves its catalogue price only where the posterior is
-        # sure that pays (gain minus hold_z sd of it): no loss to static from what it cannot know
-        ref = np.minimum(np.maximum([v.ref_price for v in views], lo), np.maximum(hi, lo))
-        sure = self.hold_z * (1.0 - scale)
-        back = (sure > 0) & ~(
-            sure_gain(exploit, ref, e_mean, e_sd, cost, self.objective, sure, r.k, anchor)
-            > self.min_gain
+        # sparse SKUs: the pool's experiment, then the expected-profit price (models.pool_experiment)
+        rule = (self.objective, self.hold_z, self.min_gain, self.windows_per_day)
+        target, back, trial = self.pool.steer(
+            self.elasticity, views, target, (cost, lo, hi), scale, rule
         )
-        target = np.where(back, ref, target)
         level = self.level(views)
         stock_move = np.zeros(len(views), dtype=np.int8)
         if self.restock_windows > 0:
@@ -257,8 +255,8 @@ class ModelDecider:
         # per SKU from lists: indexing numpy arrays element by element costs more than the rest
         with np.errstate(divide="ignore", invalid="ignore"):  # the elasticity at the new price
             e_l = (e_mean + r.k * np.nan_to_num(np.log(price / anchor))).tolist()
-        ok_l, move_l = ok.tolist(), stock_move.tolist()
-        expl_l, hold_l = explored.tolist(), hold.tolist()
+        ok_l, move_l, hold_l = ok.tolist(), stock_move.tolist(), hold.tolist()
+        expl_l = np.where(trial & ~hold, 2, explored).tolist()
         level_l, price_l, q_new_l = level.tolist(), price.tolist(), q_new.tolist()
         for i, v in enumerate(views):
             if not ok_l[i]:
@@ -275,7 +273,7 @@ class ModelDecider:
             elif move_l[i] < 0:
                 reasons.append("overstock")
             elif expl_l[i]:
-                reasons.append("exploration")
+                reasons.append("pool_experiment" if expl_l[i] == 2 else "exploration")
             elif not hold_l[i]:
                 reasons.append("profit_opt" if self.objective == "profit" else "revenue_opt")
             if -1.0 < e:
@@ -298,7 +296,7 @@ class ModelDecider:
                     forecast_at_new=q_new_l[i],
                     elasticity=e,
                     model_versions=versions,
-                    explored=expl_l[i],
+                    explored=expl_l[i] == 1,
                 )
             )
         return out

@@ -263,6 +263,16 @@ class Elasticity:
             rho = np.clip(np.nan_to_num(cov[:, 1, 2] / (sd_e * sd_k)), -1.0, 1.0)
         return Response(mean[:, 1], sd_e, mean[:, 2], sd_k, rho)
 
+    def own_e(self, views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) each SKU's own information on its elasticity (its level profiled out under the
+        pooled prior on levels; 0 for a SKU only ever sold at one price) and that information
+        times its own estimate: what the SKU tells about the pooled mean elasticity."""
+        s = _state(views)
+        pa = 1.0 / self.prior.sd_a**2
+        j00 = s[:, 0] + pa
+        info = s[:, 2] - s[:, 1] ** 2 / j00
+        return np.maximum(info, 0.0), s[:, 4] - s[:, 1] * (s[:, 3] + pa * self.prior.mean_a) / j00
+
     def expected_units(
         self, views: Sequence[SkuView], prices: np.ndarray, mean: np.ndarray | None = None
     ) -> np.ndarray:

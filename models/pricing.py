@@ -58,25 +58,3 @@ def objective_ratio(
         if objective == "profit":
             return np.where(cur > cost, r * (p - cost) / (cur - cost), np.inf)
         return r * p / cur
-
-
-def sure_gain(
-    p: np.ndarray,
-    cur: np.ndarray,
-    e: np.ndarray,
-    e_sd: np.ndarray,
-    cost: np.ndarray,
-    objective: Objective,
-    z: np.ndarray,
-    k: np.ndarray | None = None,
-    anchor: np.ndarray | None = None,
-) -> np.ndarray:
-    """Relative gain of moving from ``cur`` to ``p`` under ``e``, minus ``z`` times its
-    posterior standard deviation (delta method over ``e ± e_sd``): a move the posterior is sure
-    of keeps its gain, one it is not sure of falls to zero or below (``z = 0``: the gain)."""
-    g = objective_ratio(p, cur, e, cost, objective, k, anchor) - 1.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        up = objective_ratio(p, cur, e + e_sd, cost, objective, k, anchor)
-        down = objective_ratio(p, cur, e - e_sd, cost, objective, k, anchor)
-        sd = np.abs(up - down) / 2.0
-    return g - np.where(np.isfinite(sd), z * sd, 0.0)

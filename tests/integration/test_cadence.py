@@ -4,7 +4,8 @@ A shop whose SKUs sell a few units a day runs with ``REPRICER_WINDOW_S=86400``: 
 orders (catalog included; three SKUs of the 80 sell 60-180 a day) go through ``repricer replay``
 as fast as the broker takes them, into a worker on the real broker and Debian's ClickHouse
 18.16. Checked: every unit per SKU and day in ``sales_1m``; decisions taken (price changes
-published within the catalog's bounds; slow SKUs never explore after their first labels) and
+published within the catalog's bounds; slow SKUs never explore on their own after their first
+labels, they move only for the pool's experiment or where the pool is sure the move pays) and
 their forecasts labelled with the day's true units; the dashboard's per-SKU history has the
 days.
 """
@@ -153,8 +154,9 @@ def test_weeks_of_daily_history_on_daily_windows(
     assert changes, "no price change in eight weeks"
     # the SKUs that sell enough to learn from are repriced; a SKU selling a few units a day
     # explores only over its first labels (models/decider.py explore_after; an import labels at
-    # least each day with sales), and after that moves only where the pooled posterior is sure
-    # the move pays (hold_z): never for exploration
+    # least each day with sales), and after that moves only for the slow SKUs' joint experiment
+    # on their pool's mean elasticity (reason "pool_experiment", models/pool_experiment.py) or
+    # where the pooled posterior is sure the move pays (hold_z): never for its own exploration
     fast = {f"D{i:03d}" for i in range(FAST_SKUS)}
     assert fast <= {str(sku) for sku, *_ in changes}, changes
     for sku, price, day, reasons in changes:

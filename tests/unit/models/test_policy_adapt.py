@@ -11,6 +11,7 @@ from repricer.models.base import SkuView
 from repricer.models.decider import ModelDecider
 from repricer.models.elasticity import Elasticity, PooledPrior, units_per_label
 from repricer.models.guardrails import Bounds
+from repricer.models.pool_experiment import PoolExperiment
 from repricer.models.river_model import RiverDemand
 
 
@@ -73,8 +74,12 @@ def test_low_volume_skus_do_not_explore_and_busy_ones_do() -> None:
 
     busy = [p.price for p in d.propose(views(1.0, 100), bounds, 0.05)]
     assert sum(p != 20.0 for p in busy) > 100  # Thompson sampling explores
-    tail = [p.price for p in d.propose(views(2.0 / 1440, 100), bounds, 0.05)]  # 2 units a day
-    assert all(p == 20.0 for p in tail)  # at the optimum of its (pooled) mean: holds
+    tail = d.propose(views(2.0 / 1440, 100), bounds, 0.05)  # 2 units a day
+    assert not any("exploration" in p.reasons for p in tail)
+    # it moves only for the pool's experiment (200 such SKUs learn the pool's mean elasticity)
+    assert all(p.price == 20.0 or "pool_experiment" in p.reasons for p in tail)
+    d.pool = PoolExperiment(horizon_days=0)  # without it: at the optimum of its pooled mean
+    assert all(p.price == 20.0 for p in d.propose(views(2.0 / 1440, 100), bounds, 0.05))
     new = [p.price for p in d.propose(views(0.0, 3), bounds, 0.05)]
     assert sum(p != 20.0 for p in new) > 100  # volume not known yet: explores
     np.testing.assert_allclose(d.explore_scale(views(60 / 1440, 100)), 0.5)
@@ -86,7 +91,10 @@ def test_a_sku_that_does_not_explore_leaves_its_catalogue_price_only_when_sure()
     bounds = [Bounds(cost=10.0, min_price=10.5, max_price=40.0)] * 50
 
     def prices(sd_e: float, hold_z: float, per_window: float, at: float = 20.0) -> list[float]:
-        d = ModelDecider(members=[RiverDemand()], hold_z=hold_z)
+        # the rule alone (the pool's experiment: tests/unit/models/test_pool_experiment.py)
+        d = ModelDecider(
+            members=[RiverDemand()], hold_z=hold_z, pool=PoolExperiment(horizon_days=0)
+        )
         d.elasticity.prior = PooledPrior(mean_e=-2.5, sd_e=sd_e)
         vs = [_view(f"S{i}", price=at) for i in range(50)]
         for v in vs:
