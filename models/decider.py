@@ -477,6 +477,7 @@ def default_decider(
     salvage: float = 1.0,
     thompson_hold_ms: int = 3_600_000,
     windows_per_day: float = 1440.0,
+    pool: PoolExperiment | None = None,
 ) -> ModelDecider:
     """The registered members (:mod:`models.registry`: River + the shipped ONNX LSTM when it
     loads; ``lstm=False`` leaves the LSTM out) behind the ensemble."""
@@ -489,6 +490,7 @@ def default_decider(
         salvage=salvage,
         thompson_hold_ms=thompson_hold_ms,
         windows_per_day=windows_per_day,
+        pool=pool or PoolExperiment(),
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from repricer.models.base import DemandModel
 from repricer.models.decider import ModelDecider, default_decider
 from repricer.models.guardrails import GuardrailConfig
+from repricer.models.pool_experiment import PoolExperiment
 from repricer.streams.engine import WindowEngine
 from repricer.streams.engine.config import Holdout
 from repricer.streams.holdout_draw import read_file as read_holdout_file
@@ -50,6 +51,9 @@ def build_decider(
     >>> d = build_decider(Settings(lstm=False, restock_s=7200, thompson_hold_s=60, salvage=0.5))
     >>> [m.name for m in d.members], d.restock_windows, d.thompson_hold_ms, d.salvage
     (['river'], 120.0, 60000, 0.5)
+    >>> d = build_decider(Settings(pool_experiment_delta=0, pool_experiment_block_s=86400))
+    >>> d.pool.delta, d.pool.block_ms
+    (0.0, 86400000)
     """
     decider = default_decider(
         max_step=settings.max_step,
@@ -60,6 +64,10 @@ def build_decider(
         salvage=settings.salvage,
         thompson_hold_ms=settings.thompson_hold_s * 1000,
         windows_per_day=86_400 / settings.window_s,
+        pool=PoolExperiment(
+            delta=settings.pool_experiment_delta,
+            block_ms=settings.pool_experiment_block_s * 1000,
+        ),
     )
     if extra_members:
         decider = replace(decider, members=[*decider.members, *(f() for f in extra_members)])

@@ -273,6 +273,22 @@ class Settings(BaseSettings):
         description="How long (event time) each SKU keeps one elasticity draw of the Thompson "
         "sampler before drawing again: shorter explores more, longer changes prices less often.",
     )
+    pool_experiment_delta: float = Field(
+        0.15,
+        ge=0,
+        le=0.5,
+        description="Sparse SKUs (too few sales to learn alone) move their log price by this "
+        "much either way, a random sign per SKU and REPRICER_POOL_EXPERIMENT_BLOCK_S, while "
+        "their pool's mean elasticity is unsure and learning it pays (reason `pool_experiment`; "
+        "see Pricing per demand family in the README); 0: never, they keep the catalogue price "
+        "unless sure.",
+    )
+    pool_experiment_block_s: int = Field(
+        10_800,
+        ge=60,
+        description="How long (event time) a SKU keeps one sign of the pool experiment: longer "
+        "changes prices less often and learns more slowly.",
+    )
     salvage: float = Field(
         1.0,
         ge=0,
