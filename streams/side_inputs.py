@@ -192,15 +192,8 @@ class SideInputBootstrap:
             done = dict(zip(tps, got, strict=True))
             if done != self.other_seen:  # the other members are still forwarding
                 self.other_seen, self.other_moved = done, self.clock()
-            if any(c is None or c < self.other_ends[tp] for tp, c in done.items()):
-                return False
-            # lagging end offsets (settle_s > 0): also quiet that long, and past the ends now
-            if self.settle_s <= 0:
-                return True
-            if self.clock() - self.other_moved < self.settle_s:
-                return False
-            later = await _ask(consumer.end_offsets(tps))
-            return all((done[tp] or 0) >= end for tp, end in later.items())
+            reached = {tp: -1 if c is None else c for tp, c in done.items()}  # None: no commit
+            return await self._at_end(consumer, reached, self.other_ends, self.other_moved)
         except (TimeoutError, KafkaError, AssertionError, KeyError) as exc:
             log.debug("ingest: other members' side input offsets not known yet (%r)", exc)
             return False
@@ -212,17 +205,29 @@ class SideInputBootstrap:
             if self.ends is None:
                 self.ends = dict(await _ask(consumer.end_offsets(self.side)))
             positions = {tp: int(await _ask(consumer.position(tp))) for tp in self.side}
-            if any(positions[tp] < self.ends[tp] for tp in self.side):
-                return False
-            if self.settle_s <= 0:
-                return True
-            if self.clock() - self.last_new < self.settle_s:
-                return False
-            later = await _ask(consumer.end_offsets(self.side))
-            return all(positions[tp] >= end for tp, end in later.items())
+            return await self._at_end(consumer, positions, self.ends, self.last_new)
         except (TimeoutError, KafkaError, AssertionError, KeyError) as exc:
             log.debug("ingest: side input positions not known yet (%r)", exc)
             return False
+
+    async def _at_end(
+        self,
+        consumer: AIOKafkaConsumer,
+        reached: dict[TopicPartition, int],
+        ends: dict[TopicPartition, int],
+        moved_at: float,
+    ) -> bool:
+        """Whether the offsets ``reached`` (positions read, or the group's commits) are at
+        ``ends``; with ``settle_s`` (end offsets that lag), also still since ``moved_at`` for
+        that long and past the end offsets asked again now."""
+        if any(reached[tp] < end for tp, end in ends.items()):
+            return False
+        if self.settle_s <= 0:
+            return True
+        if self.clock() - moved_at < self.settle_s:
+            return False
+        later = await _ask(consumer.end_offsets(list(ends)))
+        return all(reached[tp] >= end for tp, end in later.items())
 
 
 async def _ask(request: Any) -> Any:
