@@ -87,20 +87,22 @@ class PoolExperiment:
         self,
         el: Elasticity,
         views: Sequence[SkuView],
+        posterior: tuple[np.ndarray, np.ndarray],
         target: np.ndarray,
         box: tuple[np.ndarray, np.ndarray, np.ndarray],
         scale: np.ndarray,
         rule: tuple[Objective, float, float, float],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Targets after the sparse-SKU rule, (N,) where the rule sets them and (N,) where the
-        experiment does (``box``: cost, floor, ceiling; ``rule``: objective, ``hold_z``,
+        experiment does (``posterior``: each SKU's elasticity mean and sd, as the decider read
+        them from ``el``; ``box``: cost, floor, ceiling; ``rule``: objective, ``hold_z``,
         ``min_gain``, windows a day). SKUs that explore fully keep ``target``."""
         objective, hold_z, min_gain, per_day = rule
         sparse = hold_z * (1.0 - scale) > 0
         none = np.zeros(len(views), dtype=bool)
         if not sparse.any():
             return target, none, none
-        e_mean, e_sd = el.elasticity(views)
+        e_mean, e_sd = posterior
         idx = np.flatnonzero(sparse)
         pool = [views[i] for i in idx.tolist()]
         info, score = el.own_e(pool)
