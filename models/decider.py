@@ -16,13 +16,11 @@ learns (shared phase, per-SKU phase), snapshots and restores every member alike,
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,6 +30,7 @@ from repricer.models import stock as stock_clock
 from repricer.models.base import DemandModel, SkuView, Snapshot
 from repricer.models.calibration import Calibrator
 from repricer.models.curvature import best_price, response_ratio, thompson_draw
+from repricer.models.draws import unit_normals
 from repricer.models.elasticity import Elasticity, units_per_label
 from repricer.models.ensemble import combine, update_errors, update_errors_batch
 from repricer.models.guardrails import Bounds
@@ -58,11 +57,6 @@ class Proposal:
     elasticity: float
     model_versions: dict[str, str] = field(default_factory=dict)
     explored: bool = False
-
-
-def _unit_random(sku: str, window_start: int, salt: str = "") -> float:
-    h = hashlib.blake2b(f"{sku}|{window_start}|{salt}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64
 
 
 class Decider(Protocol):
@@ -96,14 +90,6 @@ class Decider(Protocol):
     def models(self) -> Sequence[DemandModel]:
         """The demand models deciding (for hot reload, metrics and the dashboard)."""
         ...
-
-
-def _unit_normals(views: Sequence[SkuView], salt: str, hold_ms: int) -> np.ndarray:
-    """(N,) standard normal draws, deterministic per SKU and ``hold_ms`` period of the window
-    start: a replay decides the same."""
-    nd = NormalDist()
-    u = [_unit_random(v.sku, v.next_window_start // hold_ms, salt) for v in views]
-    return np.array([nd.inv_cdf(min(max(x, 1e-12), 1 - 1e-12)) for x in u])
 
 
 @dataclass
@@ -225,7 +211,7 @@ class ModelDecider:
         r, scale = self.elasticity.response(views), self.explore_scale(views)
         e_mean, e_draw, k_draw = r.e, r.e, r.k
         if self.thompson > 0:
-            z = _unit_normals(views, "ts", max(1, self.thompson_hold_ms))
+            z = unit_normals(views, "ts", self.thompson_hold_ms)
             e_draw, k_draw = thompson_draw(r, self.thompson * scale, z)
         anchor = np.array([max(v.ref_price, 1e-9) for v in views], dtype=np.float64)
         down, up = cur * (1.0 - self.max_step), cur * (1.0 + self.max_step)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from repricer.models.pricing import Objective, optimal_price
+from repricer.models.pricing import Objective, objective_ratio, optimal_price
 
 CANDIDATES = 41  # geometric grid between each SKU's bounds, besides ref and the plug-in optimum
 
@@ -46,10 +46,8 @@ def expected_gain(
     ref, m, s, c = (
         np.asarray(a, dtype=np.float64).reshape(shape) for a in (ref, e_mean, e_sd, cost)
     )
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        x = np.log(p / ref)
-        a = (p - c) / (ref - c) if objective == "profit" else p / ref
-        return a * np.exp(m * x + s * s * x * x / 2.0) - 1.0
+    # E[exp(e·x)] = exp(m·x + s²x²/2): the objective ratio of a curved response, curvature s²
+    return objective_ratio(p, ref, m, c, objective, k=s * s, anchor=ref) - 1.0
 
 
 def expected_price(

@@ -23,7 +23,6 @@ over their posterior, less ``hold_z`` sds of the gain from the pooled mean's unc
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repricer.models.base import SkuView
+from repricer.models.draws import unit_signs
 from repricer.models.elasticity import Elasticity, units_per_label
 from repricer.models.expected_price import steer
 from repricer.models.pricing import Objective
@@ -77,11 +77,7 @@ class PoolExperiment:
 
     def signs(self, views: Sequence[SkuView]) -> np.ndarray:
         """(N,) ±1 per SKU and block, deterministic."""
-        out = []
-        for v in views:
-            key = f"{v.sku}|{v.next_window_start // max(self.block_ms, 1)}|pool"
-            out.append(hashlib.blake2b(key.encode(), digest_size=1).digest()[0] & 1)
-        return np.array(out, dtype=np.float64) * 2.0 - 1.0
+        return unit_signs(views, "pool", self.block_ms)
 
     def steer(
         self,
