@@ -220,7 +220,7 @@ class ModelDecider:
         # sparse SKUs: the pool's experiment, then the expected-profit price (models.pool_experiment)
         rule = (self.objective, self.hold_z, self.min_gain, self.windows_per_day)
         target, back, trial = self.pool.steer(
-            self.elasticity, views, (e_mean, r.e_sd), target, (cost, lo, hi), scale, rule
+            self.elasticity, views, (e_mean, r.e_sd, r.k), target, (cost, lo, hi), scale, rule
         )
         level = self.level(views)
         stock_move = np.zeros(len(views), dtype=np.int8)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from repricer.models.pricing import Objective, objective_ratio, optimal_price
+from repricer.models.pricing import Objective, objective_ratio, optimal_price, response_ratio
 
 CANDIDATES = 41  # geometric grid between each SKU's bounds, besides ref and the plug-in optimum
 
@@ -37,8 +37,12 @@ def expected_gain(
     e_sd: np.ndarray,
     cost: np.ndarray,
     objective: Objective,
+    bend: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Expected relative gain ``E[r(p, e)] - 1`` of ``p`` over ``ref`` for ``e ~ N(m, s²)``.
+    """Expected relative gain ``E[r(p, e)] - 1`` of ``p`` over ``ref`` for ``e ~ N(m, s²)``,
+    under constant elasticity or, with ``bend = (k, anchor)``, under the curved response
+    ``e·x + k·x²/2`` around ``anchor`` (the curvature at its posterior mean, as the Thompson
+    draw takes it given ``e``).
 
     ``p`` is (N,) or (N, K); the other arrays are (N,)."""
     p = np.asarray(p, dtype=np.float64)
@@ -47,7 +51,11 @@ def expected_gain(
         np.asarray(a, dtype=np.float64).reshape(shape) for a in (ref, e_mean, e_sd, cost)
     )
     # E[exp(e·x)] = exp(m·x + s²x²/2): the objective ratio of a curved response, curvature s²
-    return objective_ratio(p, ref, m, c, objective, k=s * s, anchor=ref) - 1.0
+    r = objective_ratio(p, ref, m, c, objective, k=s * s, anchor=ref)
+    if bend is not None:
+        k, anchor = (np.asarray(a, dtype=np.float64).reshape(shape) for a in bend)
+        r = r * response_ratio(p, ref, np.zeros_like(k), k, anchor)
+    return r - 1.0
 
 
 def expected_price(
@@ -58,6 +66,7 @@ def expected_price(
     objective: Objective,
     z: np.ndarray,
     min_gain: float,
+    bend: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N,) the price in ``[lo, hi]`` maximising the expected gain over ``ref`` minus ``z``
     sds of that expectation, and (N,) that score; ``ref`` where no candidate scores above
@@ -76,9 +85,9 @@ def expected_price(
         grid = np.exp(np.log(lo)[:, None] + np.log(top / lo)[:, None] * t[None, :])
     cand = np.concatenate([grid, plug[:, None], ref[:, None]], axis=1)
     cand = np.minimum(np.maximum(cand, lo[:, None]), top[:, None])
-    g = expected_gain(cand, ref, e_mean, e_sd, cost, objective)
-    up = expected_gain(cand, ref, e_mean + shared, e_sd, cost, objective)
-    down = expected_gain(cand, ref, e_mean - shared, e_sd, cost, objective)
+    g = expected_gain(cand, ref, e_mean, e_sd, cost, objective, bend)
+    up = expected_gain(cand, ref, e_mean + shared, e_sd, cost, objective, bend)
+    down = expected_gain(cand, ref, e_mean - shared, e_sd, cost, objective, bend)
     score = g - np.asarray(z, dtype=np.float64).reshape(n, 1) * np.abs(up - down) / 2.0
     score = np.where(np.isfinite(score), score, -np.inf)
     best = np.argmax(score, axis=1)
@@ -92,21 +101,23 @@ def expected_price(
 def steer(
     target: np.ndarray,
     ref_price: Sequence[float],
-    posterior: tuple[np.ndarray, np.ndarray, np.ndarray],
+    posterior: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     box: tuple[np.ndarray, np.ndarray, np.ndarray],
     scale: np.ndarray,
     rule: tuple[Objective, float, float],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The decider's targets after the sparse-SKU rule, and (N,) where it steers them
-    (``posterior``: elasticity mean, sd and shared sd; ``box``: cost, floor, ceiling;
+    (``posterior``: elasticity mean, sd and shared sd, and the curvature's mean around
+    ``ref_price``; ``box``: cost, floor, ceiling;
     ``rule``: objective, ``hold_z``, ``min_gain``).
 
     A SKU that explores fully (``scale`` 1) keeps its ``target``. One that does not explore
     (``scale`` 0) is steered to :func:`expected_price` with ``z = hold_z``; one that explores
     partly keeps its draw where some move is sure to pay (``z = hold_z·(1 - scale)``) and is
     steered back to its catalogue price (``ref_price`` within the bounds) where none is."""
-    (e_mean, e_sd, shared), (cost, lo, hi), (objective, hold_z, min_gain) = posterior, box, rule
-    ref = np.minimum(np.maximum(np.asarray(ref_price, dtype=np.float64), lo), np.maximum(hi, lo))
+    (e_mean, e_sd, shared, k), (cost, lo, hi), (objective, hold_z, min_gain) = posterior, box, rule
+    anchor = np.asarray(ref_price, dtype=np.float64)
+    ref = np.minimum(np.maximum(anchor, lo), np.maximum(hi, lo))
     z = hold_z * (1.0 - scale)
     back = z > 0
     if not back.any():
@@ -114,6 +125,9 @@ def steer(
     i = np.flatnonzero(back)
     p_exp = ref.copy()
     sub = (cost[i], ref[i], lo[i], hi[i])
-    p_exp[i] = expected_price(e_mean[i], e_sd[i], shared[i], sub, objective, z[i], min_gain)[0]
+    bend = (k[i], anchor[i])
+    p_exp[i] = expected_price(e_mean[i], e_sd[i], shared[i], sub, objective, z[i], min_gain, bend)[
+        0
+    ]
     back &= (p_exp == ref) | (scale <= 0)
     return np.where(back, p_exp, target), back

@@ -83,22 +83,22 @@ class PoolExperiment:
         self,
         el: Elasticity,
         views: Sequence[SkuView],
-        posterior: tuple[np.ndarray, np.ndarray],
+        posterior: tuple[np.ndarray, np.ndarray, np.ndarray],
         target: np.ndarray,
         box: tuple[np.ndarray, np.ndarray, np.ndarray],
         scale: np.ndarray,
         rule: tuple[Objective, float, float, float],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Targets after the sparse-SKU rule, (N,) where the rule sets them and (N,) where the
-        experiment does (``posterior``: each SKU's elasticity mean and sd, as the decider read
-        them from ``el``; ``box``: cost, floor, ceiling; ``rule``: objective, ``hold_z``,
+        experiment does (``posterior``: each SKU's elasticity mean and sd and curvature mean,
+        as the decider read them from ``el``; ``box``: cost, floor, ceiling; ``rule``: objective, ``hold_z``,
         ``min_gain``, windows a day). SKUs that explore fully keep ``target``."""
         objective, hold_z, min_gain, per_day = rule
         sparse = hold_z * (1.0 - scale) > 0
         none = np.zeros(len(views), dtype=bool)
         if not sparse.any():
             return target, none, none
-        e_mean, e_sd = posterior
+        e_mean, e_sd, k = posterior
         idx = np.flatnonzero(sparse)
         pool = [views[i] for i in idx.tolist()]
         info, score = el.own_e(pool)
@@ -108,7 +108,7 @@ class PoolExperiment:
         shrink = e_sd**2 / pr.sd_e**2
         m = np.where(sparse, e_mean + shrink * (mu - pr.mean_e), e_mean)
         shared = shrink * sd
-        post = (m, np.sqrt(e_sd**2 + shared**2), shared)
+        post = (m, np.sqrt(e_sd**2 + shared**2), shared, k)
         refs = [v.ref_price for v in views]
         target, back = steer(target, refs, post, box, scale, (objective, hold_z, min_gain))
         units = float(units_per_label(pool)[1].sum()) * per_day
@@ -116,6 +116,17 @@ class PoolExperiment:
             return target, back, none
         trial = sparse & (scale <= 0)
         _, lo, hi = box
-        moved = target * np.exp(self.delta * self.signs(views))
+        signs = self.signs(views)
+        moved = target * np.exp(self.delta * signs)
         moved = np.minimum(np.maximum(moved, lo), np.maximum(hi, lo))
+        # a SKU already on its block's side of where it would price, within half the offset of
+        # its target, keeps its price: it teaches the pool about as much (the information grows
+        # with the offset squared, [delta/2, 3·delta/2] averages about delta²), and following
+        # the target as the pool's estimate drifts each window would publish a change each time
+        cur = np.array([v.price for v in views], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            near = (np.log(cur / target) * signs > 0) & (
+                np.abs(np.log(cur / moved)) < self.delta / 2.0
+            )
+        moved = np.where(near, cur, moved)
         return np.where(trial, moved, target), back | trial, trial

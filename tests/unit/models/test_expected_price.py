@@ -93,11 +93,11 @@ def test_steer_leaves_explorers_alone_and_sends_the_unsure_back() -> None:
     cost, lo, hi = np.full(n, COST), np.full(n, LO), np.full(n, HI)
     target = np.full(n, 30.0)
     scale = np.array([1.0, 0.5, 0.0])  # explores fully, partly, not at all
-    post = (np.full(n, -2.3), np.full(n, 0.75), np.full(n, 0.6))
+    post = (np.full(n, -2.3), np.full(n, 0.75), np.full(n, 0.6), np.zeros(n))
     got, back = steer(target, [REF] * n, post, (cost, lo, hi), scale, ("profit", 1.0, 0.002))
     assert got.tolist() == [30.0, REF, REF]
     assert back.tolist() == [False, True, True]
-    sure = (np.full(n, -3.0), np.full(n, 0.05), np.full(n, 0.01))
+    sure = (np.full(n, -3.0), np.full(n, 0.05), np.full(n, 0.01), np.zeros(n))
     got, back = steer(target, [22.0] * n, sure, (cost, lo, hi), scale, ("profit", 1.0, 0.002))
     assert got[0] == 30.0 and got[1] == 30.0  # partial explorer keeps its draw
     assert (
@@ -105,3 +105,28 @@ def test_steer_leaves_explorers_alone_and_sends_the_unsure_back() -> None:
         < 0.3
     )
     assert back.tolist() == [False, False, True]
+
+
+def test_a_sparse_sku_that_bends_prices_by_its_curved_response() -> None:
+    # linear-like demand: elasticity -1.5 at the catalogue price, curvature -6 (steeper above
+    # it). The constant-elasticity rule sees e = -1.5 and prices at the ceiling's side; the
+    # curved expectation stops where the local elasticity makes the margin pay, and that price
+    # earns more under the curved truth than the one the constant rule picks.
+    box = (np.array([COST]), np.array([REF]), np.array([LO]), np.array([HI]))
+    m, s, shared, k = (np.array([v]) for v in (-1.5, 0.05, 0.01, -6.0))
+    flat, _ = expected_price(m, s, shared, box, "profit", np.zeros(1), 0.002)
+    bent, _ = expected_price(m, s, shared, box, "profit", np.zeros(1), 0.002, (k, box[1]))
+    grid = np.geomspace(LO, HI, 4001)
+    x = np.log(grid / REF)
+    truth = (grid - COST) * np.exp(-1.5 * x - 6.0 * x * x / 2.0)
+    best = grid[np.argmax(truth)]
+    assert abs(bent[0] / best - 1.0) < 0.02 < abs(flat[0] / best - 1.0)
+
+    def value(p: float) -> float:
+        xp = np.log(p / REF)
+        return float((p - COST) * np.exp(-1.5 * xp - 3.0 * xp * xp))
+
+    assert value(bent[0]) > value(flat[0])
+    # with k = 0 the curved rule is the constant-elasticity one
+    zero = (np.zeros(1), box[1])
+    assert expected_price(m, s, shared, box, "profit", np.zeros(1), 0.002, zero)[0] == flat
