@@ -41,13 +41,13 @@ long tail. When any side passes ``detect``, the SKU's response has changed: its 
 likelihood keeps only ``keep_on_change`` of its weight, so the posterior widens, Thompson
 sampling explores again and the SKU re-learns.
 
-Why ``detect_slope`` 1: the watch's evidence per label grows with ``D·δ − D²/2`` for a true
+Why ``detect_slope`` 1: the watch's evidence per label grows with ``D·δ - D²/2`` for a true
 change ``δ`` of the elasticity, so it gathers evidence only for changes larger than ``D/2``
 and fastest for changes of ``D``. At an elasticity near -2 to -3, pricing for an elasticity
 off by 0.25 costs about 1.5% of the profit, off by 0.5 about 5%, off by 1 about 15% (the loss
 is about quadratic): a change under 0.5 is left to the posterior's own learning, one of
-about 1 is worth a re-learn. A smaller ``D`` would also take the learning of a SKU whose
-posterior is still 0.5 or less off its truth for a change.
+about 1 is worth a re-learn. A smaller ``D`` would also count a SKU's ordinary learning (a
+posterior still a little off its truth) as evidence of a change.
 
 Learning keeps the engine's exactly-once split: ``learn_pooled`` updates the shared prior and
 the dispersion (snapshotted with the offsets it covers), ``learn_local`` only the SKU's record.
@@ -131,23 +131,6 @@ def _add_labels(
     b[:, 3] += r * half
 
 
-def _drift_e(s: np.ndarray, b: np.ndarray, q: float) -> None:
-    """A random walk of variance ``q`` on the elasticity, in information form and in place:
-    ``J' = J - c·J[:,e]·J[e,:]``, ``h' = h - c·J[:,e]·h_e``, ``c = q / (1 + q·J_ee)``
-    (Woodbury), so the SKU's own evidence on ``e`` never becomes certain."""
-    j01, j11, j12, h1 = s[:, 1].copy(), s[:, 2].copy(), b[:, 1].copy(), s[:, 4].copy()
-    c = q / (1.0 + q * j11)
-    s[:, 0] -= c * j01 * j01
-    s[:, 1] -= c * j01 * j11
-    s[:, 2] -= c * j11 * j11
-    s[:, 3] -= c * j01 * h1
-    s[:, 4] -= c * j11 * h1
-    b[:, 0] -= c * j01 * j12
-    b[:, 1] -= c * j11 * j12
-    b[:, 2] -= c * j12 * j12
-    b[:, 3] -= c * j12 * h1
-
-
 def _watch_state(views: Sequence[SkuView]) -> np.ndarray:
     """(N, 7) per-SKU change watch: level CUSUM up and down, labels, units, changes found,
     price-response CUSUM steeper and flatter.
@@ -210,7 +193,6 @@ class Elasticity:
         detect_min_var: float = 30.0,
         detect_slope: float = 1.0,
         keep_on_change: float = 0.05,
-        drift: float = 0.0,
         learn_spread: bool = True,
     ) -> None:
         self.forget = forget
@@ -222,7 +204,6 @@ class Elasticity:
         self.detect_min_var = detect_min_var
         # the price-response watch tests elasticity ± this (pivoting at the SKU's mean price)
         self.detect_slope = detect_slope
-        self.drift = drift  # variance per label of a random walk of the elasticity; 0: none
         self.keep_on_change = keep_on_change  # share of the SKU's own information kept
         self.learn_spread = learn_spread  # False: the curvature prior's spread stays as given
 
@@ -422,8 +403,6 @@ class Elasticity:
         own = s.copy()  # the SKU's own likelihood before the label (the watch judges by it)
         s *= self.forget
         b *= self.forget
-        if self.drift > 0:
-            _drift_e(s, b, self.drift)
         _add_labels(s, b, theta, x, y, lam, phi)
         cd, changed = self._watch(_watch_state(vs), y, lam, phi, own, x)
         s[changed] *= self.keep_on_change

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from repricer.models.base import SkuView
-from repricer.models.elasticity import Elasticity, PooledPrior, _drift_e
+from repricer.models.elasticity import Elasticity, PooledPrior
 
 QTY = np.array([1, 2, 3])
 QTY_P = np.array([0.85, 0.10, 0.05])  # the simulator's orders: Var/mean 1.42
@@ -172,25 +172,3 @@ def test_the_price_response_watch_is_quiet_on_stationary_skus() -> None:
         )
         late += sum(1 for fs in fired for f in fs if f >= warm_up)
     assert late <= 2
-
-
-def test_the_drift_adds_variance_to_the_elasticity_only() -> None:
-    """The random walk in information form is ``(J⁻¹ + q·u·uᵀ)⁻¹`` with ``u`` the elasticity's
-    axis, and the mean ``J⁻¹h`` stays where it was."""
-    rng = np.random.default_rng(2)
-    m = rng.normal(size=(3, 3))
-    j = m @ m.T + 3.0 * np.eye(3)
-    h = rng.normal(size=3)
-    s = np.array([[j[0, 0], j[0, 1], j[1, 1], h[0], h[1]]])
-    b = np.array([[j[0, 2], j[1, 2], j[2, 2], h[2]]])
-    _drift_e(s, b, 0.3)
-    got = np.array(
-        [
-            [s[0, 0], s[0, 1], b[0, 0]],
-            [s[0, 1], s[0, 2], b[0, 1]],
-            [b[0, 0], b[0, 1], b[0, 2]],
-        ]
-    )
-    cov = np.linalg.inv(j) + 0.3 * np.diag([0.0, 1.0, 0.0])
-    assert np.allclose(got, np.linalg.inv(cov))
-    assert np.allclose(np.linalg.solve(got, [s[0, 3], s[0, 4], b[0, 3]]), np.linalg.solve(j, h))
