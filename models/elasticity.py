@@ -25,17 +25,29 @@ adds that label's curvature and score (an online Newton / extended-Kalman update
 across all SKUs in ``learn_pooled``), combined with the SKU's likelihood whenever the posterior
 is needed. So a new or slow SKU starts from what all SKUs taught, and improves with the pool.
 
-Change detection: each SKU also keeps ``SkuView.state["cd"]``, five floats: a two-sided CUSUM
-of its one-step-ahead labels (Page's test on the quasi-Poisson log-likelihood ratio of demand
-``detect_shift`` above, or as far below, what the posterior expects), its label and unit counts,
-and how often the watch fired. The CUSUM sums evidence over as long as it lasts, so a small
-lasting shift (a changed elasticity at a price near the reference) is found as surely as a
-large one, only later; under no change it drifts down. It judges only once the SKU's own
-likelihood holds ``detect_min_var`` expected units (÷ dispersion) at its level: never while
-the prior speaks (a new SKU, or just after a change) and rarely on the long tail. When either
-side passes ``detect``, the SKU's response has changed: its own likelihood keeps only
-``keep_on_change`` of its weight, so the posterior widens, Thompson sampling explores again and
-the SKU re-learns.
+Change detection: each SKU also keeps ``SkuView.state["cd"]``, seven floats: two two-sided
+CUSUMs of its one-step-ahead labels, its label and unit counts, and how often the watch fired.
+The level watch (Page's test on the quasi-Poisson log-likelihood ratio of demand
+``detect_shift`` above, or as far below, what the posterior expects) and the price-response
+watch (the elasticity ``detect_slope`` steeper, or as much flatter, pivoting at the SKU's own
+mean log price, so that it is orthogonal to the level and learns only from how the SKU's
+price varies). A CUSUM sums evidence over as long as it lasts, so a small lasting shift is
+found as surely as a large one, only later; under no change it drifts down. An elasticity
+that changes while the price sits near the pivot of the change hardly moves the level: the
+response watch finds it from the SKU's exploration around its mean price. The watch judges
+only once the SKU's own likelihood holds ``detect_min_var`` expected units (÷ dispersion) at
+its level: never while the prior speaks (a new SKU, or just after a change) and rarely on the
+long tail. When any side passes ``detect``, the SKU's response has changed: its own
+likelihood keeps only ``keep_on_change`` of its weight, so the posterior widens, Thompson
+sampling explores again and the SKU re-learns.
+
+Why ``detect_slope`` 1: the watch's evidence per label grows with ``D·δ - D²/2`` for a true
+change ``δ`` of the elasticity, so it gathers evidence only for changes larger than ``D/2``
+and fastest for changes of ``D``. At an elasticity near -2 to -3, pricing for an elasticity
+off by 0.25 costs about 1.5% of the profit, off by 0.5 about 5%, off by 1 about 15% (the loss
+is about quadratic): a change under 0.5 is left to the posterior's own learning, one of
+about 1 is worth a re-learn. A smaller ``D`` would also count a SKU's ordinary learning (a
+posterior still a little off its truth) as evidence of a change.
 
 Learning keeps the engine's exactly-once split: ``learn_pooled`` updates the shared prior and
 the dispersion (snapshotted with the offsets it covers), ``learn_local`` only the SKU's record.
@@ -120,15 +132,17 @@ def _add_labels(
 
 
 def _watch_state(views: Sequence[SkuView]) -> np.ndarray:
-    """(N, 5) per-SKU change watch: CUSUM up, CUSUM down, labels, units, changes found.
+    """(N, 7) per-SKU change watch: level CUSUM up and down, labels, units, changes found,
+    price-response CUSUM steeper and flatter.
 
-    A four-float record (the earlier EWMA watch: residual and variance sums, labels, units)
-    keeps its counts and starts the CUSUM afresh."""
-    out = np.zeros((len(views), 5))
+    A five-float record (the level watch alone) keeps its CUSUMs and counts, and its
+    price-response CUSUMs start at 0; a four-float record (the earlier EWMA watch: residual
+    and variance sums, labels, units) keeps its counts and starts the CUSUMs afresh."""
+    out = np.zeros((len(views), 7))
     for i, v in enumerate(views):
         got = v.state.get("cd")
-        if got and len(got) == 5:
-            out[i] = got
+        if got and len(got) in (5, 7):
+            out[i, : len(got)] = got
         elif got and len(got) == 4:
             out[i, 2:4] = got[2:4]
     return out
@@ -177,6 +191,7 @@ class Elasticity:
         detect: float = 7.5,
         detect_shift: float = 0.25,
         detect_min_var: float = 30.0,
+        detect_slope: float = 1.0,
         keep_on_change: float = 0.05,
         learn_spread: bool = True,
     ) -> None:
@@ -187,32 +202,51 @@ class Elasticity:
         self.detect_shift = detect_shift  # the watch tests demand x (1 + shift) and ÷ (1 + shift)
         # expected units ÷ dispersion the SKU's own likelihood holds before the watch judges
         self.detect_min_var = detect_min_var
+        # the price-response watch tests elasticity ± this (pivoting at the SKU's mean price)
+        self.detect_slope = detect_slope
         self.keep_on_change = keep_on_change  # share of the SKU's own information kept
         self.learn_spread = learn_spread  # False: the curvature prior's spread stays as given
 
     def _watch(
-        self, cd: np.ndarray, y: np.ndarray, lam: np.ndarray, phi: float, info: np.ndarray
+        self,
+        cd: np.ndarray,
+        y: np.ndarray,
+        lam: np.ndarray,
+        phi: float,
+        own: np.ndarray,
+        x: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The change watch after one label per row: (new state, rows whose response changed).
 
-        ``info`` is each SKU's own information about its level before the label (``J00``).
-        Page's CUSUM, both ways, on the quasi-Poisson log-likelihood ratio of demand ``r·λ``
-        against the expected ``λ`` (``r = 1 + detect_shift`` and its inverse). The same
-        arithmetic for one label and for a batch (rows are independent)."""
+        ``own`` is each SKU's own likelihood before the label (``_state``: ``J00, J01, …``).
+        Page's CUSUM, both ways, on two quasi-Poisson log-likelihood ratios against the
+        posterior's expected ``λ``: the level (demand ``r·λ``, ``r = 1 + detect_shift`` and its
+        inverse) and the price response (elasticity ``± detect_slope``, pivoting at the SKU's
+        own information-weighted mean log price ``x̄ = J01 / J00``: demand
+        ``λ·exp(±D·(x - x̄))``). Pivoting at ``x̄`` makes the response test orthogonal to the
+        level test: it gathers evidence only from how the SKU's price varies about its mean,
+        so it finds a changed elasticity where the price sits near the pivot of the change
+        and the level hardly moves. The same arithmetic for one label and for a batch."""
         cd = cd.copy()
         cd[:, 2] += 1.0
         cd[:, 3] += y
         if self.detect <= 0:
             return cd, np.zeros(len(cd), dtype=bool)
-        judged = info >= self.detect_min_var
+        judged = own[:, 0] >= self.detect_min_var
         lr = math.log1p(self.detect_shift)
         up = (y * lr - lam * self.detect_shift) / phi
         down = (lam * (1.0 - math.exp(-lr)) - y * lr) / phi
         cd[:, 0] = np.where(judged, np.maximum(cd[:, 0] + up, 0.0), 0.0)
         cd[:, 1] = np.where(judged, np.maximum(cd[:, 1] + down, 0.0), 0.0)
-        changed = judged & (np.maximum(cd[:, 0], cd[:, 1]) > self.detect)
-        cd[changed, 0] = 0.0
-        cd[changed, 1] = 0.0
+        if self.detect_slope > 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                xbar = np.where(own[:, 0] > 0, own[:, 1] / own[:, 0], 0.0)
+            dx = self.detect_slope * (x - xbar)
+            for col, sign in ((5, -1.0), (6, 1.0)):  # steeper, flatter
+                llr = (y * sign * dx - lam * np.expm1(sign * dx)) / phi
+                cd[:, col] = np.where(judged, np.maximum(cd[:, col] + llr, 0.0), 0.0)
+        changed = judged & (np.max(cd[:, [0, 1, 5, 6]], axis=1) > self.detect)
+        cd[np.ix_(changed, [0, 1, 5, 6])] = 0.0
         cd[changed, 4] += 1.0
         return cd, changed
 
@@ -366,11 +400,11 @@ class Elasticity:
         # math.exp per row, not np.exp: the figures measured so far, to the last bit
         lam = np.array([math.exp(t) for t in np.minimum(eta, _MAX_ETA).tolist()])
         phi = max(self.prior.dispersion, 1e-3)
-        info = s[:, 0].copy()  # the SKU's own information about its level before the label
+        own = s.copy()  # the SKU's own likelihood before the label (the watch judges by it)
         s *= self.forget
         b *= self.forget
         _add_labels(s, b, theta, x, y, lam, phi)
-        cd, changed = self._watch(_watch_state(vs), y, lam, phi, info)
+        cd, changed = self._watch(_watch_state(vs), y, lam, phi, own, x)
         s[changed] *= self.keep_on_change
         b[changed] *= self.keep_on_change
         for v, row, bend, c in zip(vs, s.tolist(), b.tolist(), cd.tolist(), strict=True):

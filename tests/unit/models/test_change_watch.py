@@ -15,25 +15,40 @@ QTY = np.array([1, 2, 3])
 QTY_P = np.array([0.85, 0.10, 0.05])  # the simulator's orders: Var/mean 1.42
 
 
-def _views(n: int) -> list[SkuView]:
+def _views(n: int, traffic: float = 20.0) -> list[SkuView]:
     return [
         SkuView(
-            sku=f"S{i}", price=26.0, ref_price=20.0, cost=10.0, next_window_start=0, views_ewma=20.0
+            sku=f"S{i}",
+            price=26.0,
+            ref_price=20.0,
+            cost=10.0,
+            next_window_start=0,
+            views_ewma=traffic,
         )
         for i in range(n)
     ]
 
 
-def _run(el: Elasticity, views: list[SkuView], e_of_w, windows: int, seed: int) -> list[list[int]]:
-    """Over-dispersed sales (orders of 1-3 units) at prices that wander ±10% around 26 (a
-    reference of 20), 1.5 units a window at the reference; the windows at which each SKU's
-    watch fired."""
+def _run(
+    el: Elasticity,
+    views: list[SkuView],
+    e_of_w,
+    windows: int,
+    seed: int,
+    *,
+    centre: float = 26.0,
+    spread: float = 0.1,
+    level: float = 1.5,
+) -> list[list[int]]:
+    """Over-dispersed sales (orders of 1-3 units) at prices that wander (log sd ``spread``)
+    around ``centre`` (a reference of 20), ``level`` units a window at the reference; the
+    windows at which each SKU's watch fired."""
     rng = np.random.default_rng(seed)
     fired: list[list[int]] = [[] for _ in views]
     mean_qty = float((QTY * QTY_P).sum())
     for w in range(windows):
-        prices = 26.0 * np.exp(rng.normal(0.0, 0.1, len(views)))
-        lam = 1.5 * (prices / 20.0) ** e_of_w(w)
+        prices = centre * np.exp(rng.normal(0.0, spread, len(views)))
+        lam = level * (prices / 20.0) ** e_of_w(w)
         orders = rng.poisson(lam / mean_qty)
         units = np.array([rng.choice(QTY, size=o, p=QTY_P).sum() for o in orders], dtype=float)
         el.learn_pooled(views, prices, units)
@@ -54,7 +69,7 @@ def test_a_moderate_change_of_elasticity_is_found_within_a_day() -> None:
     views = _views(8)
     switch = 1500
     fired = _run(el, views, lambda w: -2.0 if w < switch else -2.9, switch + 1440, seed=3)
-    after = [next((f - switch for f in fs if f >= switch), None) for fs in fired]
+    after = _first_after(fired, switch)
     assert all(d is not None and d < 1440 for d in after), after
     # re-learned: by the end the estimate is far nearer the new truth than the old one
     e, _ = el.elasticity(views)
@@ -91,6 +106,69 @@ def test_a_record_of_the_earlier_watch_keeps_its_counts() -> None:
     (v,) = _views(1)
     v.state["cd"] = [-12.0, 250.0, 1000.0, 800.0]  # residual and variance sums, labels, units
     el.learn_local(v, 26.0, 1.0)
-    assert len(v.state["cd"]) == 5
-    assert v.state["cd"][2:] == [1001.0, 801.0, 0.0]
+    assert len(v.state["cd"]) == 7
+    assert v.state["cd"][2:5] == [1001.0, 801.0, 0.0]
     assert math.isfinite(v.state["cd"][0]) and v.state["cd"][1] < 6.0
+
+
+def test_a_record_of_the_level_watch_alone_keeps_its_cusums() -> None:
+    """A five-float record (level CUSUMs, labels, units, changes) loads as it was, and the
+    price-response CUSUMs start at 0."""
+    el = Elasticity()
+    (v,) = _views(1)
+    v.state["el"] = [100.0, 26.0, 7.0, -300.0, -80.0]  # enough of its own to be judged
+    v.state["cd"] = [3.0, 0.5, 1000.0, 800.0, 2.0]
+    el.learn_local(v, 26.0, 1.0)
+    cd = v.state["cd"]
+    assert len(cd) == 7
+    assert cd[2:5] == [1001.0, 801.0, 2.0]
+    assert cd[0] != 0.0 and abs(cd[0] - 3.0) < 1.0  # carried on from 3, not restarted
+    assert 0.0 <= cd[5] < 1.0 and 0.0 <= cd[6] < 1.0  # one label's evidence from 0
+
+
+def _first_after(fired: list[list[int]], switch: int) -> list[int | None]:
+    return [next((f - switch for f in fs if f >= switch), None) for fs in fired]
+
+
+def _steepens_at_the_reference(el: Elasticity, seed: int) -> list[int | None]:
+    """Eight SKUs priced around the reference (log sd 0.08, 6 units a window there) whose elasticity
+    goes from -2.0 to -3.0 at window 1500, pivoting at the reference: demand at the price
+    charged moves by under 1% on average, so only the response to the price tells."""
+    views = _views(8, traffic=80.0)
+    switch = 1500
+    fired = _run(
+        el,
+        views,
+        lambda w: -2.0 if w < switch else -3.0,
+        switch + 1440,
+        seed=seed,
+        centre=20.0,
+        spread=0.08,
+        level=6.0,
+    )
+    return _first_after(fired, switch)
+
+
+def test_a_changed_price_response_at_the_reference_is_found() -> None:
+    """The price-response watch finds seven of the eight SKUs within a day of labels, half of
+    them within half a day; the level watch alone (``detect_slope=0``) finds at most one."""
+    after = _steepens_at_the_reference(Elasticity(prior=PooledPrior(mean_e=-2.0)), seed=4)
+    found = sorted(d for d in after if d is not None and d < 1440)
+    assert len(found) >= 7 and found[3] < 720, after
+    level_only = Elasticity(prior=PooledPrior(mean_e=-2.0), detect_slope=0.0)
+    missed = _steepens_at_the_reference(level_only, seed=4)
+    assert sum(d is not None for d in missed) <= 1, missed
+
+
+def test_the_price_response_watch_is_quiet_on_stationary_skus() -> None:
+    """Twenty stationary SKUs priced as above (log sd 0.08 around the reference, 6 units a window):
+    after the first half day at most two false alarms in 43,200 labels."""
+    warm_up, late = 720, 0
+    for seed in (5, 6):
+        el = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75))
+        views = _views(10, traffic=80.0)
+        fired = _run(
+            el, views, lambda w: -2.4, 2880, seed=seed, centre=20.0, spread=0.08, level=6.0
+        )
+        late += sum(1 for fs in fired for f in fs if f >= warm_up)
+    assert late <= 2
