@@ -141,3 +141,27 @@ def test_the_experiment_stops_when_the_pool_is_sure_and_the_tail_moves_to_its_mu
     prices = [p.price for p in props]
     assert sum(p < REF for p in prices) > 0.7 * n
     assert sum(p > REF for p in prices) < 0.1 * n
+
+
+def test_an_experimenting_sku_near_its_target_keeps_its_price() -> None:
+    # a SKU whose price already sits on its block's side, within half the offset of its
+    # target, holds (it teaches the pool about as much); one further away walks on toward it
+    n = 200
+    bounds = [Bounds(cost=COST, min_price=10.5, max_price=40.0)] * n
+    d = ModelDecider(members=[RiverDemand()])
+    d.elasticity.prior = PooledPrior(mean_e=-2.0, sd_e=0.75)
+    signs = d.pool.signs(_views(n)).tolist()
+    delta = d.pool.delta
+
+    def decide(offset: float) -> list[tuple[float, float, float, tuple[str, ...]]]:
+        vs = _views(n)
+        for v, s in zip(vs, signs, strict=True):
+            v.price = round(REF * math.exp(offset * delta * s), 2)
+        props = _decide(d, vs, bounds, 2.0)
+        return [(s, v.price, p.price, p.reasons) for s, v, p in zip(signs, vs, props, strict=True)]
+
+    for s, cur, new, reasons in decide(0.8):  # 0.2·delta short of the target: stays
+        assert new == cur and "hold" in reasons, (s, cur, new, reasons)
+    for offset in (0.4, -0.8):  # 0.6·delta short, or the other side: steps toward the target
+        for s, cur, new, reasons in decide(offset):
+            assert (new - cur) * s > 0 and "pool_experiment" in reasons, (s, cur, new, reasons)
