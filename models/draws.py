@@ -17,21 +17,31 @@ import numpy as np
 from repricer.models.base import SkuView
 
 
-def unit_random(sku: str, period: int, salt: str = "") -> float:
-    """A number in [0, 1), uniform over SKUs and periods, fixed for (``sku``, ``period``,
-    ``salt``): the first 8 bytes of ``blake2b(sku|period|salt)``."""
-    h = hashlib.blake2b(f"{sku}|{period}|{salt}".encode(), digest_size=8).digest()
+def unit_hash(key: str) -> float:
+    """A number in [0, 1), uniform over keys and fixed for ``key``: the first 8 bytes of
+    ``blake2b(key)`` (also the holdout draw's bucket)."""
+    h = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(h, "big") / 2**64
+
+
+def unit_random(sku: str, period: int, salt: str = "") -> float:
+    """:func:`unit_hash` of ``sku|period|salt``: fixed for the SKU, the period and the salt."""
+    return unit_hash(f"{sku}|{period}|{salt}")
+
+
+def _uniforms(views: Sequence[SkuView], salt: str, period_ms: int) -> np.ndarray:
+    """(N,) :func:`unit_random` per SKU and ``period_ms`` of its next window's start."""
+    step = max(period_ms, 1)
+    return np.array([unit_random(v.sku, v.next_window_start // step, salt) for v in views])
 
 
 def unit_normals(views: Sequence[SkuView], salt: str, period_ms: int) -> np.ndarray:
     """(N,) standard normal draws, one per SKU and ``period_ms`` of its next window's start."""
     nd = NormalDist()
-    u = [unit_random(v.sku, v.next_window_start // max(period_ms, 1), salt) for v in views]
+    u = _uniforms(views, salt, period_ms).tolist()
     return np.array([nd.inv_cdf(min(max(x, 1e-12), 1 - 1e-12)) for x in u])
 
 
 def unit_signs(views: Sequence[SkuView], salt: str, period_ms: int) -> np.ndarray:
     """(N,) ±1, one per SKU and ``period_ms`` of its next window's start, each equally likely."""
-    u = [unit_random(v.sku, v.next_window_start // max(period_ms, 1), salt) for v in views]
-    return np.where(np.array(u) < 0.5, -1.0, 1.0)
+    return np.where(_uniforms(views, salt, period_ms) < 0.5, -1.0, 1.0)

@@ -126,8 +126,8 @@ def steer(
     p_exp = ref.copy()
     sub = (cost[i], ref[i], lo[i], hi[i])
     bend = (k[i], anchor[i])
-    p_exp[i] = expected_price(e_mean[i], e_sd[i], shared[i], sub, objective, z[i], min_gain, bend)[
-        0
-    ]
+    p_exp[i], _ = expected_price(
+        e_mean[i], e_sd[i], shared[i], sub, objective, z[i], min_gain, bend
+    )
     back &= (p_exp == ref) | (scale <= 0)
     return np.where(back, p_exp, target), back

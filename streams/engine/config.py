@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from repricer.models.decider import Decider
+from repricer.models.draws import unit_hash
 from repricer.models.guardrails import GuardrailConfig
 from repricer.streams.engine.clock import Clock
 
@@ -35,8 +35,7 @@ class Holdout:
 
 def bucket(sku: str, salt: str) -> float:
     """The SKU's place in [0, 1) for the holdout draw with ``salt``."""
-    h = hashlib.blake2b(f"{salt}|{sku}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64
+    return unit_hash(f"{salt}|{sku}")
 
 
 @dataclass
