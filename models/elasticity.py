@@ -25,8 +25,9 @@ adds that label's curvature and score (an online Newton / extended-Kalman update
 across all SKUs in ``learn_pooled``), combined with the SKU's likelihood whenever the posterior
 is needed. So a new or slow SKU starts from what all SKUs taught, and improves with the pool.
 
-Change detection: each SKU also keeps ``SkuView.state["cd"]``, seven floats: two two-sided
-CUSUMs of its one-step-ahead labels, its label and unit counts, and how often the watch fired.
+Change detection: each SKU also keeps ``SkuView.state["cd"]``, nine floats: two two-sided
+CUSUMs of its one-step-ahead labels, its label and unit counts, how often the watch fired, and
+its last level alarm.
 The level watch (Page's test on the quasi-Poisson log-likelihood ratio of demand
 ``detect_shift`` above, or as far below, what the posterior expects) and the price-response
 watch (the elasticity ``detect_slope`` steeper, or as much flatter, pivoting at the SKU's own
@@ -40,6 +41,18 @@ its level: never while the prior speaks (a new SKU, or just after a change) and 
 long tail. When any side passes ``detect``, the SKU's response has changed: its own
 likelihood keeps only ``keep_on_change`` of its weight, so the posterior widens, Thompson
 sampling explores again and the SKU re-learns.
+
+One exception: the level coming back. A level alarm (the response watch quiet) opposite to
+the SKU's last level alarm within ``detect_return`` labels is demand returning to where it
+was, as when a competitor's promotion ends: that one forgets only the level (it keeps
+``keep_on_change`` of the level's information and all of the response shape's with the level
+profiled out, the Schur complement) and the response watch keeps its evidence. A first level
+shift cannot be told from a changed elasticity seen at the price charged (an elasticity that
+changes pivoting elsewhere moves demand there too), so it still forgets everything; shifts
+that come and go are the common case of a shop's demand (promotions, a competitor's stock-out)
+and, from the second on, leave what the SKU knows of its response in place. The state holds
+two more floats for it: the label count at the last level alarm and its direction (±1; 0
+after a response alarm). Records of 4, 5 and 7 floats load as before, with none on record.
 
 Why ``detect_slope`` 1: the watch's evidence per label grows with ``D·δ - D²/2`` for a true
 change ``δ`` of the elasticity, so it gathers evidence only for changes larger than ``D/2``
@@ -132,16 +145,17 @@ def _add_labels(
 
 
 def _watch_state(views: Sequence[SkuView]) -> np.ndarray:
-    """(N, 7) per-SKU change watch: level CUSUM up and down, labels, units, changes found,
-    price-response CUSUM steeper and flatter.
+    """(N, 9) per-SKU change watch: level CUSUM up and down, labels, units, changes found,
+    price-response CUSUM steeper and flatter, labels at the last level alarm and its direction.
 
-    A five-float record (the level watch alone) keeps its CUSUMs and counts, and its
-    price-response CUSUMs start at 0; a four-float record (the earlier EWMA watch: residual
+    A seven-float record (both watches) has no level alarm on record; a five-float record (the
+    level watch alone) keeps its CUSUMs and counts, and its price-response CUSUMs start at 0;
+    a four-float record (the earlier EWMA watch: residual
     and variance sums, labels, units) keeps its counts and starts the CUSUMs afresh."""
-    out = np.zeros((len(views), 7))
+    out = np.zeros((len(views), 9))
     for i, v in enumerate(views):
         got = v.state.get("cd")
-        if got and len(got) in (5, 7):
+        if got and len(got) in (5, 7, 9):
             out[i, : len(got)] = got
         elif got and len(got) == 4:
             out[i, 2:4] = got[2:4]
@@ -193,6 +207,7 @@ class Elasticity:
         detect_min_var: float = 30.0,
         detect_slope: float = 1.0,
         keep_on_change: float = 0.05,
+        detect_return: float = 5760.0,
         learn_spread: bool = True,
     ) -> None:
         self.forget = forget
@@ -205,6 +220,9 @@ class Elasticity:
         # the price-response watch tests elasticity ± this (pivoting at the SKU's mean price)
         self.detect_slope = detect_slope
         self.keep_on_change = keep_on_change  # share of the SKU's own information kept
+        # labels (4 days of the default one-minute windows) within which a level alarm opposite
+        # to the last level alarm is the level coming back: only the level is forgotten; 0: never
+        self.detect_return = detect_return
         self.learn_spread = learn_spread  # False: the curvature prior's spread stays as given
 
     def _watch(
@@ -215,8 +233,9 @@ class Elasticity:
         phi: float,
         own: np.ndarray,
         x: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The change watch after one label per row: (new state, rows whose response changed).
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The change watch after one label per row: (new state, rows whose response changed,
+        rows where only the level watch fired).
 
         ``own`` is each SKU's own likelihood before the label (``_state``: ``J00, J01, …``).
         Page's CUSUM, both ways, on two quasi-Poisson log-likelihood ratios against the
@@ -231,7 +250,8 @@ class Elasticity:
         cd[:, 2] += 1.0
         cd[:, 3] += y
         if self.detect <= 0:
-            return cd, np.zeros(len(cd), dtype=bool)
+            none = np.zeros(len(cd), dtype=bool)
+            return cd, none, none
         judged = own[:, 0] >= self.detect_min_var
         lr = math.log1p(self.detect_shift)
         up = (y * lr - lam * self.detect_shift) / phi
@@ -246,9 +266,15 @@ class Elasticity:
                 llr = (y * sign * dx - lam * np.expm1(sign * dx)) / phi
                 cd[:, col] = np.where(judged, np.maximum(cd[:, col] + llr, 0.0), 0.0)
         changed = judged & (np.max(cd[:, [0, 1, 5, 6]], axis=1) > self.detect)
-        cd[np.ix_(changed, [0, 1, 5, 6])] = 0.0
+        level_only = changed & (np.max(cd[:, [5, 6]], axis=1) <= self.detect)
+        way = np.where(cd[:, 0] >= cd[:, 1], 1.0, -1.0)
+        back = level_only & (cd[:, 8] == -way) & (cd[:, 2] - cd[:, 7] <= self.detect_return)
+        cd[np.ix_(changed, [0, 1])] = 0.0
+        cd[np.ix_(changed & ~back, [5, 6])] = 0.0
+        cd[level_only, 7] = cd[level_only, 2]
+        cd[changed, 8] = np.where(level_only[changed], way[changed], 0.0)
         cd[changed, 4] += 1.0
-        return cd, changed
+        return cd, changed, back
 
     # -- persistence of the pooled part (the per-SKU part lives in SkuView.state) -------------
     def snapshot(self) -> str:
@@ -404,13 +430,35 @@ class Elasticity:
         s *= self.forget
         b *= self.forget
         _add_labels(s, b, theta, x, y, lam, phi)
-        cd, changed = self._watch(_watch_state(vs), y, lam, phi, own, x)
-        s[changed] *= self.keep_on_change
-        b[changed] *= self.keep_on_change
+        cd, changed, back = self._watch(_watch_state(vs), y, lam, phi, own, x)
+        self._forget(s, b, changed, back)
         for v, row, bend, c in zip(vs, s.tolist(), b.tolist(), cd.tolist(), strict=True):
             v.state["el"] = [float(f"{t:.8g}") for t in row]
             v.state["ek"] = [float(f"{t:.8g}") for t in bend]
             v.state["cd"] = [float(f"{t:.8g}") for t in c]
+
+    def _forget(self, s: np.ndarray, b: np.ndarray, changed: np.ndarray, back: np.ndarray) -> None:
+        """Forget in place what a change made stale: all but ``keep_on_change`` of the SKU's
+        own information; where the level came ``back``, only that share of its level. What it
+        knows of its response shape with the level profiled out (the Schur complement
+        ``J - J·e₀e₀ᵀ·J / J00``: the shape as learned from how its price varied) stays whole."""
+        keep = self.keep_on_change
+        full = changed & ~back
+        s[full] *= keep
+        b[full] *= keep
+        if not back.any():
+            return
+        j = np.empty((int(back.sum()), 3, 3))  # the (a, e, k) information of those rows
+        j[:, 0, 0], j[:, 0, 1], j[:, 1, 1] = s[back, 0], s[back, 1], s[back, 2]
+        j[:, 0, 2], j[:, 1, 2], j[:, 2, 2] = b[back, 0], b[back, 1], b[back, 2]
+        j[:, 1, 0], j[:, 2, 0], j[:, 2, 1] = j[:, 0, 1], j[:, 0, 2], j[:, 1, 2]
+        h = np.stack([s[back, 3], s[back, 4], b[back, 3]], axis=1)
+        c = j[:, :, 0] / np.maximum(j[:, 0, 0], 1e-12)[:, None]  # J[:, 0] / J00
+        # keep·J + (1 - keep)·(J - c·J[0, :]): the level's share is keep, the shape's all of it
+        j -= (1.0 - keep) * c[:, :, None] * j[:, 0, None, :]
+        h -= (1.0 - keep) * c * h[:, :1]
+        s[back] = np.stack([j[:, 0, 0], j[:, 0, 1], j[:, 1, 1], h[:, 0], h[:, 1]], axis=1)
+        b[back] = np.stack([j[:, 0, 2], j[:, 1, 2], j[:, 2, 2], h[:, 2]], axis=1)
 
     def learn_local(self, view: SkuView, price: float, units: float) -> None:
         """One IRLS step of the SKU's own likelihood for a label, at its current posterior: the

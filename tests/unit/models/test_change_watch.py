@@ -5,6 +5,7 @@ stationary SKUs."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,17 +39,19 @@ def _run(
     *,
     centre: float = 26.0,
     spread: float = 0.1,
-    level: float = 1.5,
+    level: float | Callable[[int], float] = 1.5,
 ) -> list[list[int]]:
     """Over-dispersed sales (orders of 1-3 units) at prices that wander (log sd ``spread``)
-    around ``centre`` (a reference of 20), ``level`` units a window at the reference; the
+    around ``centre`` (a reference of 20), ``level`` units a window at the reference (or
+    ``level(window)``); the
     windows at which each SKU's watch fired."""
     rng = np.random.default_rng(seed)
     fired: list[list[int]] = [[] for _ in views]
     mean_qty = float((QTY * QTY_P).sum())
     for w in range(windows):
         prices = centre * np.exp(rng.normal(0.0, spread, len(views)))
-        lam = level * (prices / 20.0) ** e_of_w(w)
+        at = level(w) if callable(level) else level
+        lam = at * (prices / 20.0) ** e_of_w(w)
         orders = rng.poisson(lam / mean_qty)
         units = np.array([rng.choice(QTY, size=o, p=QTY_P).sum() for o in orders], dtype=float)
         el.learn_pooled(views, prices, units)
@@ -106,7 +109,7 @@ def test_a_record_of_the_earlier_watch_keeps_its_counts() -> None:
     (v,) = _views(1)
     v.state["cd"] = [-12.0, 250.0, 1000.0, 800.0]  # residual and variance sums, labels, units
     el.learn_local(v, 26.0, 1.0)
-    assert len(v.state["cd"]) == 7
+    assert len(v.state["cd"]) == 9
     assert v.state["cd"][2:5] == [1001.0, 801.0, 0.0]
     assert math.isfinite(v.state["cd"][0]) and v.state["cd"][1] < 6.0
 
@@ -120,10 +123,24 @@ def test_a_record_of_the_level_watch_alone_keeps_its_cusums() -> None:
     v.state["cd"] = [3.0, 0.5, 1000.0, 800.0, 2.0]
     el.learn_local(v, 26.0, 1.0)
     cd = v.state["cd"]
-    assert len(cd) == 7
+    assert len(cd) == 9
     assert cd[2:5] == [1001.0, 801.0, 2.0]
     assert cd[0] != 0.0 and abs(cd[0] - 3.0) < 1.0  # carried on from 3, not restarted
     assert 0.0 <= cd[5] < 1.0 and 0.0 <= cd[6] < 1.0  # one label's evidence from 0
+    assert cd[7:] == [0.0, 0.0]  # no level alarm on record to come back from
+
+
+def test_a_record_of_both_watches_keeps_its_cusums() -> None:
+    """A seven-float record (both watches, before the level's return was watched) loads as it
+    was, with no level alarm on record."""
+    el = Elasticity()
+    (v,) = _views(1)
+    v.state["el"] = [100.0, 26.0, 7.0, -300.0, -80.0]
+    v.state["cd"] = [3.0, 0.5, 1000.0, 800.0, 2.0, 4.0, 1.5]
+    el.learn_local(v, 26.0, 1.0)
+    cd = v.state["cd"]
+    assert len(cd) == 9 and cd[2:5] == [1001.0, 801.0, 2.0] and cd[7:] == [0.0, 0.0]
+    assert abs(cd[5] - 4.0) < 1.0 and abs(cd[6] - 1.5) < 1.0  # carried on
 
 
 def _first_after(fired: list[list[int]], switch: int) -> list[int | None]:
@@ -172,3 +189,32 @@ def test_the_price_response_watch_is_quiet_on_stationary_skus() -> None:
         )
         late += sum(1 for fs in fired for f in fs if f >= warm_up)
     assert late <= 2
+
+
+def _promotion(el: Elasticity, seed: int) -> tuple[list[list[int]], list[SkuView]]:
+    """Eight SKUs at elasticity -2.4 whose demand at every price falls by 40% from window 1500
+    to 1900 (a competitor's promotion) and then comes back."""
+    views = _views(8, traffic=80.0)
+    fired = _run(
+        el, views, lambda w: -2.4, 2300, seed=seed, level=lambda w: 3.6 if 1500 <= w < 1900 else 6.0
+    )
+    return fired, views
+
+
+def test_a_level_that_comes_back_keeps_the_response_shape() -> None:
+    """The level watch finds the promotion's start and its end. The start is a change for all
+    the watch can tell, and the SKU forgets (explores again); the end, a level alarm opposite
+    to the last one within ``detect_return`` labels, is the level coming back: the SKU forgets
+    only its level and keeps what it knew of its response, so it leaves the promotion with a
+    narrower elasticity than if it had forgotten everything again (``detect_return=0``)."""
+    el = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75))
+    fired, views = _promotion(el, seed=8)
+    forgot = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75), detect_return=0.0)
+    fired0, views0 = _promotion(forgot, seed=8)
+    for got in (fired, fired0):
+        assert all(d is not None and d < 200 for d in _first_after(got, 1500)), got
+        assert all(d is not None and d < 200 for d in _first_after(got, 1900)), got
+    e, sd = el.elasticity(views)
+    _, sd0 = forgot.elasticity(views0)
+    assert float(np.median(sd)) < 0.85 * float(np.median(sd0)), (sd, sd0)
+    assert abs(float(np.median(e)) + 2.4) < 0.25, e
