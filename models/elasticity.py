@@ -235,7 +235,8 @@ class Elasticity:
         x: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The change watch after one label per row: (new state, rows whose response changed,
-        rows where only the level watch fired).
+        rows where the level came back: a level alarm opposite to the last level alarm within
+        ``detect_return`` labels, the response watch quiet).
 
         ``own`` is each SKU's own likelihood before the label (``_state``: ``J00, J01, …``).
         Page's CUSUM, both ways, on two quasi-Poisson log-likelihood ratios against the
