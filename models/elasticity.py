@@ -144,6 +144,17 @@ def _add_labels(
     b[:, 3] += r * half
 
 
+def _info(s: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3, 3) information and (N, 3) score of (a, e, k) from the SKUs' rows (``_state``,
+    ``_bend_state``): the one place that knows where each entry is stored."""
+    j = np.empty((len(s), 3, 3))
+    j[:, 0, 0], j[:, 1, 1], j[:, 2, 2] = s[:, 0], s[:, 2], b[:, 2]
+    j[:, 0, 1] = j[:, 1, 0] = s[:, 1]
+    j[:, 0, 2] = j[:, 2, 0] = b[:, 0]
+    j[:, 1, 2] = j[:, 2, 1] = b[:, 1]
+    return j, np.stack([s[:, 3], s[:, 4], b[:, 3]], axis=1)
+
+
 def _watch_state(views: Sequence[SkuView]) -> np.ndarray:
     """(N, 9) per-SKU change watch: level CUSUM up and down, labels, units, changes found,
     price-response CUSUM steeper and flatter, labels at the last level alarm and its direction.
@@ -296,12 +307,12 @@ class Elasticity:
         """:meth:`posterior3` from the SKUs' rows (``_state``, ``_bend_state``) read once."""
         pr = self.prior
         pa, pe, pk = 1.0 / pr.sd_a**2, 1.0 / pr.sd_e**2, 1.0 / max(pr.sd_k, 1e-6) ** 2
-        j = np.empty((len(s), 3, 3))
-        j[:, 0, 0], j[:, 1, 1], j[:, 2, 2] = s[:, 0] + pa, s[:, 2] + pe, b[:, 2] + pk
-        j[:, 0, 1] = j[:, 1, 0] = s[:, 1]
-        j[:, 0, 2] = j[:, 2, 0] = b[:, 0]
-        j[:, 1, 2] = j[:, 2, 1] = b[:, 1]
-        h = np.stack([s[:, 3] + pa * pr.mean_a, s[:, 4] + pe * pr.mean_e, b[:, 3]], axis=1)
+        j, h = _info(s, b)
+        j[:, 0, 0] += pa
+        j[:, 1, 1] += pe
+        j[:, 2, 2] += pk
+        h[:, 0] += pa * pr.mean_a
+        h[:, 1] += pe * pr.mean_e
         cov = np.linalg.inv(j)
         return np.einsum("nij,nj->ni", cov, h), cov
 
@@ -449,11 +460,7 @@ class Elasticity:
         b[full] *= keep
         if not back.any():
             return
-        j = np.empty((int(back.sum()), 3, 3))  # the (a, e, k) information of those rows
-        j[:, 0, 0], j[:, 0, 1], j[:, 1, 1] = s[back, 0], s[back, 1], s[back, 2]
-        j[:, 0, 2], j[:, 1, 2], j[:, 2, 2] = b[back, 0], b[back, 1], b[back, 2]
-        j[:, 1, 0], j[:, 2, 0], j[:, 2, 1] = j[:, 0, 1], j[:, 0, 2], j[:, 1, 2]
-        h = np.stack([s[back, 3], s[back, 4], b[back, 3]], axis=1)
+        j, h = _info(s[back], b[back])
         c = j[:, :, 0] / np.maximum(j[:, 0, 0], 1e-12)[:, None]  # J[:, 0] / J00
         # keep·J + (1 - keep)·(J - c·J[0, :]): the level's share is keep, the shape's all of it
         j -= (1.0 - keep) * c[:, :, None] * j[:, 0, None, :]
