@@ -1,5 +1,5 @@
-"""Each SKU's change watch over its elasticity model's labels (:mod:`models.elasticity` learns;
-this module judges).
+"""Each SKU's change watch over its elasticity model's labels, and the demand regime it
+remembers from before its last shift (:mod:`models.elasticity` learns; this module judges).
 
 The watch: each SKU keeps ``SkuView.state["cd"]``, nine floats: two two-sided CUSUMs of its
 one-step-ahead labels, its label and unit counts, how often the watch fired, and its last
@@ -29,6 +29,22 @@ that come and go are the common case of a shop's demand (promotions, a competito
 and, from the second on, leave what the SKU knows of its response in place. The state holds
 two more floats for it: the label count at the last level alarm and its direction (±1; 0
 after a response alarm). Records of 4, 5 and 7 floats load as before, with none on record.
+
+The other regime: demand that comes back usually comes back to what it was, price response
+included (a competitor's promotion moves our elasticity as well as our level while it lasts,
+and both return when it ends). So a change that forgets everything first keeps what the SKU
+knew in ``SkuView.state["el_alt"]``: its own likelihood of ``(a, e, k)`` as it stood (the
+nine floats of ``el`` and ``ek``) and one more, the evidence that this other regime explains
+the SKU's labels better than its current one (Page's CUSUM of the quasi-Poisson
+log-likelihood ratio of the two one-step-ahead predictions). When the level comes back and
+that evidence passes ``recall`` times ``detect``, the SKU swaps: the other regime becomes its
+current one, whole, and what it learned since the change is kept as the other. So the second
+promotion starts from what the first one taught, and the end of each gives back the response
+learned between promotions instead of the one learned during them. A level coming back that
+the other regime does not explain (a regime changed for good and a level that moved again)
+forgets only the level, as above. An alarm in the same direction as the last level alarm
+within ``detect_return`` labels is the same shift seen again (an echo, while the level
+re-learns): it keeps the other regime from before the shift.
 """
 
 from __future__ import annotations
@@ -40,6 +56,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from repricer.models.base import SkuView
+
+OTHER = "el_alt"  # the state key of the SKU's other regime
+OTHER_WIDTH = 10  # the likelihood's nine floats (el, ek) and the evidence that it fits better
 
 
 def watch_state(views: Sequence[SkuView]) -> np.ndarray:
@@ -58,6 +77,13 @@ def watch_state(views: Sequence[SkuView]) -> np.ndarray:
         elif got and len(got) == 4:
             out[i, 2:4] = got[2:4]
     return out
+
+
+def llr_step(y: np.ndarray, lam_other: np.ndarray, lam: np.ndarray, phi: float) -> np.ndarray:
+    """Quasi-Poisson log-likelihood ratio of each label under the other regime's expected
+    units ``lam_other`` against the current regime's ``lam``."""
+    other, cur = np.maximum(lam_other, 1e-12), np.maximum(lam, 1e-12)
+    return np.asarray((y * np.log(other / cur) - (other - cur)) / phi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +147,9 @@ class Watch:
         cd[changed, 8] = np.where(level_only[changed], way[changed], 0.0)
         cd[changed, 4] += 1.0
         return cd, changed, back
+
+    def echo(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Rows whose level alarm (``after``, from :meth:`step` on ``before``) goes the same way
+        as their last level alarm within ``back_within`` labels: the same shift seen again."""
+        way = after[:, 8]
+        return (way != 0) & (before[:, 8] == way) & (after[:, 2] - before[:, 7] <= self.back_within)

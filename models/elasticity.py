@@ -55,7 +55,7 @@ import numpy as np
 
 from repricer.models.base import SkuView
 from repricer.models.bend_prior import SD_K_FLOOR, bend_evidence, spread, spread_moment
-from repricer.models.change_watch import Watch, watch_state
+from repricer.models.change_watch import OTHER, OTHER_WIDTH, Watch, llr_step, watch_state
 
 _MAX_ETA = 12.0  # exp(12) ≈ 160k units per window: beyond that the linearisation is meaningless
 _MIN_EXPOSURE = 0.5  # views; a SKU nobody looked at recently still has a finite offset
@@ -179,6 +179,7 @@ class Elasticity:
         detect_slope: float = 1.0,
         keep_on_change: float = 0.05,
         detect_return: float = 5760.0,
+        recall: float = 0.5,
         learn_spread: bool = True,
     ) -> None:
         self.forget = forget
@@ -194,6 +195,9 @@ class Elasticity:
         # labels (4 days of the default one-minute windows) within which a level alarm opposite
         # to the last level alarm is the level coming back: only the level is forgotten; 0: never
         self.detect_return = detect_return
+        # share of ``detect`` by which the regime a SKU left must explain its labels better
+        # than its current one to be taken back when the level comes back; 0: never kept
+        self.recall = recall
         self.learn_spread = learn_spread  # False: the curvature prior's spread stays as given
 
     # -- persistence of the pooled part (the per-SKU part lives in SkuView.state) -------------
@@ -326,7 +330,9 @@ class Elasticity:
         so the batch is the same as learning the labels one by one (tests/unit/test_elasticity).
         Per label: an IRLS step at the posterior mean ``θ = (a, e, k)`` adds the label's
         curvature and score to the SKU's information (``_add_labels``), and the change watch
-        judges the label against the SKU's own information before it.
+        judges the label against the SKU's own information before it; the regime the SKU left
+        at its last change (if any) gathers its evidence of fitting better, and is taken back
+        when the level comes back and that evidence is strong (:mod:`models.change_watch`).
         """
         p = np.asarray(prices, dtype=np.float64).reshape(-1)
         y = np.asarray(units, dtype=np.float64).reshape(-1)
@@ -351,6 +357,14 @@ class Elasticity:
         s *= self.forget
         b *= self.forget
         _add_labels(s, b, theta, x, y, lam, phi)
+        other = _rows(vs, OTHER, OTHER_WIDTH)  # the regime left at the last change, if any
+        has = other[:, 0] > 0
+        if has.any():  # the evidence that the regime the SKU left fits its labels better
+            t_o, _ = self._solve(other[has, :5], other[has, 5:9])
+            x_o = x[has]
+            eta_o = off[has] + t_o[:, 0] + t_o[:, 1] * x_o + t_o[:, 2] * x_o * x_o / 2.0
+            step = llr_step(y[has], np.exp(np.minimum(eta_o, _MAX_ETA)), lam[has], phi)
+            other[has, 9] = np.maximum(other[has, 9] + step, 0.0)
         watch = Watch(
             self.detect,
             self.detect_shift,
@@ -358,12 +372,29 @@ class Elasticity:
             self.detect_slope,
             self.detect_return,
         )
-        cd, changed, back = watch.step(watch_state(vs), y, lam, phi, own, x)
-        self._forget(s, b, changed, back)
-        for v, row, bend, c in zip(vs, s.tolist(), b.tolist(), cd.tolist(), strict=True):
+        before = watch_state(vs)
+        cd, changed, back = watch.step(before, y, lam, phi, own, x)
+        was = np.concatenate([s, b], axis=1)  # the regime as it stood (for the other)
+        swap = np.zeros_like(back)  # the level came back to the regime the SKU left
+        if self.recall > 0:
+            swap = back & (other[:, 9] > self.recall * self.detect)
+        self._forget(s, b, changed & ~swap, back & ~swap)
+        s[swap], b[swap] = other[swap, :5], other[swap, 5:9]
+        cd[swap, 5:7] = 0.0  # the price-response watch restarts on the new regime
+        if self.recall > 0:
+            # a first change keeps the regime it left; an echo of the same shift keeps the one
+            # from before it; a swap keeps the regime it left as the other
+            kept = (changed & ~back & ~(has & watch.echo(before, cd))) | swap
+            other[kept, :9] = was[kept]
+            other[changed, 9] = 0.0
+        for v, row, bend, c, o in zip(
+            vs, s.tolist(), b.tolist(), cd.tolist(), other.tolist(), strict=True
+        ):
             v.state["el"] = [float(f"{t:.8g}") for t in row]
             v.state["ek"] = [float(f"{t:.8g}") for t in bend]
             v.state["cd"] = [float(f"{t:.8g}") for t in c]
+            if o[0] > 0:
+                v.state[OTHER] = [float(f"{t:.8g}") for t in o]
 
     def _forget(self, s: np.ndarray, b: np.ndarray, changed: np.ndarray, back: np.ndarray) -> None:
         """Forget in place what a change made stale: all but ``keep_on_change`` of the SKU's

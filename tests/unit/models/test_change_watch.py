@@ -206,10 +206,12 @@ def test_a_level_that_comes_back_keeps_the_response_shape() -> None:
     the watch can tell, and the SKU forgets (explores again); the end, a level alarm opposite
     to the last one within ``detect_return`` labels, is the level coming back: the SKU forgets
     only its level and keeps what it knew of its response, so it leaves the promotion with a
-    narrower elasticity than if it had forgotten everything again (``detect_return=0``)."""
-    el = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75))
+    narrower elasticity than if it had forgotten everything again (``detect_return=0``).
+    Both without the other regime (``recall=0``): this is the level-only path it falls back
+    on when the regime it left does not explain the labels better."""
+    el = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75), recall=0.0)
     fired, views = _promotion(el, seed=8)
-    forgot = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75), detect_return=0.0)
+    forgot = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75), detect_return=0.0, recall=0.0)
     fired0, views0 = _promotion(forgot, seed=8)
     for got in (fired, fired0):
         assert all(d is not None and d < 200 for d in _first_after(got, 1500)), got
@@ -218,3 +220,60 @@ def test_a_level_that_comes_back_keeps_the_response_shape() -> None:
     _, sd0 = forgot.elasticity(views0)
     assert float(np.median(sd)) < 0.85 * float(np.median(sd0)), (sd, sd0)
     assert abs(float(np.median(e)) + 2.4) < 0.25, e
+
+
+def _promotions(recall: float, windows: int) -> tuple[list[list[int]], list[SkuView], Elasticity]:
+    """Eight SKUs whose competitor runs two promotions (windows 1500-1900 and 3000-3400) that
+    take 40% of their demand and steepen their elasticity from -2.4 to -3.4 while they last."""
+
+    def on(w: int) -> bool:
+        return 1500 <= w < 1900 or 3000 <= w < 3400
+
+    el = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75), recall=recall)
+    views = _views(8, traffic=80.0)
+    fired = _run(
+        el,
+        views,
+        lambda w: -3.4 if on(w) else -2.4,
+        windows,
+        seed=8,
+        level=lambda w: 3.6 if on(w) else 6.0,
+    )
+    return fired, views, el
+
+
+def test_the_regime_a_sku_left_is_taken_back_when_demand_returns_to_it() -> None:
+    """A promotion that changes the response as well as the level: at its end the SKU takes
+    back the regime it left (elasticity -2.4, learned over 1500 windows) instead of keeping the
+    one learned during the promotion, and at the next promotion it takes back the promotion's.
+    Against the same SKUs without the other regime (``recall=0``), which only forget."""
+    between = {}
+    for recall in (0.5, 0.0):
+        _, views, el = _promotions(recall, 2300)
+        e, sd = el.elasticity(views)
+        between[recall] = (abs(float(np.median(e)) + 2.4), float(np.median(sd)))
+        assert all(len(v.state.get("el_alt", [])) == (10 if recall else 0) for v in views)
+    assert between[0.5][0] < 0.5 * between[0.0][0], between  # measured 0.06 against 0.32
+    assert between[0.5][1] < 0.75 * between[0.0][1], between  # 0.15 against 0.29
+    second = {}
+    for recall in (0.5, 0.0):
+        fired, views, el = _promotions(recall, 3150)
+        e, _ = el.elasticity(views)
+        alarms = sum(1 for fs in fired for f in fs if f >= 2900)
+        second[recall] = (abs(float(np.median(e)) + 3.4), alarms)
+    # in the second promotion: nearer its elasticity (0.21 against 0.47 off), and one alarm
+    # per SKU (its start) where forgetting raises an echo as the level re-learns
+    assert second[0.5][0] < 0.75 * second[0.0][0], second
+    assert second[0.5][1] < second[0.0][1], second
+
+
+def test_a_change_keeps_the_regime_it_left_and_still_relearns() -> None:
+    """The elasticity steepens for good (-2.0 to -2.9 at prices 30% above the reference): each
+    SKU keeps the regime it left (ten floats: its likelihood then and the evidence for it) and
+    prices by the one it re-learns; no level comes back, so none is taken back."""
+    el = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75))
+    views = _views(8)
+    _run(el, views, lambda w: -2.0 if w < 1500 else -2.9, 1500 + 2880, seed=3)
+    e, _ = el.elasticity(views)
+    assert all(len(v.state.get("el_alt", [])) == 10 for v in views)  # each changed once
+    assert float(np.median(e)) < -2.6, e
