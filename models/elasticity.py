@@ -122,6 +122,12 @@ def _add_labels(
     b[:, 3] += r * half
 
 
+def _eta(off: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(N,) log expected units of one label per row at log price ``x`` under ``θ = (a, e, k)``
+    with exposure offset ``off``."""
+    return off + theta[:, 0] + theta[:, 1] * x + theta[:, 2] * x * x / 2.0
+
+
 def _info(s: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3, 3) information and (N, 3) score of (a, e, k) from the SKUs' rows (``_state``,
     ``_bend_state``): the one place that knows where each entry is stored."""
@@ -349,7 +355,7 @@ class Elasticity:
         theta, _ = self._solve(s, b)
         x = _x(vs, p)
         off = _offset(vs)
-        eta = off + theta[:, 0] + theta[:, 1] * x + theta[:, 2] * x * x / 2.0
+        eta = _eta(off, theta, x)
         # math.exp per row, not np.exp: the figures measured so far, to the last bit
         lam = np.array([math.exp(t) for t in np.minimum(eta, _MAX_ETA).tolist()])
         phi = max(self.prior.dispersion, 1e-3)
@@ -358,13 +364,11 @@ class Elasticity:
         b *= self.forget
         _add_labels(s, b, theta, x, y, lam, phi)
         other = _rows(vs, OTHER, OTHER_WIDTH)  # the regime left at the last change, if any
-        has = other[:, 0] > 0
+        has = (other[:, 0] > 0) & (self.recall > 0)
         if has.any():  # the evidence that the regime the SKU left fits its labels better
             t_o, _ = self._solve(other[has, :5], other[has, 5:9])
-            x_o = x[has]
-            eta_o = off[has] + t_o[:, 0] + t_o[:, 1] * x_o + t_o[:, 2] * x_o * x_o / 2.0
-            step = llr_step(y[has], np.exp(np.minimum(eta_o, _MAX_ETA)), lam[has], phi)
-            other[has, 9] = np.maximum(other[has, 9] + step, 0.0)
+            lam_o = np.exp(np.minimum(_eta(off[has], t_o, x[has]), _MAX_ETA))
+            other[has, 9] = np.maximum(other[has, 9] + llr_step(y[has], lam_o, lam[has], phi), 0.0)
         watch = Watch(
             self.detect,
             self.detect_shift,
@@ -374,19 +378,19 @@ class Elasticity:
         )
         before = watch_state(vs)
         cd, changed, back = watch.step(before, y, lam, phi, own, x)
-        was = np.concatenate([s, b], axis=1)  # the regime as it stood (for the other)
         swap = np.zeros_like(back)  # the level came back to the regime the SKU left
+        kept = np.zeros_like(back)  # rows whose other regime becomes the one they leave now
         if self.recall > 0:
             swap = back & (other[:, 9] > self.recall * self.detect)
-        self._forget(s, b, changed & ~swap, back & ~swap)
-        s[swap], b[swap] = other[swap, :5], other[swap, 5:9]
-        cd[swap, 5:7] = 0.0  # the price-response watch restarts on the new regime
-        if self.recall > 0:
             # a first change keeps the regime it left; an echo of the same shift keeps the one
             # from before it; a swap keeps the regime it left as the other
             kept = (changed & ~back & ~(has & watch.echo(before, cd))) | swap
-            other[kept, :9] = was[kept]
-            other[changed, 9] = 0.0
+        was = np.concatenate([s[kept], b[kept]], axis=1)  # the regime as it stood
+        self._forget(s, b, changed & ~swap, back & ~swap)
+        s[swap], b[swap] = other[swap, :5], other[swap, 5:9]
+        cd[swap, 5:7] = 0.0  # the price-response watch restarts on the new regime
+        other[kept, :9] = was
+        other[changed, 9] = 0.0
         for v, row, bend, c, o in zip(
             vs, s.tolist(), b.tolist(), cd.tolist(), other.tolist(), strict=True
         ):
