@@ -34,7 +34,8 @@ PRIOR = ("prior_oracle_vs_oracle", "prior_oracle_vs_oracle_last_day", "prior_exp
 PRICINGS = ("static", "policy", "oracle", "prior_oracle")
 
 
-def _ratio(a: float, b: float) -> float | None:
+def ratio(a: float, b: float) -> float | None:
+    """``a / b`` to 6 decimals, ``None`` when ``b`` is 0 (no denominator to compare with)."""
     return round(a / b, 6) if b else None
 
 
@@ -84,15 +85,15 @@ def seed_report(
         po, st, orc = sums["policy"][fam], sums["static"][fam], sums["oracle"][fam]
         pri = sums["prior_oracle"][fam]
         fams[fam] = {
-            "profit_vs_oracle": _ratio(po[0], orc[0]),
-            "profit_vs_oracle_last_day": _ratio(po[1], orc[1]),
-            "profit_vs_static": _ratio(po[0], st[0]),
-            "static_vs_oracle": _ratio(st[0], orc[0]),
-            "expected_vs_oracle": _ratio(exp["policy"][fam][0], exp["oracle"][fam][0]),
-            "expected_vs_static": _ratio(exp["policy"][fam][0], exp["static"][fam][0]),
-            "prior_oracle_vs_oracle": _ratio(pri[0], orc[0]),
-            "prior_oracle_vs_oracle_last_day": _ratio(pri[1], orc[1]),
-            "prior_expected_vs_oracle": _ratio(exp["prior_oracle"][fam][0], exp["oracle"][fam][0]),
+            "profit_vs_oracle": ratio(po[0], orc[0]),
+            "profit_vs_oracle_last_day": ratio(po[1], orc[1]),
+            "profit_vs_static": ratio(po[0], st[0]),
+            "static_vs_oracle": ratio(st[0], orc[0]),
+            "expected_vs_oracle": ratio(exp["policy"][fam][0], exp["oracle"][fam][0]),
+            "expected_vs_static": ratio(exp["policy"][fam][0], exp["static"][fam][0]),
+            "prior_oracle_vs_oracle": ratio(pri[0], orc[0]),
+            "prior_oracle_vs_oracle_last_day": ratio(pri[1], orc[1]),
+            "prior_expected_vs_oracle": ratio(exp["prior_oracle"][fam][0], exp["oracle"][fam][0]),
         }
     pol = runs["policy"]
     return {
@@ -105,9 +106,9 @@ def seed_report(
     }
 
 
-def _summary(values: Sequence[float | None]) -> dict[str, float | None]:
+def summary(values: Sequence[float | None]) -> dict[str, float | None]:
     """Median, min and max of the finite values (``None`` when no seed defines the ratio: no
-    profit at all in the denominator)."""
+    profit at all in the denominator). Shared with ``repricer bench forecast --seeds``."""
     v = [x for x in values if x is not None and math.isfinite(x)]
     if not v:
         return {"median": None, "min": None, "max": None}
@@ -163,7 +164,7 @@ def backtest_markets(
             f: {
                 "skus": sum(1 for i in range(skus) if family_of(market, i) == f),
                 **{
-                    key: _summary([r["families"][f][key] for r in per_seed if f in r["families"]])
+                    key: summary([r["families"][f][key] for r in per_seed if f in r["families"]])
                     for key in (*RATIOS, *EXPECTED, *PRIOR)
                 },
             }
@@ -171,7 +172,7 @@ def backtest_markets(
         },
         "guardrail_violations": sum(violations.values()),
         "violations_by_rule": dict(violations),
-        "price_changes": _summary([float(r["price_changes"]) for r in per_seed]),
+        "price_changes": summary([float(r["price_changes"]) for r in per_seed]),
         "per_seed": per_seed,
         "seconds": round(time.monotonic() - t, 1),
     }
