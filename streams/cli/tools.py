@@ -170,11 +170,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.market is not None:
         if args.what != "forecast":
             raise SystemExit("repricer bench: --market goes with `forecast` only")
-        from repricer.streams.tools.bench.forecast_markets import forecast_markets
+        if args.seeds is not None and args.seeds < 1:
+            raise SystemExit("repricer bench: --seeds must be at least 1")
+        from repricer.streams.tools.bench.forecast_markets import forecast_markets_seeds
 
-        out = forecast_markets(args.market, quick=args.quick, progress=None if args.json else err)
+        out = forecast_markets_seeds(
+            args.market,
+            seeds=1 if args.seeds is None else args.seeds,
+            seed=11 if args.seed is None else args.seed,
+            quick=args.quick,
+            progress=None if args.json else err,
+        )
         print(json.dumps(out, indent=None if args.json else 2))
         return 0
+    if args.seed is not None or args.seeds is not None:
+        raise SystemExit("repricer bench: --seed and --seeds go with `forecast --market` only")
 
     report = run_bench(args.what, quick=args.quick, progress=None if args.json else err)
     print(json.dumps(report, indent=None if args.json else 2))
@@ -333,6 +343,23 @@ def add_bench(sub: Subparsers) -> None:
         choices=MARKETS,
         default=None,
         help="forecast only: score every model per demand family of this market (mix: all)",
+    )
+    be.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with forecast --market: run seeds --seed .. --seed+N-1 and report every ratio per "
+        "family as median [min-max] over them, with ensemble_p50_vs_bound (the ensemble's "
+        "median forecast / the attainable bound) and each seed's report under per_seed "
+        "(default 1: the one-seed report)",
+    )
+    be.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="with forecast --market: the market's (first) seed (default 11)",
     )
     be.add_argument("--json", action="store_true", help="one-line JSON report")
     be.set_defaults(func=_cmd_bench)

@@ -5,10 +5,17 @@ or ``mix``: every family in turn), its forecasts scored per family exactly as
 :func:`streams.tools.bench.forecast.forecast_bench` scores a run: WAPE of every model and of the
 naive baselines, each model ÷ the best naive baseline, and ``wape_ratio_oracle``, the WAPE of
 the true expected demand (and of its median) ÷ the same baseline: the attainable bound.
+
+With ``--seeds N`` (:func:`forecast_markets_seeds`), seeds ``S .. S + N - 1`` each run as above
+and every ratio is reported per family as the median with its min and max over seeds (the shape
+of ``repricer backtest --market``), with ``ensemble_p50_vs_bound``: the ensemble's median
+forecast ÷ the bound, seed by seed (the target: at most 1.03 on every family).
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +23,7 @@ from repricer.streams.settings import Settings
 from repricer.streams.tools.backtest import RunResult, run_market
 from repricer.streams.tools.bench.common import Progress, machine
 from repricer.streams.tools.bench.forecast import score_run
+from repricer.streams.tools.markets import ratio, summary
 from repricer.streams.tools.simulator.families import FAMILIES, family_of
 
 
@@ -83,4 +91,81 @@ def forecast_markets(
         "wape_ratio_ensemble": {f: v.get("wape_ratio_ensemble") for f, v in fams.items()},
         "model_state_bytes_per_sku": res.state_bytes,
         "seconds": round(res.seconds, 1),
+    }
+
+
+# the figures summarised over seeds: every ratio to the best naive baseline (the bound
+# ``wape_ratio_oracle`` among them) and every model's error vs the true mean
+SUMMARISED = ("wape_ratio_", "truth_error_")
+
+
+def _p50_vs_bound(fam: dict[str, Any]) -> float | None:
+    """The ensemble's median forecast ÷ the attainable bound, both ÷ the best naive baseline."""
+    p50, bound = fam.get("wape_ratio_ensemble_p50"), fam.get("wape_ratio_oracle")
+    return None if p50 is None or bound is None else ratio(p50, bound)
+
+
+def _over_seeds(got: list[dict[str, Any]]) -> dict[str, Any]:
+    """One family's reports, one per seed: the median [min, max] of every figure the seeds
+    with sales all have (a seed whose family sold nothing counts in ``seeds_no_sales``)."""
+    scored = [g for g in got if not g.get("no_sales")]
+    keys = [
+        k
+        for k in (scored[0] if scored else {})
+        if k.startswith(SUMMARISED) and all(k in g for g in scored)
+    ]
+    bound = [_p50_vs_bound(g) for g in got]
+    return {
+        "skus": got[0]["skus"],
+        "seeds_no_sales": len(got) - len(scored),
+        "best_naive_baseline": dict(Counter(g["best_naive_baseline"] for g in scored)),
+        "ensemble_p50_vs_bound": summary(bound),
+        "ensemble_p50_vs_bound_by_seed": bound,
+        **{k: summary([g.get(k) for g in got]) for k in keys},
+    }
+
+
+def forecast_markets_seeds(
+    market: str = "mix",
+    *,
+    seeds: int = 1,
+    seed: int = 11,
+    progress: Progress = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Seeds ``seed .. seed + seeds - 1`` of :func:`forecast_markets` (``kwargs``: its sizes,
+    ``quick`` and ``settings``). One seed: that seed's report, unchanged. More: per family the
+    median, min and max over seeds of every ratio, and the reports of the seeds in
+    ``per_seed``."""
+    if seeds < 1:
+        raise ValueError("seeds must be >= 1")
+    if seeds == 1:
+        return forecast_markets(market, seed=seed, progress=progress, **kwargs)
+    t = time.monotonic()
+    per_seed = []
+    for k in range(seeds):
+        if progress:
+            progress(f"[bench forecast {market}] seed {seed + k} ({k + 1}/{seeds})")
+        per_seed.append(forecast_markets(market, seed=seed + k, progress=progress, **kwargs))
+    first = per_seed[0]
+    fams = {
+        f: _over_seeds([r["families"][f] for r in per_seed])
+        for f in first["families"]
+        if all(f in r["families"] for r in per_seed)
+    }
+    return {
+        "machine": first["machine"],
+        "market": market,
+        "skus": first["skus"],
+        "days": first["days"],
+        "eval_days": first["eval_days"],
+        "seeds": [r["seed"] for r in per_seed],
+        "families": fams,
+        "ensemble_p50_vs_bound": {f: v["ensemble_p50_vs_bound"] for f, v in fams.items()},
+        "model_state_bytes_per_sku": {
+            k: summary([r["model_state_bytes_per_sku"].get(k) for r in per_seed])
+            for k in first["model_state_bytes_per_sku"]
+        },
+        "per_seed": per_seed,
+        "seconds": round(time.monotonic() - t, 1),
     }
