@@ -31,6 +31,19 @@ has changed, the SKU forgets (all but ``keep_on_change`` of its own information,
 level when the level came back) and re-learns, and it keeps the regime it left, to take it
 back whole when demand returns to it.
 
+The slope's fading memory: what a SKU knows of its elasticity at its own mean price fades, each
+label keeping ``1 - h`` of it, where ``h`` is the catalogue's rate of changes (the changes its
+watches found per label, pooled across SKUs: ``PooledPrior.hazard``; 0 until they find one);
+its level there and its curvature do not fade. An elasticity that changes pivoting near the
+price a SKU charges moves demand there by next to nothing, so neither watch sees it once the
+SKU has settled: its posterior has narrowed, Thompson sampling hardly moves the price, and
+with every label weighted alike the estimate would move to the new elasticity only as fast as
+new labels outweigh all the old ones. Fading keeps the posterior from collapsing, so the SKU
+keeps exploring a little and follows such a change. Remembering about as long as the
+catalogue's responses last between changes (``1/h`` labels) is what a change-point prior of
+that rate asks for: a catalogue whose demand keeps changing fades faster, one whose watches
+find nothing does not fade (measured: README, "Pricing per demand family").
+
 Why ``detect_slope`` 1: the watch's evidence per label grows with ``D·δ - D²/2`` for a true
 change ``δ`` of the elasticity, so it gathers evidence only for changes larger than ``D/2``
 and fastest for changes of ``D``. At an elasticity near -2 to -3, pricing for an elasticity
@@ -59,6 +72,10 @@ from repricer.models.change_watch import OTHER, OTHER_WIDTH, Watch, llr_step, wa
 
 _MAX_ETA = 12.0  # exp(12) ≈ 160k units per window: beyond that the linearisation is meaningless
 _MIN_EXPOSURE = 0.5  # views; a SKU nobody looked at recently still has a finite offset
+# the catalogue's rate of changes is the changes found ÷ (labels + these): it starts at 0 (no
+# fading) and comes to count as the labels pass this (35 days of one-minute windows)
+HAZARD_LABELS = 50_000.0
+_MIN_MEMORY = 1000.0  # labels: the slope fades at most this fast, however often SKUs change
 
 
 @dataclass
@@ -75,6 +92,9 @@ class PooledPrior:
     var_k: float = 0.0
     dispersion: float = 1.0  # Var(units) ÷ mean (several units per order make it > 1)
     n: int = 0  # labels the pool has seen
+    # changes the SKUs' watches found per label (over HAZARD_LABELS more labels, none found):
+    # how fast what a SKU knows of its elasticity fades
+    hazard: float = 0.0
 
 
 def _rows(views: Sequence[SkuView], key: str, width: int) -> np.ndarray:
@@ -139,6 +159,30 @@ def _info(s: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return j, np.stack([s[:, 3], s[:, 4], b[:, 3]], axis=1)
 
 
+def _forget_along(
+    s: np.ndarray, b: np.ndarray, rows: np.ndarray, v: np.ndarray, keep: float
+) -> None:
+    """In place on ``rows`` of the SKUs' rows (``_state``, ``_bend_state``): keep ``keep`` of
+    the information along the direction ``v`` of (a, e, k) (one per row) and all of the rest,
+    ``J - (1 - keep)·J·v·vᵀ·J / (vᵀ·J·v)`` (and ``h`` alike). Along ``v = (1, 0, 0)``: the
+    level, the response shape kept whole (the Schur complement); along ``(-x̄, 1, 0)``: the
+    elasticity with the level at ``x̄`` kept."""
+    j, h = _info(s[rows], b[rows])
+    jv = np.einsum("nij,nj->ni", j, v)
+    vjv = np.einsum("ni,ni->n", v, jv)
+    # along a direction the rows hold (next to) no information of there is nothing to forget:
+    # there ``vᵀ·J·v`` is a difference of rounded terms (a SKU sold at one price: the slope at
+    # its mean price), and dividing by it would amplify their rounding
+    scale = np.einsum("ni,ni->n", np.abs(v), np.einsum("nij,nj->ni", np.abs(j), np.abs(v)))
+    some = vjv > 1e-6 * scale
+    c = np.where(some[:, None], jv / np.where(some, vjv, 1.0)[:, None], 0.0)
+    vh = np.einsum("ni,ni->n", v, h)
+    j -= (1.0 - keep) * c[:, :, None] * jv[:, None, :]
+    h -= (1.0 - keep) * c * vh[:, None]
+    s[rows] = np.stack([j[:, 0, 0], j[:, 0, 1], j[:, 1, 1], h[:, 0], h[:, 1]], axis=1)
+    b[rows] = np.stack([j[:, 0, 2], j[:, 1, 2], j[:, 2, 2], h[:, 2]], axis=1)
+
+
 def units_per_label(views: Sequence[SkuView]) -> tuple[np.ndarray, np.ndarray]:
     """(N,) labels learned and mean units per labelled window of each SKU (its own volume)."""
     cd = watch_state(views)
@@ -186,6 +230,7 @@ class Elasticity:
         keep_on_change: float = 0.05,
         detect_return: float = 5760.0,
         recall: float = 0.5,
+        fade_slope: bool = True,
         learn_spread: bool = True,
     ) -> None:
         self.forget = forget
@@ -204,6 +249,9 @@ class Elasticity:
         # share of ``detect`` by which the regime a SKU left must explain its labels better
         # than its current one to be taken back when the level comes back; 0: never kept
         self.recall = recall
+        # what a SKU knows of its elasticity at its own mean price fades at the catalogue's
+        # pooled rate of changes found (``PooledPrior.hazard``); False: never
+        self.fade_slope = fade_slope
         self.learn_spread = learn_spread  # False: the curvature prior's spread stays as given
 
     # -- persistence of the pooled part (the per-SKU part lives in SkuView.state) -------------
@@ -306,6 +354,9 @@ class Elasticity:
             target = float((w_e * mean[:, 1]).sum() / w_e.sum())
             pr.mean_e += self.pool_rate * float(w_e.mean()) * (target - pr.mean_e)
         self._learn_spread(s, b)
+        cd = watch_state(vs)  # the changes found per label, over the SKUs' whole lives
+        rate = float(cd[:, 4].sum()) / (float(cd[:, 2].sum()) + HAZARD_LABELS)
+        pr.hazard += self.pool_rate * (rate - pr.hazard)
         lam = self.expected_units(vs, p, self._solve(s, b)[0])  # at the prior just moved
         big = lam > 0.5  # Pearson residuals of tiny means are mostly noise
         if big.any():
@@ -362,6 +413,12 @@ class Elasticity:
         own = s.copy()  # the SKU's own likelihood before the label (the watch judges by it)
         s *= self.forget
         b *= self.forget
+        fade = min(max(self.prior.hazard, 0.0), 1.0 / _MIN_MEMORY) if self.fade_slope else 0.0
+        if fade > 0:  # the slope at the SKU's own mean price fades
+            with np.errstate(divide="ignore", invalid="ignore"):
+                xbar = np.where(s[:, 0] > 0, s[:, 1] / s[:, 0], 0.0)
+            slope = np.stack([-xbar, np.ones_like(xbar), np.zeros_like(xbar)], axis=1)
+            _forget_along(s, b, np.ones(len(s), dtype=bool), slope, 1.0 - fade)
         _add_labels(s, b, theta, x, y, lam, phi)
         other = _rows(vs, OTHER, OTHER_WIDTH)  # the regime left at the last change, if any
         has = (other[:, 0] > 0) & (self.recall > 0)
@@ -411,13 +468,9 @@ class Elasticity:
         b[full] *= keep
         if not back.any():
             return
-        j, h = _info(s[back], b[back])
-        c = j[:, :, 0] / np.maximum(j[:, 0, 0], 1e-12)[:, None]  # J[:, 0] / J00
-        # keep·J + (1 - keep)·(J - c·J[0, :]): the level's share is keep, the shape's all of it
-        j -= (1.0 - keep) * c[:, :, None] * j[:, 0, None, :]
-        h -= (1.0 - keep) * c * h[:, :1]
-        s[back] = np.stack([j[:, 0, 0], j[:, 0, 1], j[:, 1, 1], h[:, 0], h[:, 1]], axis=1)
-        b[back] = np.stack([j[:, 0, 2], j[:, 1, 2], j[:, 2, 2], h[:, 2]], axis=1)
+        level = np.zeros((int(back.sum()), 3))
+        level[:, 0] = 1.0
+        _forget_along(s, b, back, level, keep)
 
     def learn_local(self, view: SkuView, price: float, units: float) -> None:
         """One IRLS step of the SKU's own likelihood for a label, at its current posterior: the

@@ -277,3 +277,17 @@ def test_a_change_keeps_the_regime_it_left_and_still_relearns() -> None:
     e, _ = el.elasticity(views)
     assert all(len(v.state.get("el_alt", [])) == 10 for v in views)  # each changed once
     assert float(np.median(e)) < -2.6, e
+
+
+def test_the_slope_fades_as_fast_as_the_catalogue_changes() -> None:
+    """The pooled rate of changes found (``PooledPrior.hazard``: changes found ÷ labels plus
+    50,000) stays at 0 on stationary SKUs and rises where the watches find changes: what a SKU
+    knows of its elasticity does not fade in a catalogue that does not change."""
+    still = Elasticity(prior=PooledPrior(mean_e=-2.0, sd_e=0.75))
+    _run(still, _views(8, traffic=80.0), lambda w: -2.4, 2940, seed=4, centre=20.0, spread=0.08)
+    changing = Elasticity(prior=PooledPrior(mean_e=-2.0))
+    found = _steepens_at_the_reference(changing, seed=4)
+    assert sum(d is not None for d in found) >= 7
+    assert still.prior.hazard == 0.0, still.prior.hazard  # no change found, no fading
+    # the changes found in 23,520 labels (+ 50,000): measured 1.2e-4, one in 8,000 labels
+    assert changing.prior.hazard > 6e-5, changing.prior.hazard
