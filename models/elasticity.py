@@ -414,11 +414,12 @@ class Elasticity:
         s *= self.forget
         b *= self.forget
         fade = min(max(self.prior.hazard, 0.0), 1.0 / _MIN_MEMORY) if self.fade_slope else 0.0
-        if fade > 0:  # the slope at the SKU's own mean price fades
+        settled = own[:, 0] >= self.detect_min_var  # as the watch judges: not the long tail
+        if fade > 0 and settled.any():  # the slope at the SKU's own mean price fades
             with np.errstate(divide="ignore", invalid="ignore"):
                 xbar = np.where(s[:, 0] > 0, s[:, 1] / s[:, 0], 0.0)
             slope = np.stack([-xbar, np.ones_like(xbar), np.zeros_like(xbar)], axis=1)
-            _forget_along(s, b, np.ones(len(s), dtype=bool), slope, 1.0 - fade)
+            _forget_along(s, b, settled, slope[settled], 1.0 - fade)
         _add_labels(s, b, theta, x, y, lam, phi)
         other = _rows(vs, OTHER, OTHER_WIDTH)  # the regime left at the last change, if any
         has = (other[:, 0] > 0) & (self.recall > 0)
