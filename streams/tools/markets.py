@@ -27,7 +27,12 @@ from repricer.streams.tools.simulator.families import FAMILIES, family_of
 RATIOS = ("profit_vs_oracle", "profit_vs_oracle_last_day", "profit_vs_static")
 # the same without the sales noise: expected profit at the prices charged (what a long tail's
 # few sales cannot show), and static ÷ oracle, the room there is
-EXPECTED = ("static_vs_oracle", "expected_vs_oracle", "expected_vs_static")
+EXPECTED = (
+    "static_vs_oracle",
+    "expected_vs_oracle",
+    "expected_vs_oracle_last_day",
+    "expected_vs_static",
+)
 # the best a pricing that does not learn the SKU can do (its family's prior, not its truth):
 # the whole run and the last day, realised on the same traffic, and the run in expectation
 PRIOR = ("prior_oracle_vs_oracle", "prior_oracle_vs_oracle_last_day", "prior_expected_vs_oracle")
@@ -90,6 +95,7 @@ def seed_report(
             "profit_vs_static": ratio(po[0], st[0]),
             "static_vs_oracle": ratio(st[0], orc[0]),
             "expected_vs_oracle": ratio(exp["policy"][fam][0], exp["oracle"][fam][0]),
+            "expected_vs_oracle_last_day": ratio(exp["policy"][fam][1], exp["oracle"][fam][1]),
             "expected_vs_static": ratio(exp["policy"][fam][0], exp["static"][fam][0]),
             "prior_oracle_vs_oracle": ratio(pri[0], orc[0]),
             "prior_oracle_vs_oracle_last_day": ratio(pri[1], orc[1]),
