@@ -86,6 +86,14 @@ def llr_step(y: np.ndarray, lam_other: np.ndarray, lam: np.ndarray, phi: float) 
     return np.asarray((y * np.log(other / cur) - (other - cur)) / phi)
 
 
+def own_mean_x(own: np.ndarray) -> np.ndarray:
+    """(N,) each SKU's information-weighted mean log price ``x̄ = J01 / J00`` from its own
+    likelihood (``J00, J01, …``; 0 where it holds none): the pivot the price-response watch
+    tests about, and about which the elasticity's slope fades (:mod:`models.elasticity`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(own[:, 0] > 0, own[:, 1] / own[:, 0], 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Watch:
     """The change watch's settings (see :class:`models.elasticity.Elasticity`)."""
@@ -124,16 +132,14 @@ class Watch:
         if self.detect <= 0:
             none = np.zeros(len(cd), dtype=bool)
             return cd, none, none
-        judged = own[:, 0] >= self.min_var
+        judged = self.judges(own)
         lr = math.log1p(self.shift)
         up = (y * lr - lam * self.shift) / phi
         down = (lam * (1.0 - math.exp(-lr)) - y * lr) / phi
         cd[:, 0] = np.where(judged, np.maximum(cd[:, 0] + up, 0.0), 0.0)
         cd[:, 1] = np.where(judged, np.maximum(cd[:, 1] + down, 0.0), 0.0)
         if self.slope > 0:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                xbar = np.where(own[:, 0] > 0, own[:, 1] / own[:, 0], 0.0)
-            dx = self.slope * (x - xbar)
+            dx = self.slope * (x - own_mean_x(own))
             for col, sign in ((5, -1.0), (6, 1.0)):  # steeper, flatter
                 llr = (y * sign * dx - lam * np.expm1(sign * dx)) / phi
                 cd[:, col] = np.where(judged, np.maximum(cd[:, col] + llr, 0.0), 0.0)
@@ -147,6 +153,12 @@ class Watch:
         cd[changed, 8] = np.where(level_only[changed], way[changed], 0.0)
         cd[changed, 4] += 1.0
         return cd, changed, back
+
+    def judges(self, own: np.ndarray) -> np.ndarray:
+        """(N,) rows the watch judges: their own likelihood ``own`` (``J00, …``) holds
+        ``min_var`` expected units (÷ dispersion) at its level; not a new SKU, nor most of the
+        long tail."""
+        return np.asarray(own[:, 0] >= self.min_var)
 
     def echo(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """Rows whose level alarm (``after``, from :meth:`step` on ``before``) goes the same way

@@ -68,7 +68,14 @@ import numpy as np
 
 from repricer.models.base import SkuView
 from repricer.models.bend_prior import SD_K_FLOOR, bend_evidence, spread, spread_moment
-from repricer.models.change_watch import OTHER, OTHER_WIDTH, Watch, llr_step, watch_state
+from repricer.models.change_watch import (
+    OTHER,
+    OTHER_WIDTH,
+    Watch,
+    llr_step,
+    own_mean_x,
+    watch_state,
+)
 
 _MAX_ETA = 12.0  # exp(12) ≈ 160k units per window: beyond that the linearisation is meaningless
 _MIN_EXPOSURE = 0.5  # views; a SKU nobody looked at recently still has a finite offset
@@ -413,20 +420,6 @@ class Elasticity:
         own = s.copy()  # the SKU's own likelihood before the label (the watch judges by it)
         s *= self.forget
         b *= self.forget
-        fade = min(max(self.prior.hazard, 0.0), 1.0 / _MIN_MEMORY) if self.fade_slope else 0.0
-        settled = own[:, 0] >= self.detect_min_var  # as the watch judges: not the long tail
-        if fade > 0 and settled.any():  # the slope at the SKU's own mean price fades
-            with np.errstate(divide="ignore", invalid="ignore"):
-                xbar = np.where(s[:, 0] > 0, s[:, 1] / s[:, 0], 0.0)
-            slope = np.stack([-xbar, np.ones_like(xbar), np.zeros_like(xbar)], axis=1)
-            _forget_along(s, b, settled, slope[settled], 1.0 - fade)
-        _add_labels(s, b, theta, x, y, lam, phi)
-        other = _rows(vs, OTHER, OTHER_WIDTH)  # the regime left at the last change, if any
-        has = (other[:, 0] > 0) & (self.recall > 0)
-        if has.any():  # the evidence that the regime the SKU left fits its labels better
-            t_o, _ = self._solve(other[has, :5], other[has, 5:9])
-            lam_o = np.exp(np.minimum(_eta(off[has], t_o, x[has]), _MAX_ETA))
-            other[has, 9] = np.maximum(other[has, 9] + llr_step(y[has], lam_o, lam[has], phi), 0.0)
         watch = Watch(
             self.detect,
             self.detect_shift,
@@ -434,6 +427,19 @@ class Elasticity:
             self.detect_slope,
             self.detect_return,
         )
+        fade = min(max(self.prior.hazard, 0.0), 1.0 / _MIN_MEMORY) if self.fade_slope else 0.0
+        settled = watch.judges(own)  # the SKUs the watch judges: not the long tail
+        if fade > 0 and settled.any():  # the slope at the SKU's own mean price fades
+            xbar = own_mean_x(own[settled])
+            slope = np.stack([-xbar, np.ones_like(xbar), np.zeros_like(xbar)], axis=1)
+            _forget_along(s, b, settled, slope, 1.0 - fade)
+        _add_labels(s, b, theta, x, y, lam, phi)
+        other = _rows(vs, OTHER, OTHER_WIDTH)  # the regime left at the last change, if any
+        has = (other[:, 0] > 0) & (self.recall > 0)
+        if has.any():  # the evidence that the regime the SKU left fits its labels better
+            t_o, _ = self._solve(other[has, :5], other[has, 5:9])
+            lam_o = np.exp(np.minimum(_eta(off[has], t_o, x[has]), _MAX_ETA))
+            other[has, 9] = np.maximum(other[has, 9] + llr_step(y[has], lam_o, lam[has], phi), 0.0)
         before = watch_state(vs)
         cd, changed, back = watch.step(before, y, lam, phi, own, x)
         swap = np.zeros_like(back)  # the level came back to the regime the SKU left
