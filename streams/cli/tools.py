@@ -174,12 +174,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise SystemExit("repricer bench: --seeds must be at least 1")
         from repricer.streams.tools.bench.forecast_markets import forecast_markets_seeds
 
+        given = {k: v for k, v in (("seeds", args.seeds), ("seed", args.seed)) if v is not None}
         out = forecast_markets_seeds(
-            args.market,
-            seeds=1 if args.seeds is None else args.seeds,
-            seed=11 if args.seed is None else args.seed,
-            quick=args.quick,
-            progress=None if args.json else err,
+            args.market, quick=args.quick, progress=None if args.json else err, **given
         )
         print(json.dumps(out, indent=None if args.json else 2))
         return 0

@@ -20,6 +20,8 @@ from repricer.streams.tools.backtest import DAY_MS, RunResult, run_market
 from repricer.streams.tools.bench.common import Progress, machine
 from repricer.streams.tools.simulator.truth import MEAN_QTY, QTY_PROBS, QTY_VALUES
 
+SEED = 11  # the forecast benchmark's market seed (`bench forecast --market`: its first seed)
+
 
 def lstm_batching(repeats: int = 5, rows: int = 4096) -> dict[str, Any]:
     """Rows/s of the ONNX LSTM at batch 256 ÷ batch 1, on the provider actually selected."""
@@ -78,7 +80,7 @@ def forecast(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         if progress:
             progress(f"[bench forecast] River pooled regressor {reg!r}: {skus} SKUs x {days} days")
         s = base.model_copy(update={"river_regressor": reg})
-        res = forecast_bench(skus=skus, days=days, seed=11, settings=s, eval_days=eval_days)
+        res = forecast_bench(skus=skus, days=days, seed=SEED, settings=s, eval_days=eval_days)
         by_regressor[reg] = res
     chosen = base.river_regressor
     report.update(by_regressor[chosen])
@@ -97,7 +99,7 @@ def forecast(quick: bool = False, progress: Progress = None) -> dict[str, Any]:
         cand = forecast_bench(
             skus=skus,
             days=days,
-            seed=11,
+            seed=SEED,
             settings=base,
             eval_days=eval_days,
             extra_members=(SeasonalPoisson,),

@@ -22,7 +22,7 @@ from typing import Any
 from repricer.streams.settings import Settings
 from repricer.streams.tools.backtest import RunResult, run_market
 from repricer.streams.tools.bench.common import Progress, machine
-from repricer.streams.tools.bench.forecast import score_run
+from repricer.streams.tools.bench.forecast import SEED, score_run
 from repricer.streams.tools.markets import ratio, summary
 from repricer.streams.tools.simulator.families import FAMILIES, family_of
 
@@ -43,7 +43,7 @@ def forecast_markets(
     skus: int | None = None,
     days: float | None = None,
     eval_days: float | None = None,
-    seed: int = 11,
+    seed: int = SEED,
     quick: bool = False,
     settings: Settings | None = None,
     progress: Progress = None,
@@ -129,7 +129,7 @@ def forecast_markets_seeds(
     market: str = "mix",
     *,
     seeds: int = 1,
-    seed: int = 11,
+    seed: int = SEED,
     progress: Progress = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
